@@ -1,0 +1,292 @@
+//! The one file format for a whole compressed model.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! magic "WBCONT01" (8) | n_shared u32 | n_tensors u32                      fixed header, 16 B
+//! n_shared × ( k u32 | k × f32 )                                           shared codebooks
+//! n_tensors × ( name_len u16 | name | ndim u8 | ndim × u32 | flags u8 | kind u8 | payload )
+//!   kind 0 f32:      n × f32
+//!   kind 1 bf16:     n × u16
+//!   kind 2 f16:      n × u16
+//!   kind 3 codebook: ref u8 (0 local, 1 shared) | k u32 (local) or id u32 (shared)
+//!                    | bits u8 | local: k × f32 | ⌈n·bits/8⌉ bytes of LSB-first packed indices
+//!   kind 4 int8:     c × f32 scales (c = shape[0]) | n × i8
+//! sha256 of everything above (32)                                           trailer
+//! ```
+//!
+//! [`crate::Artifact::size`] predicts every byte of this layout; [`write_with_spans`]
+//! reports what was actually written so tests can compare the two per tensor.
+
+use crate::bitpack::{pack, packed_len, unpack};
+use crate::encoding::{Artifact, CodebookRef, EncodedTensor, Encoding};
+use crate::error::{CoreError, Result};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// File magic, including the format version.
+pub const MAGIC: &[u8; 8] = b"WBCONT01";
+/// Bytes of the fixed header (magic + two counts).
+pub const FIXED_HEADER_BYTES: u64 = 16;
+/// Bytes of the checksum trailer.
+pub const TRAILER_BYTES: u64 = 32;
+
+/// Byte span that one tensor occupies in a written container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpan {
+    /// Tensor name.
+    pub name: String,
+    /// Offset of its first byte.
+    pub start: u64,
+    /// Offset one past its last byte.
+    pub end: u64,
+}
+
+/// Serializes `artifact`, validating it first.
+pub fn write(artifact: &Artifact) -> Result<Vec<u8>> {
+    write_with_spans(artifact).map(|(b, _)| b)
+}
+
+/// Serializes `artifact` and reports where each tensor landed.
+pub fn write_with_spans(artifact: &Artifact) -> Result<(Vec<u8>, Vec<TensorSpan>)> {
+    artifact.validate()?;
+    let mut out = Vec::with_capacity(artifact.size().total_bytes as usize);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(artifact.shared_codebooks.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(artifact.tensors.len() as u32).to_le_bytes());
+    for cb in &artifact.shared_codebooks {
+        out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
+        put_f32s(&mut out, cb);
+    }
+    let mut spans = Vec::with_capacity(artifact.tensors.len());
+    for t in &artifact.tensors {
+        let start = out.len() as u64;
+        write_tensor(&mut out, t);
+        spans.push(TensorSpan {
+            name: t.name.clone(),
+            start,
+            end: out.len() as u64,
+        });
+    }
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    Ok((out, spans))
+}
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    for x in v {
+        out.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+}
+
+fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor) {
+    out.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
+    out.extend_from_slice(t.name.as_bytes());
+    out.push(t.shape.len() as u8);
+    for d in &t.shape {
+        out.extend_from_slice(&(*d as u32).to_le_bytes());
+    }
+    out.push(t.compressible as u8);
+    out.push(t.encoding.kind_tag());
+    match &t.encoding {
+        Encoding::F32(v) => put_f32s(out, v),
+        Encoding::Bf16(v) | Encoding::F16(v) => {
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        Encoding::Codebook {
+            codebook,
+            bits,
+            indices,
+        } => {
+            match codebook {
+                CodebookRef::Local(cb) => {
+                    out.push(0);
+                    out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
+                }
+                CodebookRef::Shared(id) => {
+                    out.push(1);
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+            }
+            out.push(*bits);
+            if let CodebookRef::Local(cb) = codebook {
+                put_f32s(out, cb);
+            }
+            out.extend_from_slice(&pack(indices, *bits));
+        }
+        Encoding::Int8PerChannel { scales, q } => {
+            put_f32s(out, scales);
+            out.extend(q.iter().map(|v| *v as u8));
+        }
+    }
+}
+
+/// Writes `artifact` to `path` atomically (temporary file in the same directory, then
+/// rename) and returns the bytes written.
+pub fn write_file(artifact: &Artifact, path: &Path) -> Result<u64> {
+    let bytes = write(artifact)?;
+    crate::io::atomic_write(path, &bytes)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Reads a container file.
+pub fn read_file(path: &Path) -> Result<Artifact> {
+    let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read(&bytes).map_err(|e| match e {
+        CoreError::MalformedContainer { reason, .. } => CoreError::MalformedContainer {
+            path: Some(path.to_path_buf()),
+            reason,
+        },
+        other => other,
+    })
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() - self.pos < n {
+            return Err(malformed(format!(
+                "truncated: wanted {n} bytes at offset {} of {}",
+                self.pos,
+                self.b.len()
+            )));
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
+        Ok(self
+            .take(n.checked_mul(4).ok_or_else(|| malformed("length overflow"))?)?
+            .chunks_exact(4)
+            .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
+            .collect())
+    }
+    fn u16s(&mut self, n: usize) -> Result<Vec<u16>> {
+        Ok(self
+            .take(n.checked_mul(2).ok_or_else(|| malformed("length overflow"))?)?
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(c.try_into().expect("2 bytes")))
+            .collect())
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> CoreError {
+    CoreError::MalformedContainer {
+        path: None,
+        reason: reason.into(),
+    }
+}
+
+/// Parses container bytes, verifying magic and checksum, and validates every encoding.
+pub fn read(bytes: &[u8]) -> Result<Artifact> {
+    let min = (FIXED_HEADER_BYTES + TRAILER_BYTES) as usize;
+    if bytes.len() < min {
+        return Err(malformed(format!(
+            "{} bytes is shorter than the minimum {min}",
+            bytes.len()
+        )));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(malformed("bad magic (not a weightbench container, or another version)"));
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES as usize);
+    if Sha256::digest(body).as_slice() != trailer {
+        return Err(malformed("checksum mismatch (file corrupted or truncated)"));
+    }
+    let mut r = Reader { b: body, pos: 8 };
+    let n_shared = r.u32()? as usize;
+    let n_tensors = r.u32()? as usize;
+    let mut shared_codebooks = Vec::with_capacity(n_shared.min(1 << 16));
+    for _ in 0..n_shared {
+        let k = r.u32()? as usize;
+        shared_codebooks.push(r.f32s(k)?);
+    }
+    let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16));
+    for _ in 0..n_tensors {
+        let name_len = r.u16()? as usize;
+        let name = String::from_utf8(r.take(name_len)?.to_vec())
+            .map_err(|_| malformed("tensor name is not UTF-8"))?;
+        let ndim = r.u8()? as usize;
+        let shape = (0..ndim)
+            .map(|_| r.u32().map(|d| d as usize))
+            .collect::<Result<Vec<_>>>()?;
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .ok_or_else(|| malformed(format!("tensor `{name}`: shape overflows")))?;
+        let compressible = r.u8()? & 1 == 1;
+        let kind = r.u8()?;
+        let encoding = match kind {
+            0 => Encoding::F32(r.f32s(n)?),
+            1 => Encoding::Bf16(r.u16s(n)?),
+            2 => Encoding::F16(r.u16s(n)?),
+            3 => {
+                let tag = r.u8()?;
+                let k_or_id = r.u32()?;
+                let bits = r.u8()?;
+                if bits > 32 {
+                    return Err(malformed(format!("tensor `{name}`: index width {bits} > 32")));
+                }
+                let codebook = match tag {
+                    0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
+                    1 => CodebookRef::Shared(k_or_id),
+                    t => {
+                        return Err(malformed(format!(
+                            "tensor `{name}`: unknown codebook reference {t}"
+                        )))
+                    }
+                };
+                let packed = r.take(packed_len(n, bits))?;
+                Encoding::Codebook {
+                    codebook,
+                    bits,
+                    indices: unpack(packed, n, bits),
+                }
+            }
+            4 => {
+                let c = shape.first().copied().unwrap_or(1).max(1);
+                let scales = r.f32s(c)?;
+                let q = r.take(n)?.iter().map(|b| *b as i8).collect();
+                Encoding::Int8PerChannel { scales, q }
+            }
+            k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
+        };
+        tensors.push(EncodedTensor {
+            name,
+            shape,
+            compressible,
+            encoding,
+        });
+    }
+    if r.pos != body.len() {
+        return Err(malformed(format!(
+            "{} trailing bytes after the last tensor",
+            body.len() - r.pos
+        )));
+    }
+    let artifact = Artifact {
+        shared_codebooks,
+        tensors,
+    };
+    artifact.validate()?;
+    Ok(artifact)
+}

@@ -1,0 +1,461 @@
+//! Encodings of one tensor and of a whole compressed model ([`Artifact`]), with the
+//! analytic size accounting that the container must match byte for byte.
+
+use crate::bitpack::index_bits;
+use crate::error::{CoreError, Result};
+use crate::weights::{Tensor, WeightSet};
+use half::{bf16, f16};
+
+/// Where a codebook encoding finds its shared values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodebookRef {
+    /// The tensor carries its own FP32 codebook.
+    Local(Vec<f32>),
+    /// The tensor uses codebook number `id` of [`Artifact::shared_codebooks`].
+    Shared(u32),
+}
+
+/// How one tensor's values are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Encoding {
+    /// Plain IEEE f32, 32 bits per value.
+    F32(Vec<f32>),
+    /// bfloat16 bit patterns, 16 bits per value.
+    Bf16(Vec<u16>),
+    /// IEEE half bit patterns, 16 bits per value.
+    F16(Vec<u16>),
+    /// Weight sharing: every value is `codebook[index]`; indices are stored bit-packed
+    /// at `bits` = ⌈log2 k⌉ bits, centroids as FP32.
+    Codebook {
+        /// The shared values.
+        codebook: CodebookRef,
+        /// Index width in bits; must equal ⌈log2 k⌉ of the codebook.
+        bits: u8,
+        /// One index per value, row-major.
+        indices: Vec<u32>,
+    },
+    /// Symmetric int8 per output channel: value = `q * scales[channel]`, channel = the
+    /// outermost dimension.
+    Int8PerChannel {
+        /// One FP32 scale per output channel.
+        scales: Vec<f32>,
+        /// Quantized values, row-major.
+        q: Vec<i8>,
+    },
+}
+
+impl Encoding {
+    /// Casts to bfloat16 with round-to-nearest-even (NaN stays NaN).
+    pub fn bf16_from_f32(values: &[f32]) -> Self {
+        Encoding::Bf16(values.iter().map(|v| bf16::from_f32(*v).to_bits()).collect())
+    }
+
+    /// Casts to IEEE half with round-to-nearest-even (overflow becomes ±inf).
+    pub fn f16_from_f32(values: &[f32]) -> Self {
+        Encoding::F16(values.iter().map(|v| f16::from_f32(*v).to_bits()).collect())
+    }
+
+    /// A codebook encoding with a local codebook and the narrowest index width.
+    pub fn codebook_local(codebook: Vec<f32>, indices: Vec<u32>) -> Self {
+        let bits = index_bits(codebook.len());
+        Encoding::Codebook {
+            codebook: CodebookRef::Local(codebook),
+            bits,
+            indices,
+        }
+    }
+
+    /// Short name of the encoding kind, as used in per-layer breakdowns.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Encoding::F32(_) => "f32",
+            Encoding::Bf16(_) => "bf16",
+            Encoding::F16(_) => "f16",
+            Encoding::Codebook {
+                codebook: CodebookRef::Local(_),
+                ..
+            } => "codebook",
+            Encoding::Codebook {
+                codebook: CodebookRef::Shared(_),
+                ..
+            } => "codebook-shared",
+            Encoding::Int8PerChannel { .. } => "int8-per-channel",
+        }
+    }
+
+    pub(crate) fn kind_tag(&self) -> u8 {
+        match self {
+            Encoding::F32(_) => 0,
+            Encoding::Bf16(_) => 1,
+            Encoding::F16(_) => 2,
+            Encoding::Codebook { .. } => 3,
+            Encoding::Int8PerChannel { .. } => 4,
+        }
+    }
+
+    /// Number of encoded values.
+    pub fn len(&self) -> usize {
+        match self {
+            Encoding::F32(v) => v.len(),
+            Encoding::Bf16(v) | Encoding::F16(v) => v.len(),
+            Encoding::Codebook { indices, .. } => indices.len(),
+            Encoding::Int8PerChannel { q, .. } => q.len(),
+        }
+    }
+
+    /// True when no value is encoded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One tensor of a compressed model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedTensor {
+    /// Parameter name.
+    pub name: String,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Whether the tensor counts as compressible (and so enters `bits_compressed`).
+    pub compressible: bool,
+    /// The stored values.
+    pub encoding: Encoding,
+}
+
+impl EncodedTensor {
+    /// Wraps `t` unchanged as FP32 (what every method does with tensors it does not compress).
+    pub fn dense(t: &Tensor) -> Self {
+        Self {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            compressible: t.compressible,
+            encoding: Encoding::F32(t.data.clone()),
+        }
+    }
+
+    /// Encodes `t` with `encoding`, keeping its name, shape and flag.
+    pub fn with(t: &Tensor, encoding: Encoding) -> Self {
+        Self {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            compressible: t.compressible,
+            encoding,
+        }
+    }
+
+    fn invalid(&self, reason: impl Into<String>) -> CoreError {
+        CoreError::InvalidEncoding {
+            name: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks the encoding against the shape and the artifact's shared codebooks.
+    pub fn validate(&self, shared: &[Vec<f32>]) -> Result<()> {
+        let n: usize = self.shape.iter().product();
+        if self.encoding.len() != n {
+            return Err(self.invalid(format!(
+                "shape {:?} holds {n} values but the encoding has {}",
+                self.shape,
+                self.encoding.len()
+            )));
+        }
+        if self.name.len() > u16::MAX as usize || self.shape.len() > u8::MAX as usize {
+            return Err(self.invalid("name longer than 65535 bytes or more than 255 dims"));
+        }
+        if let Some(d) = self.shape.iter().find(|d| **d > u32::MAX as usize) {
+            return Err(self.invalid(format!("dimension {d} exceeds u32")));
+        }
+        match &self.encoding {
+            Encoding::Codebook {
+                codebook,
+                bits,
+                indices,
+            } => {
+                let k = match codebook {
+                    CodebookRef::Local(cb) => cb.len(),
+                    CodebookRef::Shared(id) => shared
+                        .get(*id as usize)
+                        .ok_or_else(|| {
+                            self.invalid(format!(
+                                "shared codebook {id} does not exist ({} present)",
+                                shared.len()
+                            ))
+                        })?
+                        .len(),
+                };
+                if k == 0 {
+                    return Err(self.invalid("empty codebook"));
+                }
+                if *bits != index_bits(k) {
+                    return Err(self.invalid(format!(
+                        "index width {bits} bits but a codebook of {k} needs exactly {}",
+                        index_bits(k)
+                    )));
+                }
+                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k)
+                {
+                    return Err(self.invalid(format!(
+                        "index {v} at position {i} out of range for a codebook of {k}"
+                    )));
+                }
+            }
+            Encoding::Int8PerChannel { scales, .. } => {
+                let c = self.shape.first().copied().unwrap_or(1).max(1);
+                if scales.len() != c {
+                    return Err(self.invalid(format!(
+                        "{} scales for {c} output channels",
+                        scales.len()
+                    )));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Decodes to f32 values (exactly what the container reader reproduces).
+    pub fn decode(&self, shared: &[Vec<f32>]) -> Result<Vec<f32>> {
+        self.validate(shared)?;
+        Ok(match &self.encoding {
+            Encoding::F32(v) => v.clone(),
+            Encoding::Bf16(v) => v.iter().map(|b| bf16::from_bits(*b).to_f32()).collect(),
+            Encoding::F16(v) => v.iter().map(|b| f16::from_bits(*b).to_f32()).collect(),
+            Encoding::Codebook {
+                codebook, indices, ..
+            } => {
+                let cb: &[f32] = match codebook {
+                    CodebookRef::Local(cb) => cb,
+                    CodebookRef::Shared(id) => &shared[*id as usize],
+                };
+                indices.iter().map(|i| cb[*i as usize]).collect()
+            }
+            Encoding::Int8PerChannel { scales, q } => {
+                let per = q.len() / scales.len().max(1);
+                q.iter()
+                    .enumerate()
+                    .map(|(i, v)| *v as f32 * scales[if per == 0 { 0 } else { i / per }])
+                    .collect()
+            }
+        })
+    }
+
+    /// The tensor's size, component by component, exactly as the container writes it.
+    pub fn size(&self) -> TensorSize {
+        let n = self.encoding.len() as u64;
+        // name_len u16 + name + ndim u8 + dims u32 each + flags u8 + kind u8
+        let mut header = 2 + self.name.len() as u64 + 1 + 4 * self.shape.len() as u64 + 1 + 1;
+        let mut s = TensorSize::default();
+        match &self.encoding {
+            Encoding::F32(_) => {
+                s.value_bits = 32 * n;
+                s.values = 4 * n;
+            }
+            Encoding::Bf16(_) | Encoding::F16(_) => {
+                s.value_bits = 16 * n;
+                s.values = 2 * n;
+            }
+            Encoding::Codebook {
+                codebook, bits, ..
+            } => {
+                // codebook ref tag u8 + (k u32 | shared id u32) + bits u8
+                header += 1 + 4 + 1;
+                if let CodebookRef::Local(cb) = codebook {
+                    s.codebook_bits = 32 * cb.len() as u64;
+                    s.codebook = 4 * cb.len() as u64;
+                }
+                s.index_bits = *bits as u64 * n;
+                s.indices = s.index_bits.div_ceil(8);
+            }
+            Encoding::Int8PerChannel { scales, .. } => {
+                s.scale_bits = 32 * scales.len() as u64;
+                s.scales = 4 * scales.len() as u64;
+                s.value_bits = 8 * n;
+                s.values = n;
+            }
+        }
+        s.header = header;
+        s
+    }
+}
+
+/// Size of one encoded tensor: bytes per container component, and the analytic bit
+/// count of the payload (the "paper accounting": indices + codebook + scales + values,
+/// no names or shapes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TensorSize {
+    /// Name, shape, kind tag and codebook metadata, in bytes.
+    pub header: u64,
+    /// Local codebook bytes.
+    pub codebook: u64,
+    /// Packed index bytes.
+    pub indices: u64,
+    /// Dense value bytes (f32/bf16/f16/int8).
+    pub values: u64,
+    /// Per-channel scale bytes.
+    pub scales: u64,
+    /// Analytic bits of the local codebook.
+    pub codebook_bits: u64,
+    /// Analytic bits of the indices (n · bits).
+    pub index_bits: u64,
+    /// Analytic bits of dense values.
+    pub value_bits: u64,
+    /// Analytic bits of the scales.
+    pub scale_bits: u64,
+}
+
+impl TensorSize {
+    /// Payload bits, the paper accounting of this tensor.
+    pub fn payload_bits(&self) -> u64 {
+        self.codebook_bits + self.index_bits + self.value_bits + self.scale_bits
+    }
+
+    /// Bytes the container spends on this tensor.
+    pub fn bytes(&self) -> u64 {
+        self.header + self.codebook + self.indices + self.values + self.scales
+    }
+}
+
+/// A whole compressed model: every tensor of the model (compressed or FP32), plus
+/// codebooks shared across tensors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Artifact {
+    /// Codebooks shared across layers (FP32 values), referenced by [`CodebookRef::Shared`].
+    pub shared_codebooks: Vec<Vec<f32>>,
+    /// One entry per model parameter, in the model's order.
+    pub tensors: Vec<EncodedTensor>,
+}
+
+/// Size of a whole artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactSize {
+    /// Per tensor, in artifact order.
+    pub tensors: Vec<(String, TensorSize)>,
+    /// Fixed container header + shared codebook length fields + checksum trailer, in bytes.
+    pub container_overhead: u64,
+    /// Shared codebook values, in bytes (= bits / 8: FP32 values).
+    pub shared_codebooks: u64,
+    /// Weights counted by the paper accounting (compressible tensors).
+    pub counted_params: u64,
+    /// 32 × counted_params.
+    pub bits_baseline: u64,
+    /// Payload bits of the compressible tensors plus the shared codebooks.
+    pub bits_compressed: u64,
+    /// Exact size of the container file.
+    pub total_bytes: u64,
+}
+
+impl ArtifactSize {
+    /// `bits_baseline / bits_compressed` (compressible weights only).
+    pub fn compression_ratio(&self) -> f64 {
+        if self.bits_compressed == 0 {
+            f64::INFINITY
+        } else {
+            self.bits_baseline as f64 / self.bits_compressed as f64
+        }
+    }
+
+    /// Sums a component over all tensors.
+    pub fn component(&self, f: impl Fn(&TensorSize) -> u64) -> u64 {
+        self.tensors.iter().map(|(_, s)| f(s)).sum()
+    }
+}
+
+impl Artifact {
+    /// The uncompressed artifact: every tensor as FP32.
+    pub fn dense(weights: &WeightSet) -> Self {
+        Self {
+            shared_codebooks: vec![],
+            tensors: weights.tensors.iter().map(EncodedTensor::dense).collect(),
+        }
+    }
+
+    /// Encodes each compressible tensor with `f` and keeps the others FP32.
+    pub fn map_compressible(
+        weights: &WeightSet,
+        mut f: impl FnMut(&Tensor) -> Result<Encoding>,
+    ) -> Result<Self> {
+        let tensors = weights
+            .tensors
+            .iter()
+            .map(|t| {
+                if t.compressible {
+                    Ok(EncodedTensor::with(t, f(t)?))
+                } else {
+                    Ok(EncodedTensor::dense(t))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            shared_codebooks: vec![],
+            tensors,
+        })
+    }
+
+    /// Checks every tensor's encoding.
+    pub fn validate(&self) -> Result<()> {
+        self.tensors
+            .iter()
+            .try_for_each(|t| t.validate(&self.shared_codebooks))
+    }
+
+    /// Decodes every tensor back to f32.
+    pub fn decode(&self) -> Result<WeightSet> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|t| {
+                Tensor::new(
+                    t.name.clone(),
+                    t.shape.clone(),
+                    t.decode(&self.shared_codebooks)?,
+                    t.compressible,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        WeightSet::new(tensors)
+    }
+
+    /// Analytic size: what [`crate::container::write`] will produce, component by component.
+    pub fn size(&self) -> ArtifactSize {
+        let tensors: Vec<(String, TensorSize)> = self
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.size()))
+            .collect();
+        let shared_values: u64 = self
+            .shared_codebooks
+            .iter()
+            .map(|c| c.len() as u64)
+            .sum();
+        let container_overhead = crate::container::FIXED_HEADER_BYTES
+            + 4 * self.shared_codebooks.len() as u64
+            + crate::container::TRAILER_BYTES;
+        let counted_params: u64 = self
+            .tensors
+            .iter()
+            .filter(|t| t.compressible)
+            .map(|t| t.encoding.len() as u64)
+            .sum();
+        let bits_compressed = self
+            .tensors
+            .iter()
+            .zip(&tensors)
+            .filter(|(t, _)| t.compressible)
+            .map(|(_, (_, s))| s.payload_bits())
+            .sum::<u64>()
+            + 32 * shared_values;
+        let total_bytes = container_overhead
+            + 4 * shared_values
+            + tensors.iter().map(|(_, s)| s.bytes()).sum::<u64>();
+        ArtifactSize {
+            tensors,
+            container_overhead,
+            shared_codebooks: 4 * shared_values,
+            counted_params,
+            bits_baseline: 32 * counted_params,
+            bits_compressed,
+            total_bytes,
+        }
+    }
+}

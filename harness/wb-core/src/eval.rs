@@ -1,0 +1,173 @@
+//! Accuracy of candidate weights: the [`Evaluator`] trait, a caching wrapper and a
+//! deterministic fake for unit tests of search logic.
+
+use crate::error::CoreError;
+use crate::weights::WeightSet;
+use std::collections::HashMap;
+
+/// Top-1/top-5 counts on a fixed set of images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accuracy {
+    /// Images whose highest logit is the label.
+    pub top1_correct: usize,
+    /// Images whose label is among the five highest logits.
+    pub top5_correct: usize,
+    /// Images evaluated.
+    pub total: usize,
+}
+
+impl Accuracy {
+    /// Top-1 in percent.
+    pub fn top1_pct(&self) -> f64 {
+        pct(self.top1_correct, self.total)
+    }
+    /// Top-5 in percent.
+    pub fn top5_pct(&self) -> f64 {
+        pct(self.top5_correct, self.total)
+    }
+}
+
+fn pct(a: usize, n: usize) -> f64 {
+    if n == 0 {
+        f64::NAN
+    } else {
+        100.0 * a as f64 / n as f64
+    }
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The weights do not fit the model (names or shapes).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The backend (libtorch) failed.
+    #[error("evaluation backend: {0}")]
+    Backend(String),
+}
+
+/// Counters an evaluator keeps: search cost is a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvalStats {
+    /// Evaluations actually computed.
+    pub evaluations: u64,
+    /// Requests answered from the cache.
+    pub cache_hits: u64,
+}
+
+/// Measures the accuracy of a model with the given weights installed.
+pub trait Evaluator {
+    /// Accuracy with `weights` installed (every tensor of the model, same names and shapes).
+    fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError>;
+    /// Number of images each evaluation covers.
+    fn images(&self) -> usize;
+    /// Evaluations done so far.
+    fn stats(&self) -> EvalStats;
+}
+
+/// Wraps an evaluator with a cache keyed by the weights' content hash, so a search never
+/// pays twice for the same configuration.
+pub struct Cached<E> {
+    inner: E,
+    cache: HashMap<[u8; 32], Accuracy>,
+    hits: u64,
+}
+
+impl<E: Evaluator> Cached<E> {
+    /// Wraps `inner`.
+    pub fn new(inner: E) -> Self {
+        Self {
+            inner,
+            cache: HashMap::new(),
+            hits: 0,
+        }
+    }
+    /// The wrapped evaluator.
+    pub fn inner(&self) -> &E {
+        &self.inner
+    }
+}
+
+impl<E: Evaluator> Evaluator for Cached<E> {
+    fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
+        let key = weights.content_hash();
+        if let Some(a) = self.cache.get(&key) {
+            self.hits += 1;
+            return Ok(*a);
+        }
+        let a = self.inner.evaluate(weights)?;
+        self.cache.insert(key, a);
+        Ok(a)
+    }
+    fn images(&self) -> usize {
+        self.inner.images()
+    }
+    fn stats(&self) -> EvalStats {
+        EvalStats {
+            evaluations: self.inner.stats().evaluations,
+            cache_hits: self.hits + self.inner.stats().cache_hits,
+        }
+    }
+}
+
+/// A deterministic stand-in for a real model, for unit tests of search logic only:
+/// accuracy falls with the relative squared error of the weights against a reference,
+/// `correct = base − images · sensitivity · Σ‖w − w_ref‖² / Σ‖w_ref‖²` (clamped at 0).
+#[derive(Debug, Clone)]
+pub struct FakeEvaluator {
+    reference: WeightSet,
+    images: usize,
+    base_correct: usize,
+    sensitivity: f64,
+    evaluations: u64,
+}
+
+impl FakeEvaluator {
+    /// A fake whose reference weights score `base_correct` of `images`.
+    pub fn new(reference: WeightSet, images: usize, base_correct: usize, sensitivity: f64) -> Self {
+        Self {
+            reference,
+            images,
+            base_correct,
+            sensitivity,
+            evaluations: 0,
+        }
+    }
+}
+
+impl Evaluator for FakeEvaluator {
+    fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
+        self.evaluations += 1;
+        let (mut err, mut norm) = (0.0f64, 0.0f64);
+        for r in &self.reference.tensors {
+            let w = weights.get(&r.name)?;
+            if w.shape != r.shape {
+                return Err(EvalError::Backend(format!(
+                    "tensor `{}`: shape {:?} does not fit the model's {:?}",
+                    r.name, w.shape, r.shape
+                )));
+            }
+            for (a, b) in w.data.iter().zip(&r.data) {
+                err += (*a as f64 - *b as f64).powi(2);
+                norm += (*b as f64).powi(2);
+            }
+        }
+        let rel = if norm > 0.0 { err / norm } else { err };
+        let loss = (self.images as f64 * self.sensitivity * rel).round();
+        let top1 = (self.base_correct as f64 - loss).max(0.0) as usize;
+        Ok(Accuracy {
+            top1_correct: top1,
+            top5_correct: (top1 + (self.images - top1) / 2).min(self.images),
+            total: self.images,
+        })
+    }
+    fn images(&self) -> usize {
+        self.images
+    }
+    fn stats(&self) -> EvalStats {
+        EvalStats {
+            evaluations: self.evaluations,
+            cache_hits: 0,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bitpack;
+pub mod container;
+pub mod encoding;
+pub mod error;
+pub mod eval;
+pub mod io;
+pub mod method;
+pub mod params;
+pub mod weights;
+
+pub use encoding::{Artifact, ArtifactSize, CodebookRef, EncodedTensor, Encoding, TensorSize};
+pub use error::{CoreError, Result};
+pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator};
+pub use method::{Candidate, Context, Method, MethodError, MethodInfo, NoProgress, Progress};
+pub use params::{check_params, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
+pub use weights::{Tensor, WeightSet};

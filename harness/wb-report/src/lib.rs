@@ -1,0 +1,230 @@
+#![doc = include_str!("../README.md")]
+
+mod fsutil;
+mod load;
+mod pareto;
+mod plot;
+mod render;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+pub use pareto::pareto_front;
+pub use render::{latex_escape, render_params, sanitize_name};
+
+/// What to report on and where to write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Experiment name (used in titles and for `<name>.csv`).
+    pub name: String,
+    /// The experiment's results folder, `results/<name>`; only its `cells/`
+    /// subfolder is read.
+    pub results_dir: PathBuf,
+    /// Output folder, `reports/<name>`; created if missing.
+    pub out_dir: PathBuf,
+}
+
+impl ReportOptions {
+    /// The conventional layout: `results/<name>` → `reports/<name>`, relative
+    /// to `root` (usually the repository root).
+    pub fn for_experiment(root: &Path, name: &str) -> Self {
+        ReportOptions {
+            name: name.to_string(),
+            results_dir: root.join("results").join(name),
+            out_dir: root.join("reports").join(name),
+        }
+    }
+}
+
+/// What [`generate`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSummary {
+    /// Every file written, in order: `tables.md`, `tables.tex`, `<name>.csv`,
+    /// then `fig_<model>_<dataset>.png` / `.svg` pairs.
+    pub files: Vec<PathBuf>,
+    /// Number of rows with `status == "ok"`.
+    pub rows_ok: usize,
+    /// Number of other rows (failed, or without a status).
+    pub rows_failed: usize,
+}
+
+/// Errors of the report step. Every variant names the file or folder involved.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// `results_dir/cells` is missing or holds no `*.parquet` file.
+    #[error("no results in {}: run `weightbench run experiments/{}.toml` first", .dir.display(), experiment_name(.dir))]
+    NoResults {
+        /// The results folder that was searched.
+        dir: PathBuf,
+    },
+    /// A file-system operation failed.
+    #[error("I/O error on {}: {source}", .path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cell file could not be read as Parquet or has unusable columns.
+    #[error("cannot read results file {}: {source}", .path.display())]
+    Parquet {
+        /// The Parquet file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: PolarsError,
+    },
+    /// Combining, filtering or sorting the results failed.
+    #[error("cannot process the results in {}: {source}", .path.display())]
+    Table {
+        /// The results folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: PolarsError,
+    },
+    /// Writing the CSV table failed.
+    #[error("cannot write CSV {}: {source}", .path.display())]
+    Csv {
+        /// The CSV file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: PolarsError,
+    },
+    /// Drawing a figure failed (e.g. no usable font).
+    #[error("cannot draw figure {}: {message}", .path.display())]
+    Plot {
+        /// The figure file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn experiment_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "<name>".to_string())
+}
+
+/// Read every `results_dir/cells/*.parquet` file (hidden files and other
+/// subfolders are ignored) and concatenate them diagonally.
+///
+/// Columns of the runner's row schema are cast to their documented types and
+/// added as all-null when a file lacks them, so the result always has the full
+/// schema (first, in schema order) plus any extra columns found in some files
+/// (null elsewhere). Files are read in name order.
+pub fn load_results(results_dir: &Path) -> Result<DataFrame, ReportError> {
+    load::load(results_dir).map(|(df, _)| df)
+}
+
+/// Make a unique file stem `fig_<model>_<dataset>` (sanitized).
+fn figure_stem(used: &mut BTreeSet<String>, model: &str, dataset: &str) -> String {
+    let base = format!("fig_{}_{}", sanitize_name(model), sanitize_name(dataset));
+    let mut stem = base.clone();
+    let mut n = 2;
+    while !used.insert(stem.clone()) {
+        stem = format!("{base}_{n}");
+        n += 1;
+    }
+    stem
+}
+
+/// Build the report for one experiment: read `opts.results_dir`, write the
+/// tables, the CSV and the figures into `opts.out_dir` (each file atomically).
+///
+/// Figures are drawn for every model × dataset pair that has at least one ok
+/// row with a finite top-1 and a positive compression ratio.
+pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    let (df, n_files) = load::load(&opts.results_dir)?;
+    let table_err = |source| ReportError::Table {
+        path: opts.results_dir.clone(),
+        source,
+    };
+    let ok_df = load::select_sorted(&df, true).map_err(table_err)?;
+    let failed_df = load::select_sorted(&df, false).map_err(table_err)?;
+    let ok_rows = load::rows(&ok_df).map_err(table_err)?;
+    let failed_rows = load::rows(&failed_df).map_err(table_err)?;
+    let (rows_ok, rows_failed) = (ok_rows.len(), failed_rows.len());
+    let mut tidy = load::tidy(&ok_df, &ok_rows).map_err(table_err)?;
+    let sections = load::sections(ok_rows, failed_rows);
+
+    fs::create_dir_all(&opts.out_dir).map_err(|source| ReportError::Io {
+        path: opts.out_dir.clone(),
+        source,
+    })?;
+    let mut files = Vec::new();
+
+    let md_path = opts.out_dir.join("tables.md");
+    let md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
+    fsutil::write_atomic(&md_path, md.as_bytes())?;
+    files.push(md_path);
+
+    let tex_path = opts.out_dir.join("tables.tex");
+    fsutil::write_atomic(&tex_path, render::latex(&opts.name, &sections).as_bytes())?;
+    files.push(tex_path);
+
+    let csv_path = opts
+        .out_dir
+        .join(format!("{}.csv", sanitize_name(&opts.name)));
+    let mut csv = Vec::new();
+    CsvWriter::new(&mut csv)
+        .include_header(true)
+        .finish(&mut tidy)
+        .map_err(|source| ReportError::Csv {
+            path: csv_path.clone(),
+            source,
+        })?;
+    fsutil::write_atomic(&csv_path, &csv)?;
+    files.push(csv_path);
+
+    let mut used = BTreeSet::new();
+    for s in &sections {
+        let Some(fig) = plot::FigureData::from_section(s) else {
+            continue;
+        };
+        let stem = figure_stem(&mut used, &s.model, &s.dataset);
+        let png = opts.out_dir.join(format!("{stem}.png"));
+        let svg = opts.out_dir.join(format!("{stem}.svg"));
+        plot::write_figure(&fig, &png, &svg)?;
+        files.push(png);
+        files.push(svg);
+    }
+
+    Ok(ReportSummary {
+        files,
+        rows_ok,
+        rows_failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figure_stems_are_unique() {
+        let mut used = BTreeSet::new();
+        assert_eq!(figure_stem(&mut used, "a/b", "c"), "fig_a_b_c");
+        assert_eq!(figure_stem(&mut used, "a b", "c"), "fig_a_b_c_2");
+        assert_eq!(figure_stem(&mut used, "a:b", "c"), "fig_a_b_c_3");
+    }
+
+    #[test]
+    fn no_results_error_names_the_experiment() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("results").join("exp1");
+        let err = load_results(&results).unwrap_err();
+        assert!(matches!(err, ReportError::NoResults { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("run `weightbench run experiments/exp1.toml` first"),
+            "{msg}"
+        );
+    }
+}
