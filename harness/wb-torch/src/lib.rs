@@ -1,1 +1,14 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod card;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod model;
+
+pub use card::{find_card, list_cards, ModelCard};
+pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
+pub use error::{Result, TorchError};
+pub use eval::{Batches, TorchEvaluator};
+pub use model::{device_name, parse_device, TorchModel};
+

@@ -1,0 +1,298 @@
+//! Model cards: a TOML file next to a TorchScript model saying where the file is, what
+//! input it expects and which tensors may be compressed (format: `models/README.md`).
+
+use crate::error::{Result, TorchError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A parsed model card.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Identifier used in experiments and result rows.
+    pub name: String,
+    /// One line for humans (origin, license).
+    #[serde(default)]
+    pub description: String,
+    /// TorchScript file, relative to the card's directory.
+    pub file: PathBuf,
+    /// Dataset family the model was trained for (`"cifar10"`).
+    pub dataset: String,
+    /// Number of logits.
+    pub num_classes: usize,
+    /// Input preprocessing.
+    pub input: InputSpec,
+    /// Which parameters are compressible.
+    #[serde(default)]
+    pub weights: WeightsSpec,
+    /// Optional golden logits for regression tests.
+    #[serde(default)]
+    pub reference: Option<ReferenceSpec>,
+    /// Directory of the card (set after parsing; `file` is relative to it).
+    #[serde(skip)]
+    pub card_dir: PathBuf,
+    /// Path of the card itself (set after parsing).
+    #[serde(skip)]
+    pub card_path: PathBuf,
+}
+
+/// How uint8 RGB images become the model's float input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Tensor layout.
+    pub layout: Layout,
+    /// Pixel range before normalization.
+    pub range: PixelRange,
+    /// Per-channel mean (R, G, B), applied after the range scaling.
+    #[serde(default)]
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation (R, G, B).
+    #[serde(default)]
+    pub std: Option<[f32; 3]>,
+}
+
+/// Input tensor layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[N, 3, H, W]`.
+    Nchw,
+    /// `[N, H, W, 3]`.
+    Nhwc,
+}
+
+/// Pixel value range fed to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelRange {
+    /// Pixels divided by 255.
+    Unit,
+    /// Pixels kept as 0..255 floats.
+    Raw255,
+}
+
+/// Which parameters a method may compress.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsSpec {
+    /// `"conv-linear"` or an explicit list of parameter names.
+    pub compressible: Compressible,
+}
+
+impl Default for WeightsSpec {
+    fn default() -> Self {
+        Self {
+            compressible: Compressible::Rule(CompressibleRule::ConvLinear),
+        }
+    }
+}
+
+/// The compressible-tensor selection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Compressible {
+    /// A named rule.
+    Rule(CompressibleRule),
+    /// Explicit parameter names.
+    List(Vec<String>),
+}
+
+/// Named rules for selecting compressible tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CompressibleRule {
+    /// Every parameter named `*.weight` with two or more dimensions (conv kernels and
+    /// linear matrices); biases and BatchNorm affine parameters stay FP32.
+    #[serde(rename = "conv-linear")]
+    ConvLinear,
+}
+
+impl Compressible {
+    /// Whether the parameter `name` with `shape` is compressible under this selection.
+    pub fn selects(&self, name: &str, shape: &[usize]) -> bool {
+        match self {
+            Compressible::Rule(CompressibleRule::ConvLinear) => {
+                name.ends_with(".weight") && shape.len() >= 2
+            }
+            Compressible::List(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// Golden logits for the regression test.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// Safetensors file relative to the data directory.
+    pub logits: PathBuf,
+    /// Tensor name in that file (`[images, classes]`, f32).
+    pub key: String,
+    /// Dataset id the logits were computed on.
+    pub dataset: String,
+}
+
+impl ModelCard {
+    /// Reads and checks the card at `path`.
+    pub fn load(path: &Path) -> Result<ModelCard> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                TorchError::Missing {
+                    what: "model card",
+                    path: path.to_path_buf(),
+                    hint: String::new(),
+                }
+            } else {
+                TorchError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses card text; `path` is used for messages and to resolve `file`.
+    pub fn parse(text: &str, path: &Path) -> Result<ModelCard> {
+        let mut card: ModelCard = toml::from_str(text).map_err(|e| TorchError::Card {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        card.card_path = path.to_path_buf();
+        card.card_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        card.check()?;
+        Ok(card)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| TorchError::Card {
+            path: self.card_path.clone(),
+            message: m,
+        };
+        if self.name.is_empty() {
+            return Err(bad("field `name` is empty".into()));
+        }
+        if self.num_classes == 0 {
+            return Err(bad("field `num_classes` must be ≥ 1".into()));
+        }
+        if let Some(std) = self.input.std {
+            if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(bad(format!(
+                    "field `input.std` must be finite and > 0, got {std:?}"
+                )));
+            }
+        }
+        if self.input.mean.is_some() != self.input.std.is_some() {
+            return Err(bad(
+                "fields `input.mean` and `input.std` must be given together".into(),
+            ));
+        }
+        if let Compressible::List(l) = &self.weights.compressible {
+            if l.is_empty() {
+                return Err(bad("field `weights.compressible` lists no tensors".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The TorchScript file, resolved against the card's directory.
+    pub fn model_path(&self) -> PathBuf {
+        self.card_dir.join(&self.file)
+    }
+}
+
+/// Finds the card of model `name` in `models_dir` (`<models_dir>/<name>.toml`).
+pub fn find_card(models_dir: &Path, name: &str) -> Result<ModelCard> {
+    let path = models_dir.join(format!("{name}.toml"));
+    if !path.exists() {
+        let known = list_cards(models_dir).unwrap_or_default().join(", ");
+        return Err(TorchError::Missing {
+            what: "model card",
+            path,
+            hint: if known.is_empty() {
+                String::new()
+            } else {
+                format!("; cards found: {known}")
+            },
+        });
+    }
+    ModelCard::load(&path)
+}
+
+/// Names of the model cards (`*.toml`) in `models_dir`, sorted.
+pub fn list_cards(models_dir: &Path) -> Result<Vec<String>> {
+    let rd = std::fs::read_dir(models_dir).map_err(|e| TorchError::Io {
+        path: models_dir.to_path_buf(),
+        source: e,
+    })?;
+    let mut out: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension().and_then(|x| x.to_str()) == Some("toml"))
+                .then(|| p.file_stem()?.to_str().map(str::to_string))
+                .flatten()
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "m"
+file = "export/m.pt"
+dataset = "cifar10"
+num_classes = 10
+[input]
+layout = "nchw"
+range = "unit"
+"#;
+
+    #[test]
+    fn parses_minimal_card_with_default_rule() {
+        let c = ModelCard::parse(GOOD, Path::new("models/m.toml")).unwrap();
+        assert_eq!(c.model_path(), Path::new("models/export/m.pt"));
+        assert!(c.weights.compressible.selects("a.weight", &[3, 3]));
+        assert!(!c.weights.compressible.selects("a.weight", &[3]));
+        assert!(!c.weights.compressible.selects("a.bias", &[3, 3]));
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = format!("{GOOD}colour = \"red\"\n");
+        let e = ModelCard::parse(&text, Path::new("models/m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("models/m.toml"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn bad_layout_lists_allowed_values() {
+        let text = GOOD.replace("\"nchw\"", "\"chw\"");
+        let e = ModelCard::parse(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nchw") && e.contains("nhwc"), "{e}");
+    }
+
+    #[test]
+    fn explicit_list_and_mean_without_std() {
+        let text = format!("{GOOD}mean = [0.5, 0.5, 0.5]\n");
+        assert!(ModelCard::parse(&text, Path::new("m.toml")).is_err());
+        let text = format!("{GOOD}[weights]\ncompressible = [\"fc.weight\"]\n");
+        let c = ModelCard::parse(&text, Path::new("m.toml")).unwrap();
+        assert!(c.weights.compressible.selects("fc.weight", &[10]));
+        assert!(!c.weights.compressible.selects("conv.weight", &[3, 3]));
+    }
+
+    #[test]
+    fn missing_card_says_where_it_looked() {
+        let e = find_card(Path::new("no/such/dir"), "x").unwrap_err().to_string();
+        assert!(e.contains("no/such/dir/x.toml"), "{e}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Errors of the torch layer. Every error that concerns a file names its path.
+
+use std::path::PathBuf;
+
+/// Why loading a model, a dataset or running an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TorchError {
+    /// A file or directory the harness needs is not there.
+    #[error("{what} not found: looked at `{path}`{hint}")]
+    Missing {
+        /// What was looked for ("model card", "TorchScript file", "dataset file" …).
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// Extra advice (starts with "; " when present).
+        hint: String,
+    },
+    /// Reading a file failed.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A model card is not valid TOML or has wrong fields (the message gives line and field).
+    #[error("model card `{path}`: {message}")]
+    Card {
+        /// The card file.
+        path: PathBuf,
+        /// What is wrong, with line and column where the TOML parser knows them.
+        message: String,
+    },
+    /// A dataset file has the wrong size, a bad label or a wrong checksum.
+    #[error("dataset file `{path}`: {message}")]
+    Dataset {
+        /// The data file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An unknown dataset id or split.
+    #[error("unknown dataset `{id}`; known: {known}")]
+    UnknownDataset {
+        /// The id asked for.
+        id: String,
+        /// The registered ids, comma-separated.
+        known: String,
+    },
+    /// The model and the card or the weights disagree.
+    #[error("model `{model}`: {message}")]
+    Model {
+        /// Model name (from the card).
+        model: String,
+        /// What disagrees.
+        message: String,
+    },
+    /// The requested device is not usable.
+    #[error("device `{0}`")]
+    Device(String),
+    /// libtorch reported an error.
+    #[error("libtorch: {0}")]
+    Tch(#[from] tch::TchError),
+    /// Weight-level errors from the core.
+    #[error(transparent)]
+    Core(#[from] wb_core::CoreError),
+}
+
+impl From<TorchError> for wb_core::EvalError {
+    fn from(e: TorchError) -> Self {
+        match e {
+            TorchError::Core(c) => wb_core::EvalError::Core(c),
+            other => wb_core::EvalError::Backend(other.to_string()),
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = TorchError> = std::result::Result<T, E>;

@@ -1,0 +1,254 @@
+//! TorchScript models: loading on a device, extracting the weights as a [`WeightSet`] and
+//! installing (decoded) weights back, bit for bit.
+
+use crate::card::{Layout, ModelCard, PixelRange};
+use crate::data::{Images, PIXELS};
+use crate::error::{Result, TorchError};
+use tch::{CModule, Device, Kind, Tensor};
+use wb_core::{Tensor as WTensor, WeightSet};
+
+/// Parses `cpu`, `cuda` or `cuda:N`, checking that libtorch can use the device.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let dev = match s {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => Device::Cuda(i),
+            _ => {
+                return Err(TorchError::Device(format!(
+                    "{s}: expected `cpu`, `cuda` or `cuda:N`"
+                )))
+            }
+        },
+    };
+    if let Device::Cuda(i) = dev {
+        let n = tch::Cuda::device_count();
+        if !tch::Cuda::is_available() || i as i64 >= n {
+            return Err(TorchError::Device(format!(
+                "{s}: libtorch sees {n} CUDA device(s) (is this a CUDA build of libtorch on a machine with a GPU?)"
+            )));
+        }
+    }
+    Ok(dev)
+}
+
+/// The name weightbench uses for a device in result rows.
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Mps => "mps".into(),
+        Device::Vulkan => "vulkan".into(),
+    }
+}
+
+/// A TorchScript model in evaluation mode with handles to its parameters.
+pub struct TorchModel {
+    card: ModelCard,
+    module: CModule,
+    device: Device,
+    /// Parameter handles in the module's order (they share storage with the module).
+    params: Vec<(String, Tensor)>,
+    original: WeightSet,
+}
+
+impl std::fmt::Debug for TorchModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TorchModel")
+            .field("name", &self.card.name)
+            .field("device", &self.device)
+            .field("params", &self.params.len())
+            .finish()
+    }
+}
+
+impl TorchModel {
+    /// Loads the card's TorchScript file on `device` and extracts its FP32 weights.
+    pub fn load(card: &ModelCard, device: Device) -> Result<TorchModel> {
+        let path = card.model_path();
+        if !path.exists() {
+            return Err(TorchError::Missing {
+                what: "TorchScript file",
+                path,
+                hint: format!(
+                    "; named by the model card `{}` (the reference models are built by `just export-models`)",
+                    card.card_path.display()
+                ),
+            });
+        }
+        let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
+            model: card.name.clone(),
+            message: format!("cannot load TorchScript `{}`: {e}", path.display()),
+        })?;
+        module.f_set_eval()?;
+        let params = module.named_parameters()?;
+        let model_err = |m: String| TorchError::Model {
+            model: card.name.clone(),
+            message: m,
+        };
+        if params.is_empty() {
+            return Err(model_err("the module has no parameters".into()));
+        }
+        let mut tensors = Vec::with_capacity(params.len());
+        for (name, t) in &params {
+            if t.kind() != Kind::Float {
+                return Err(model_err(format!(
+                    "parameter `{name}` is {:?}; weightbench expects float32 models",
+                    t.kind()
+                )));
+            }
+            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+            let data = tensor_to_vec(t)?;
+            let compressible = card.weights.compressible.selects(name, &shape);
+            tensors.push(WTensor::new(name.clone(), shape, data, compressible)?);
+        }
+        if let crate::card::Compressible::List(names) = &card.weights.compressible {
+            for n in names {
+                if !params.iter().any(|(p, _)| p == n) {
+                    return Err(model_err(format!(
+                        "card `{}` lists compressible tensor `{n}`, which the model does not have",
+                        card.card_path.display()
+                    )));
+                }
+            }
+        }
+        let original = WeightSet::new(tensors)?;
+        if original.compressible().next().is_none() {
+            return Err(model_err("no parameter is compressible under the card's rule".into()));
+        }
+        original.check_finite()?;
+        Ok(TorchModel {
+            card: card.clone(),
+            module,
+            device,
+            params,
+            original,
+        })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// The pretrained FP32 weights as loaded.
+    pub fn weights(&self) -> &WeightSet {
+        &self.original
+    }
+
+    /// Copies `weights` into the module's parameters (exact f32 values). Every parameter
+    /// must be present with its shape; extra or missing tensors are errors.
+    pub fn install(&mut self, weights: &WeightSet) -> Result<()> {
+        if weights.tensors.len() != self.params.len() {
+            return Err(TorchError::Model {
+                model: self.card.name.clone(),
+                message: format!(
+                    "weight set has {} tensors, the model {}",
+                    weights.tensors.len(),
+                    self.params.len()
+                ),
+            });
+        }
+        let device = self.device;
+        tch::no_grad(|| -> Result<()> {
+            for (name, p) in self.params.iter_mut() {
+                let w = weights.get(name)?;
+                let shape: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
+                if shape != p.size() {
+                    return Err(TorchError::Model {
+                        model: self.card.name.clone(),
+                        message: format!(
+                            "tensor `{name}`: shape {:?} does not fit the model's {:?}",
+                            w.shape,
+                            p.size()
+                        ),
+                    });
+                }
+                let src = Tensor::from_slice(&w.data).view(shape.as_slice()).to_device(device);
+                p.f_copy_(&src)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The weights currently installed in the module (read back from libtorch).
+    pub fn installed(&self) -> Result<WeightSet> {
+        let mut out = Vec::with_capacity(self.params.len());
+        for (orig, (_, t)) in self.original.tensors.iter().zip(&self.params) {
+            out.push(WTensor::new(
+                orig.name.clone(),
+                orig.shape.clone(),
+                tensor_to_vec(t)?,
+                orig.compressible,
+            )?);
+        }
+        Ok(WeightSet::new(out)?)
+    }
+
+    /// Builds the model's float input from images as the card describes, on the CPU.
+    pub fn prepare(&self, images: &Images) -> Result<Tensor> {
+        prepare_input(&self.card, images)
+    }
+
+    /// Runs the module on an input batch (no autograd); returns logits `[N, classes]`.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        let out = tch::no_grad(|| self.module.forward_ts(&[input]))?;
+        let size = out.size();
+        if size.len() != 2 || size[1] != self.card.num_classes as i64 {
+            return Err(TorchError::Model {
+                model: self.card.name.clone(),
+                message: format!(
+                    "output shape {size:?}, expected [N, {}] logits (num_classes of the card)",
+                    self.card.num_classes
+                ),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Logits of `images` as a row-major `Vec` (`len · classes`), in batches of `batch`.
+    pub fn logits(&self, images: &Images, batch: usize) -> Result<Vec<f32>> {
+        let input = self.prepare(images)?;
+        let mut out = Vec::with_capacity(images.len() * self.card.num_classes);
+        for chunk in input.split(batch.max(1) as i64, 0) {
+            let l = self.forward(&chunk.to_device(self.device))?;
+            out.extend(tensor_to_vec(&l)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Copies any float tensor to a host `Vec<f32>` (row-major).
+pub fn tensor_to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    let flat = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view(-1);
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
+/// uint8 CHW images → the float tensor the card's model expects (CPU, contiguous).
+pub fn prepare_input(card: &ModelCard, images: &Images) -> Result<Tensor> {
+    let n = images.len() as i64;
+    debug_assert_eq!(images.pixels.len(), images.len() * PIXELS);
+    let mut x = Tensor::from_slice(&images.pixels)
+        .view([n, 3, 32, 32])
+        .to_kind(Kind::Float);
+    if card.input.range == PixelRange::Unit {
+        x = x / 255.0;
+    }
+    if let (Some(mean), Some(std)) = (card.input.mean, card.input.std) {
+        let m = Tensor::from_slice(&mean).view([1, 3, 1, 1]);
+        let s = Tensor::from_slice(&std).view([1, 3, 1, 1]);
+        x = (x - m) / s;
+    }
+    if card.input.layout == Layout::Nhwc {
+        x = x.permute([0, 2, 3, 1]);
+    }
+    Ok(x.contiguous())
+}
