@@ -55,7 +55,10 @@ pub fn unpack(bytes: &[u8], n: usize, bits: u8) -> Vec<u32> {
     if bits == 0 {
         return vec![0; n];
     }
-    assert!(bytes.len() >= packed_len(n, bits), "packed buffer too short");
+    assert!(
+        bytes.len() >= packed_len(n, bits),
+        "packed buffer too short"
+    );
     let mask: u64 = if bits == 32 {
         u32::MAX as u64
     } else {

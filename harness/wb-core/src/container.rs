@@ -168,21 +168,31 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>> {
         Ok(self
-            .take(n.checked_mul(4).ok_or_else(|| malformed("length overflow"))?)?
+            .take(
+                n.checked_mul(4)
+                    .ok_or_else(|| malformed("length overflow"))?,
+            )?
             .chunks_exact(4)
             .map(|c| f32::from_bits(u32::from_le_bytes(c.try_into().expect("4 bytes"))))
             .collect())
     }
     fn u16s(&mut self, n: usize) -> Result<Vec<u16>> {
         Ok(self
-            .take(n.checked_mul(2).ok_or_else(|| malformed("length overflow"))?)?
+            .take(
+                n.checked_mul(2)
+                    .ok_or_else(|| malformed("length overflow"))?,
+            )?
             .chunks_exact(2)
             .map(|c| u16::from_le_bytes(c.try_into().expect("2 bytes")))
             .collect())
@@ -206,7 +216,9 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
         )));
     }
     if &bytes[..8] != MAGIC {
-        return Err(malformed("bad magic (not a weightbench container, or another version)"));
+        return Err(malformed(
+            "bad magic (not a weightbench container, or another version)",
+        ));
     }
     let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES as usize);
     if Sha256::digest(body).as_slice() != trailer {
@@ -244,7 +256,9 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
                 let k_or_id = r.u32()?;
                 let bits = r.u8()?;
                 if bits > 32 {
-                    return Err(malformed(format!("tensor `{name}`: index width {bits} > 32")));
+                    return Err(malformed(format!(
+                        "tensor `{name}`: index width {bits} > 32"
+                    )));
                 }
                 let codebook = match tag {
                     0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),

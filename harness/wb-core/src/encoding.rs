@@ -47,7 +47,12 @@ pub enum Encoding {
 impl Encoding {
     /// Casts to bfloat16 with round-to-nearest-even (NaN stays NaN).
     pub fn bf16_from_f32(values: &[f32]) -> Self {
-        Encoding::Bf16(values.iter().map(|v| bf16::from_f32(*v).to_bits()).collect())
+        Encoding::Bf16(
+            values
+                .iter()
+                .map(|v| bf16::from_f32(*v).to_bits())
+                .collect(),
+        )
     }
 
     /// Casts to IEEE half with round-to-nearest-even (overflow becomes ±inf).
@@ -152,7 +157,18 @@ impl EncodedTensor {
 
     /// Checks the encoding against the shape and the artifact's shared codebooks.
     pub fn validate(&self, shared: &[Vec<f32>]) -> Result<()> {
-        let n: usize = self.shape.iter().product();
+        // A checked product: a wrapped one (e.g. four dimensions of 2^16 wrap to 0) would
+        // accept an encoding the reader then refuses ("shape overflows").
+        let n = self
+            .shape
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .ok_or_else(|| {
+                self.invalid(format!(
+                    "shape {:?} holds more values than fit in usize",
+                    self.shape
+                ))
+            })?;
         if self.encoding.len() != n {
             return Err(self.invalid(format!(
                 "shape {:?} holds {n} values but the encoding has {}",
@@ -193,8 +209,7 @@ impl EncodedTensor {
                         index_bits(k)
                     )));
                 }
-                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k)
-                {
+                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
                     return Err(self.invalid(format!(
                         "index {v} at position {i} out of range for a codebook of {k}"
                     )));
@@ -203,10 +218,9 @@ impl EncodedTensor {
             Encoding::Int8PerChannel { scales, .. } => {
                 let c = self.shape.first().copied().unwrap_or(1).max(1);
                 if scales.len() != c {
-                    return Err(self.invalid(format!(
-                        "{} scales for {c} output channels",
-                        scales.len()
-                    )));
+                    return Err(
+                        self.invalid(format!("{} scales for {c} output channels", scales.len()))
+                    );
                 }
             }
             _ => {}
@@ -234,7 +248,7 @@ impl EncodedTensor {
                 let per = q.len() / scales.len().max(1);
                 q.iter()
                     .enumerate()
-                    .map(|(i, v)| *v as f32 * scales[if per == 0 { 0 } else { i / per }])
+                    .map(|(i, v)| *v as f32 * scales[i.checked_div(per).unwrap_or(0)])
                     .collect()
             }
         })
@@ -255,9 +269,7 @@ impl EncodedTensor {
                 s.value_bits = 16 * n;
                 s.values = 2 * n;
             }
-            Encoding::Codebook {
-                codebook, bits, ..
-            } => {
+            Encoding::Codebook { codebook, bits, .. } => {
                 // codebook ref tag u8 + (k u32 | shared id u32) + bits u8
                 header += 1 + 4 + 1;
                 if let CodebookRef::Local(cb) = codebook {
@@ -423,11 +435,7 @@ impl Artifact {
             .iter()
             .map(|t| (t.name.clone(), t.size()))
             .collect();
-        let shared_values: u64 = self
-            .shared_codebooks
-            .iter()
-            .map(|c| c.len() as u64)
-            .sum();
+        let shared_values: u64 = self.shared_codebooks.iter().map(|c| c.len() as u64).sum();
         let container_overhead = crate::container::FIXED_HEADER_BYTES
             + 4 * self.shared_codebooks.len() as u64
             + crate::container::TRAILER_BYTES;

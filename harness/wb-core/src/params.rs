@@ -177,9 +177,8 @@ pub fn check_params(
                 ))
             }
         };
-        let bad = |got: &Value| {
-            ParamError::new(spec.name, format!("got {got}, expected {}", spec.kind))
-        };
+        let bad =
+            |got: &Value| ParamError::new(spec.name, format!("got {got}, expected {}", spec.kind));
         let value = match spec.kind {
             ParamKind::Int { min, max } => {
                 let i = value.as_i64().ok_or_else(|| bad(&value))?;

@@ -1,1 +1,18 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod energy;
+pub mod env;
+pub mod memory;
+mod rng;
+pub mod stats;
+pub mod timing;
+
+pub use energy::{
+    measure_energy, probe, DomainEnergy, DomainInfo, DomainKind, EnergyConfig, EnergyCounter,
+    EnergyError, EnergyMeasureError, EnergyMeasurement, EnergyReading, EnergySource, RaplCounter,
+    Sampler,
+};
+pub use env::Manifest;
+pub use memory::{current_rss_bytes, peak_rss_bytes, reset_peak};
+pub use stats::Stats;
+pub use timing::{measure, throughput, Timing, TimingConfig, Validity};

@@ -1,1 +1,12 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod experiment;
+pub mod manifest;
+pub mod progress;
+pub mod registry;
+pub mod results;
+pub mod run;
+pub mod timed;
+
+pub use experiment::{Cell, Experiment, ExperimentError};
+pub use run::{run, RunOptions, RunSummary};

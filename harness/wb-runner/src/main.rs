@@ -1,1 +1,289 @@
-fn main() {}
+//! `weightbench`: run compression experiments and report on them.
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use wb_runner::experiment::{self, Catalog};
+use wb_runner::{registry, run, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "weightbench",
+    version,
+    about = "Neural-network weight compression: accuracy, memory, time and energy on real models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Paths {
+    /// Data directory (holds cifar10_test/ …). Default: $WEIGHTBENCH_DATA, else ../shared/data
+    /// next to the repository.
+    #[arg(long, env = "WEIGHTBENCH_DATA")]
+    data_dir: Option<PathBuf>,
+    /// Folder of model cards. Default: models/ in the repository.
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Results folder. Default: results/ in the repository.
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+    /// Reports folder. Default: reports/ in the repository.
+    #[arg(long)]
+    reports_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an experiment (skips finished cells) and write its report.
+    Run {
+        /// The experiment file, e.g. experiments/quick.toml.
+        experiment: PathBuf,
+        /// Re-run finished cells; their old results move to results/<name>/superseded/.
+        #[arg(long)]
+        force: bool,
+        /// Device: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Intra-op threads (default: all available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Inter-op threads.
+        #[arg(long, default_value_t = 1)]
+        interop_threads: usize,
+        /// Do not write the report at the end.
+        #[arg(long)]
+        no_report: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Parse and check an experiment without running it; print its cells.
+    Check {
+        /// The experiment file.
+        experiment: PathBuf,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// Write tables and figures for results/<name>/ into reports/<name>/.
+    Report {
+        /// Experiment name.
+        name: String,
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// List the registered methods and their parameters.
+    Methods,
+    /// List the model cards.
+    Models {
+        #[command(flatten)]
+        paths: Paths,
+    },
+    /// List the registered datasets.
+    Datasets,
+}
+
+struct Resolved {
+    root: PathBuf,
+    data: PathBuf,
+    models: PathBuf,
+    results: PathBuf,
+    reports: PathBuf,
+}
+
+fn resolve(p: &Paths) -> Resolved {
+    let root = run::find_repo_root();
+    Resolved {
+        data: p
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| root.join("../shared/data")),
+        models: p.models_dir.clone().unwrap_or_else(|| root.join("models")),
+        results: p
+            .results_dir
+            .clone()
+            .unwrap_or_else(|| root.join("results")),
+        reports: p
+            .reports_dir
+            .clone()
+            .unwrap_or_else(|| root.join("reports")),
+        root,
+    }
+}
+
+fn load_experiment(path: &Path, r: &Resolved) -> Result<experiment::Experiment> {
+    let methods = registry::methods();
+    let models_dir = r.models.clone();
+    let model = move |name: &str| -> Result<(), String> {
+        let card = wb_torch::find_card(&models_dir, name).map_err(|e| e.to_string())?;
+        let file = card.model_path();
+        if !file.exists() {
+            return Err(format!(
+                "TorchScript file `{}` (named by `{}`) does not exist; run `just export-models`",
+                file.display(),
+                card.card_path.display()
+            ));
+        }
+        Ok(())
+    };
+    let data_dir = r.data.clone();
+    let dataset = move |id: &str| -> Result<(), String> {
+        let spec = wb_torch::dataset(id).map_err(|e| e.to_string())?;
+        if spec.role != wb_torch::Role::Eval {
+            return Err(format!(
+                "`{id}` is for calibration/retraining only and cannot be an evaluation dataset"
+            ));
+        }
+        let p = spec.path(&data_dir);
+        if !p.is_file() {
+            return Err(format!(
+                "dataset file not found: looked at `{}` (set --data-dir or WEIGHTBENCH_DATA)",
+                p.display()
+            ));
+        }
+        Ok(())
+    };
+    let catalog = Catalog {
+        methods: &methods,
+        model: &model,
+        dataset: &dataset,
+    };
+    Ok(experiment::load(path, &catalog)?)
+}
+
+fn report(name: &str, r: &Resolved) -> Result<()> {
+    let opts = wb_report::ReportOptions {
+        name: name.to_string(),
+        results_dir: r.results.join(name),
+        out_dir: r.reports.join(name),
+    };
+    let s = wb_report::generate(&opts).with_context(|| format!("report for `{name}`"))?;
+    println!(
+        "report for `{name}`: {} ok rows, {} failed rows",
+        s.rows_ok, s.rows_failed
+    );
+    for f in &s.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            experiment,
+            force,
+            device,
+            threads,
+            interop_threads,
+            no_report,
+            quiet,
+            paths,
+        } => {
+            let r = resolve(&paths);
+            let exp = load_experiment(&experiment, &r)?;
+            let device = wb_torch::parse_device(&device)?;
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+            if threads == 0 || interop_threads == 0 {
+                bail!("--threads and --interop-threads must be ≥ 1");
+            }
+            // Both must be set before libtorch starts any parallel work.
+            tch::set_num_interop_threads(interop_threads as i32);
+            tch::set_num_threads(threads as i32);
+            let opts = RunOptions {
+                models_dir: r.models.clone(),
+                data_dir: r.data.clone(),
+                results_root: r.results.clone(),
+                repo_root: r.root.clone(),
+                device,
+                threads,
+                interop_threads,
+                force,
+                progress: !quiet,
+            };
+            eprintln!(
+                "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
+                exp.name,
+                exp.cells.len(),
+                exp.models.len(),
+                exp.datasets.len(),
+                wb_torch::device_name(device),
+                threads
+            );
+            let s = run(&exp, &registry::methods(), &opts)?;
+            println!(
+                "experiment `{}`: {} cells, {} already done, {} ok, {} failed; {} rows written to {}",
+                exp.name,
+                s.cells_total,
+                s.cells_skipped,
+                s.cells_ok,
+                s.cells_failed,
+                s.rows_written,
+                r.results.join(&exp.name).display()
+            );
+            if !no_report {
+                report(&exp.name, &r)?;
+            }
+        }
+        Cmd::Check { experiment, paths } => {
+            let r = resolve(&paths);
+            let exp = load_experiment(&experiment, &r)?;
+            println!(
+                "experiment `{}` is valid: {} cells",
+                exp.name,
+                exp.cells.len()
+            );
+            for c in &exp.cells {
+                println!("  {}  {}", c.id, c.params.to_json());
+            }
+        }
+        Cmd::Report { name, paths } => report(&name, &resolve(&paths))?,
+        Cmd::Methods => {
+            for m in registry::methods() {
+                println!("{:<16} {}", m.id, m.summary);
+                for p in m.params {
+                    let d = match p.default {
+                        Some(d) => format!(" (default {d:?})"),
+                        None => " (required)".into(),
+                    };
+                    println!("    {:<14} {}{d}: {}", p.name, p.kind, p.doc);
+                }
+            }
+        }
+        Cmd::Models { paths } => {
+            let r = resolve(&paths);
+            for name in wb_torch::list_cards(&r.models)? {
+                match wb_torch::find_card(&r.models, &name) {
+                    Ok(c) => println!(
+                        "{:<14} {}{}",
+                        c.name,
+                        c.description,
+                        if c.model_path().exists() {
+                            ""
+                        } else {
+                            "  [not exported]"
+                        }
+                    ),
+                    Err(e) => println!("{name:<14} ERROR {e}"),
+                }
+            }
+        }
+        Cmd::Datasets => {
+            for d in wb_torch::DATASETS {
+                println!(
+                    "{:<22} {:>6} images  {:?}  {}",
+                    d.id, d.records, d.role, d.description
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -292,7 +292,9 @@ range = "unit"
 
     #[test]
     fn missing_card_says_where_it_looked() {
-        let e = find_card(Path::new("no/such/dir"), "x").unwrap_err().to_string();
+        let e = find_card(Path::new("no/such/dir"), "x")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no/such/dir/x.toml"), "{e}");
     }
 }

@@ -163,7 +163,8 @@ pub const DATASETS: &[DatasetSpec] = &[
         records: 25_000,
         sha256: "931117d274d9539961d78212610cceb95e97505a091acd2cf519e9188eab34fc",
         role: Role::Train,
-        description: "first 25,000 CIFAR-10 training images, JPEG quality 75 (calibration/retraining only)",
+        description:
+            "first 25,000 CIFAR-10 training images, JPEG quality 75 (calibration/retraining only)",
     },
 ];
 
@@ -292,8 +293,14 @@ mod tests {
     #[test]
     fn splits_are_disjoint_balanced_and_seeded() {
         let labels = fake_labels(1000);
-        let s = Split::Search { images: 100, seed: 3 };
-        let h = Split::Heldout { images: 100, seed: 3 };
+        let s = Split::Search {
+            images: 100,
+            seed: 3,
+        };
+        let h = Split::Heldout {
+            images: 100,
+            seed: 3,
+        };
         let si = s.indices(&labels).unwrap();
         let hi = h.indices(&labels).unwrap();
         assert_eq!(si.len(), 100);
@@ -303,7 +310,12 @@ mod tests {
             assert_eq!(si.iter().filter(|&&i| labels[i] == c).count(), 10);
         }
         assert_eq!(si, s.indices(&labels).unwrap());
-        let other = Split::Search { images: 100, seed: 4 }.indices(&labels).unwrap();
+        let other = Split::Search {
+            images: 100,
+            seed: 4,
+        }
+        .indices(&labels)
+        .unwrap();
         assert_ne!(si, other);
     }
 
@@ -335,7 +347,10 @@ mod tests {
         std::fs::write(&p, &rec).unwrap();
         let ok = read_cifar10(&p, Some(2), None).unwrap();
         assert_eq!(ok.labels, vec![3, 9]);
-        assert!(read_cifar10(&p, Some(3), None).unwrap_err().to_string().contains("expected 3 records"));
+        assert!(read_cifar10(&p, Some(3), None)
+            .unwrap_err()
+            .to_string()
+            .contains("expected 3 records"));
         let e = read_cifar10(&p, None, Some("00")).unwrap_err().to_string();
         assert!(e.contains("sha256 mismatch") && e.contains("x.bin"), "{e}");
         let e = read_cifar10(&dir.path().join("nope.bin"), None, None)

@@ -11,4 +11,3 @@ pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
 pub use model::{device_name, parse_device, TorchModel};
-

@@ -114,7 +114,9 @@ impl TorchModel {
         }
         let original = WeightSet::new(tensors)?;
         if original.compressible().next().is_none() {
-            return Err(model_err("no parameter is compressible under the card's rule".into()));
+            return Err(model_err(
+                "no parameter is compressible under the card's rule".into(),
+            ));
         }
         original.check_finite()?;
         Ok(TorchModel {
@@ -167,7 +169,9 @@ impl TorchModel {
                         ),
                     });
                 }
-                let src = Tensor::from_slice(&w.data).view(shape.as_slice()).to_device(device);
+                let src = Tensor::from_slice(&w.data)
+                    .view(shape.as_slice())
+                    .to_device(device);
                 p.f_copy_(&src)?;
             }
             Ok(())

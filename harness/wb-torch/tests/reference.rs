@@ -23,8 +23,14 @@ fn card(name: &str) -> ModelCard {
 fn every_model_matches_reference_logits() {
     let models = repo_root().join("models");
     let names = list_cards(&models).unwrap();
-    assert!(names.len() >= 6, "expected the six reference cards, found {names:?}");
-    let images = dataset("cifar10-exact932").unwrap().load(&data_dir()).unwrap();
+    assert!(
+        names.len() >= 6,
+        "expected the six reference cards, found {names:?}"
+    );
+    let images = dataset("cifar10-exact932")
+        .unwrap()
+        .load(&data_dir())
+        .unwrap();
     for name in names {
         let card = card(&name);
         let Some(reference) = card.reference.clone() else {
@@ -95,7 +101,10 @@ fn install_is_bit_exact_and_changes_predictions() {
         let Encoding::Bf16(bits) = Encoding::bf16_from_f32(&t.data) else {
             unreachable!()
         };
-        t.data = bits.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect();
+        t.data = bits
+            .iter()
+            .map(|&b| f32::from_bits((b as u32) << 16))
+            .collect();
     }
     assert!(!rounded.bit_identical(&original));
     model.install(&rounded).unwrap();
@@ -110,7 +119,9 @@ fn install_is_bit_exact_and_changes_predictions() {
 fn missing_model_file_says_where_it_looked() {
     let mut c = card("resnet20");
     c.file = "export/does-not-exist.pt".into();
-    let e = TorchModel::load(&c, tch::Device::Cpu).unwrap_err().to_string();
+    let e = TorchModel::load(&c, tch::Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does-not-exist.pt"), "{e}");
 }
 

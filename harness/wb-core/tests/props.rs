@@ -1,0 +1,564 @@
+//! Property tests of the container, the size accounting, bit packing, the f32 → 16-bit
+//! casts and the content hash.
+
+use proptest::prelude::*;
+use proptest::strategy::Union;
+use wb_core::bitpack::{index_bits, pack, packed_len, unpack};
+use wb_core::container::{self, TensorSpan};
+use wb_core::{Artifact, CodebookRef, CoreError, EncodedTensor, Encoding, Tensor, WeightSet};
+
+// ---------------------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------------------
+
+/// Any f32 bit pattern half the time (NaN payloads, infinities, subnormals, -0.0), an
+/// ordinary weight-like value otherwise.
+fn any_f32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        any::<u32>().prop_map(f32::from_bits),
+        (-4.0f32..4.0),
+        Just(0.0f32),
+        Just(-0.0f32),
+    ]
+}
+
+fn finite_f32() -> impl Strategy<Value = f32> {
+    any::<u32>()
+        .prop_map(f32::from_bits)
+        .prop_filter("finite", |v| v.is_finite())
+}
+
+/// Shapes of 0 to 4 dimensions (zero-sized dimensions included), at most 2048 values.
+fn shape() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(prop_oneof![3 => 1usize..=4, 1 => 0usize..=40], 0..=4)
+        .prop_filter("at most 2048 values", |s| {
+            s.iter().product::<usize>() <= 2048
+        })
+}
+
+/// Names: arbitrary Unicode (the index is prefixed by the caller to keep them unique).
+fn name() -> impl Strategy<Value = String> {
+    prop_oneof!["[a-z][a-z0-9_.]{0,24}", "\\PC{0,12}",]
+}
+
+/// An encoding of `n` values for a tensor with `c` output channels, given the sizes of
+/// the artifact's shared codebooks.
+fn encoding(n: usize, c: usize, shared: Vec<usize>) -> BoxedStrategy<Encoding> {
+    let mut options: Vec<BoxedStrategy<Encoding>> = vec![
+        prop::collection::vec(any_f32(), n)
+            .prop_map(Encoding::F32)
+            .boxed(),
+        prop::collection::vec(any::<u16>(), n)
+            .prop_map(Encoding::Bf16)
+            .boxed(),
+        prop::collection::vec(any::<u16>(), n)
+            .prop_map(Encoding::F16)
+            .boxed(),
+        (1usize..=300)
+            .prop_flat_map(move |k| {
+                (
+                    prop::collection::vec(any_f32(), k),
+                    prop::collection::vec(0..k as u32, n),
+                )
+            })
+            .prop_map(|(cb, idx)| Encoding::codebook_local(cb, idx))
+            .boxed(),
+        (
+            prop::collection::vec(any_f32(), c),
+            prop::collection::vec(any::<i8>(), n),
+        )
+            .prop_map(|(scales, q)| Encoding::Int8PerChannel { scales, q })
+            .boxed(),
+    ];
+    if !shared.is_empty() {
+        options.push(
+            (0..shared.len())
+                .prop_flat_map(move |id| {
+                    let k = shared[id];
+                    prop::collection::vec(0..k as u32, n).prop_map(move |indices| {
+                        Encoding::Codebook {
+                            codebook: CodebookRef::Shared(id as u32),
+                            bits: index_bits(k),
+                            indices,
+                        }
+                    })
+                })
+                .boxed(),
+        );
+    }
+    Union::new(options).boxed()
+}
+
+fn tensor(shared: Vec<usize>) -> impl Strategy<Value = EncodedTensor> {
+    (name(), shape(), any::<bool>()).prop_flat_map(move |(name, shape, compressible)| {
+        let n = shape.iter().product();
+        let c = shape.first().copied().unwrap_or(1).max(1);
+        encoding(n, c, shared.clone()).prop_map(move |encoding| EncodedTensor {
+            name: name.clone(),
+            shape: shape.clone(),
+            compressible,
+            encoding,
+        })
+    })
+}
+
+/// A valid artifact: 0 to 3 shared codebooks of 1 to 300 values, 0 to 6 tensors with
+/// unique names.
+fn artifact() -> impl Strategy<Value = Artifact> {
+    prop::collection::vec(prop::collection::vec(any_f32(), 1..=300), 0..=3).prop_flat_map(
+        |shared_codebooks| {
+            let ks: Vec<usize> = shared_codebooks.iter().map(Vec::len).collect();
+            prop::collection::vec(tensor(ks), 0..=6).prop_map(move |mut tensors| {
+                for (i, t) in tensors.iter_mut().enumerate() {
+                    t.name = format!("{i}:{}", t.name);
+                }
+                Artifact {
+                    shared_codebooks: shared_codebooks.clone(),
+                    tensors,
+                }
+            })
+        },
+    )
+}
+
+/// A weight set of finite values, at least one value in total.
+fn weight_set() -> impl Strategy<Value = WeightSet> {
+    prop::collection::vec(
+        (name(), shape(), any::<bool>()).prop_flat_map(|(name, shape, compressible)| {
+            let n: usize = shape.iter().product();
+            prop::collection::vec(finite_f32(), n).prop_map(move |data| {
+                Tensor::new(name.clone(), shape.clone(), data, compressible).unwrap()
+            })
+        }),
+        1..=5,
+    )
+    .prop_map(|mut ts| {
+        for (i, t) in ts.iter_mut().enumerate() {
+            t.name = format!("{i}:{}", t.name);
+        }
+        WeightSet::new(ts).unwrap()
+    })
+    .prop_filter("at least one value", |w| w.total_params() > 0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Bit-exact comparison (f32 `==` would fail on NaN and ignore the sign of zero)
+// ---------------------------------------------------------------------------------------
+
+fn f32_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
+    match (a, b) {
+        (Encoding::F32(x), Encoding::F32(y)) => f32_bits(x) == f32_bits(y),
+        (Encoding::Bf16(x), Encoding::Bf16(y)) | (Encoding::F16(x), Encoding::F16(y)) => x == y,
+        (
+            Encoding::Codebook {
+                codebook: ca,
+                bits: ba,
+                indices: ia,
+            },
+            Encoding::Codebook {
+                codebook: cb,
+                bits: bb,
+                indices: ib,
+            },
+        ) => {
+            ba == bb
+                && ia == ib
+                && match (ca, cb) {
+                    (CodebookRef::Local(x), CodebookRef::Local(y)) => f32_bits(x) == f32_bits(y),
+                    (CodebookRef::Shared(x), CodebookRef::Shared(y)) => x == y,
+                    _ => false,
+                }
+        }
+        (
+            Encoding::Int8PerChannel { scales: sa, q: qa },
+            Encoding::Int8PerChannel { scales: sb, q: qb },
+        ) => f32_bits(sa) == f32_bits(sb) && qa == qb,
+        _ => false,
+    }
+}
+
+fn same_artifact(a: &Artifact, b: &Artifact) -> bool {
+    a.shared_codebooks.len() == b.shared_codebooks.len()
+        && a.shared_codebooks
+            .iter()
+            .zip(&b.shared_codebooks)
+            .all(|(x, y)| f32_bits(x) == f32_bits(y))
+        && a.tensors.len() == b.tensors.len()
+        && a.tensors.iter().zip(&b.tensors).all(|(x, y)| {
+            x.name == y.name
+                && x.shape == y.shape
+                && x.compressible == y.compressible
+                && same_encoding(&x.encoding, &y.encoding)
+        })
+}
+
+fn same_weights(a: &WeightSet, b: &WeightSet) -> bool {
+    a.bit_identical(b)
+        && a.tensors
+            .iter()
+            .zip(&b.tensors)
+            .all(|(x, y)| x.compressible == y.compressible)
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// 1. `read(write(a))` is `a`, and decodes bit for bit to `a.decode()`.
+    #[test]
+    fn container_round_trip(a in artifact()) {
+        let bytes = container::write(&a).unwrap();
+        let back = container::read(&bytes).unwrap();
+        prop_assert!(same_artifact(&a, &back), "{a:?}\n!=\n{back:?}");
+        // Compare with `==` too where it is meaningful (no NaN anywhere).
+        if !format!("{a:?}").contains("NaN") {
+            prop_assert_eq!(&back, &a);
+        }
+        let (d1, d2) = (a.decode().unwrap(), back.decode().unwrap());
+        prop_assert!(same_weights(&d1, &d2));
+        // The container is canonical: writing the read artifact gives the same bytes.
+        prop_assert_eq!(container::write(&back).unwrap(), bytes);
+    }
+
+    /// 2. Each tensor's span equals its analytic size, and the file its total size.
+    #[test]
+    fn sizes_match_spans(a in artifact()) {
+        let (bytes, spans) = container::write_with_spans(&a).unwrap();
+        let size = a.size();
+        prop_assert_eq!(bytes.len() as u64, size.total_bytes);
+        prop_assert_eq!(spans.len(), a.tensors.len());
+        prop_assert_eq!(size.tensors.len(), a.tensors.len());
+        for ((t, span), (name, s)) in a.tensors.iter().zip(&spans).zip(&size.tensors) {
+            prop_assert_eq!(&span.name, &t.name);
+            prop_assert_eq!(name, &t.name);
+            prop_assert_eq!(span.end - span.start, t.size().bytes(), "tensor {}", t.name);
+            prop_assert_eq!(*s, t.size());
+        }
+        // Spans tile the tensor section: header + shared codebooks, then tensors back to
+        // back, then the trailer.
+        let shared_bytes: u64 =
+            a.shared_codebooks.iter().map(|c| 4 + 4 * c.len() as u64).sum();
+        let mut pos = container::FIXED_HEADER_BYTES + shared_bytes;
+        for TensorSpan { start, end, .. } in &spans {
+            prop_assert_eq!(*start, pos);
+            pos = *end;
+        }
+        prop_assert_eq!(pos + container::TRAILER_BYTES, bytes.len() as u64);
+        prop_assert_eq!(
+            size.container_overhead + size.shared_codebooks + size.component(|s| s.bytes()),
+            size.total_bytes
+        );
+        // Paper accounting of each tensor: the analytic bits round up to its payload bytes.
+        for t in &a.tensors {
+            let s = t.size();
+            prop_assert_eq!(s.codebook_bits.div_ceil(8), s.codebook);
+            prop_assert_eq!(s.index_bits.div_ceil(8), s.indices);
+            prop_assert_eq!(s.value_bits.div_ceil(8), s.values);
+            prop_assert_eq!(s.scale_bits.div_ceil(8), s.scales);
+        }
+    }
+
+    /// 3. Bit packing round-trips at every width.
+    #[test]
+    fn bitpack_round_trip(
+        (bits, values) in (0u8..=32).prop_flat_map(|bits| {
+            let max = if bits == 32 { u32::MAX } else { (1u32 << bits).wrapping_sub(1) };
+            (Just(bits), prop::collection::vec(0..=max, 0..200))
+        })
+    ) {
+        let packed = pack(&values, bits);
+        prop_assert_eq!(packed.len(), packed_len(values.len(), bits));
+        prop_assert_eq!(packed.len() as u64, (values.len() as u64 * bits as u64).div_ceil(8));
+        prop_assert_eq!(unpack(&packed, values.len(), bits), values);
+    }
+
+    /// 4. Any single corrupted byte makes `read` fail.
+    #[test]
+    fn corrupted_byte_is_detected(
+        a in artifact(),
+        at in any::<prop::sample::Index>(),
+        flip in 1u8..=255,
+    ) {
+        let mut bytes = container::write(&a).unwrap();
+        let i = at.index(bytes.len());
+        bytes[i] ^= flip;
+        match container::read(&bytes) {
+            Err(CoreError::MalformedContainer { .. }) => {}
+            Err(e) => prop_assert!(false, "byte {i}: unexpected error kind {e}"),
+            Ok(_) => prop_assert!(false, "byte {i} of {} corrupted but read succeeded", bytes.len()),
+        }
+    }
+
+    /// 4b. Any truncation makes `read` fail too.
+    #[test]
+    fn truncation_is_detected(a in artifact(), at in any::<prop::sample::Index>()) {
+        let bytes = container::write(&a).unwrap();
+        let cut = at.index(bytes.len());
+        prop_assert!(
+            matches!(
+                container::read(&bytes[..cut]),
+                Err(CoreError::MalformedContainer { .. })
+            ),
+            "truncated to {cut} of {} bytes",
+            bytes.len()
+        );
+    }
+
+    /// 5. Changing any one weight by one ulp changes the content hash.
+    #[test]
+    fn content_hash_sees_one_ulp(
+        w in weight_set(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let total = w.total_params() as usize;
+        let flat = at.index(total);
+        let mut changed = w.clone();
+        let (mut ti, mut i) = (0, flat);
+        while i >= changed.tensors[ti].numel() {
+            i -= changed.tensors[ti].numel();
+            ti += 1;
+        }
+        let v = &mut changed.tensors[ti].data[i];
+        // Flipping the last mantissa bit moves a finite value by exactly one ulp.
+        let before = *v;
+        *v = f32::from_bits(v.to_bits() ^ 1);
+        prop_assert!(before != *v);
+        prop_assert_eq!(w.content_hash(), w.clone().content_hash());
+        prop_assert_ne!(w.content_hash(), changed.content_hash());
+        prop_assert!(!w.bit_identical(&changed));
+    }
+
+    /// 5b. The hash also sees the sign of zero and the compressible flag.
+    #[test]
+    fn content_hash_sees_sign_of_zero_and_flags(w in weight_set(), ti in any::<prop::sample::Index>()) {
+        let ti = ti.index(w.tensors.len());
+        let mut flag = w.clone();
+        flag.tensors[ti].compressible ^= true;
+        prop_assert_ne!(w.content_hash(), flag.content_hash());
+        if let Some(i) = w.tensors[ti].data.iter().position(|v| *v == 0.0) {
+            let mut z = w.clone();
+            z.tensors[ti].data[i] = -z.tensors[ti].data[i];
+            prop_assert_ne!(w.content_hash(), z.content_hash());
+        }
+    }
+
+    /// The bf16 cast rounds to nearest, ties to even, and overflows to infinity exactly
+    /// where round-to-nearest says so.
+    #[test]
+    fn bf16_cast_is_round_to_nearest_even(x in any::<u32>().prop_map(f32::from_bits)) {
+        let Encoding::Bf16(b) = Encoding::bf16_from_f32(&[x]) else { unreachable!() };
+        check_rne(x, b[0], 0x7F80, bf16_value);
+    }
+
+    /// The f16 cast rounds to nearest, ties to even, and overflows to infinity exactly
+    /// where round-to-nearest says so (|x| ≥ 65520).
+    #[test]
+    fn f16_cast_is_round_to_nearest_even(
+        x in prop_oneof![
+            any::<u32>().prop_map(f32::from_bits),
+            (-70000.0f32..70000.0),
+            (-1e-3f32..1e-3),
+            (-1e-7f32..1e-7),
+        ]
+    ) {
+        let Encoding::F16(b) = Encoding::f16_from_f32(&[x]) else { unreachable!() };
+        check_rne(x, b[0], 0x7C00, f16_value);
+        if x.is_finite() {
+            prop_assert_eq!(b[0] & 0x7FFF == 0x7C00, x.abs() >= 65520.0);
+        }
+    }
+}
+
+/// Value of a non-negative bfloat16 magnitude bit pattern; `0x7F80` stands for 2^128,
+/// the value one step past the largest finite (what rounding compares against).
+fn bf16_value(m: u16) -> f64 {
+    if m == 0x7F80 {
+        2f64.powi(128)
+    } else {
+        f64::from(f32::from_bits(u32::from(m) << 16))
+    }
+}
+
+/// Value of a non-negative IEEE half magnitude bit pattern, computed from the format
+/// definition; `0x7C00` stands for 2^16.
+fn f16_value(m: u16) -> f64 {
+    let (e, f) = (i32::from(m >> 10), f64::from(m & 0x3FF));
+    if e == 0 {
+        f * 2f64.powi(-24)
+    } else {
+        (1024.0 + f) * 2f64.powi(e - 25)
+    }
+}
+
+/// Checks that the 16-bit pattern `h` is `x` rounded to nearest even: same sign, its
+/// magnitude nearest to |x| among its neighbours, even on a tie; NaN stays NaN.
+fn check_rne(x: f32, h: u16, inf: u16, value: fn(u16) -> f64) {
+    let m = h & 0x7FFF;
+    if x.is_nan() {
+        assert!(m > inf, "NaN {x:?} cast to non-NaN {h:#06x}");
+        return;
+    }
+    assert_eq!(
+        h >> 15 == 1,
+        x.is_sign_negative(),
+        "sign of {x:e} -> {h:#06x}"
+    );
+    assert!(m <= inf, "{x:e} -> NaN pattern {h:#06x}");
+    if x.is_infinite() {
+        assert_eq!(m, inf);
+        return;
+    }
+    let ax = f64::from(x.abs()); // exact
+    let d = (ax - value(m)).abs();
+    for n in [m.wrapping_sub(1), m + 1] {
+        if n > inf {
+            continue; // below zero (wrapped) or past the infinity pattern
+        }
+        let dn = (ax - value(n)).abs();
+        assert!(
+            d < dn || (d == dn && m % 2 == 0),
+            "{x:e} -> {h:#06x} ({}), but {n:#06x} ({}) is {}",
+            value(m),
+            value(n),
+            if d == dn {
+                "as near and even"
+            } else {
+                "nearer"
+            }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------
+
+fn small_artifact() -> Artifact {
+    let w = WeightSet::new(vec![
+        Tensor::new(
+            "conv.weight",
+            vec![2, 3],
+            vec![0.5, -1.0, 2.0, 0.0, 1.5, -0.25],
+            true,
+        )
+        .unwrap(),
+        Tensor::new("conv.bias", vec![2], vec![0.1, 0.2], false).unwrap(),
+    ])
+    .unwrap();
+    Artifact::map_compressible(&w, |t| {
+        Ok(Encoding::codebook_local(
+            vec![-1.0, 0.0, 2.0],
+            t.data
+                .iter()
+                .map(|v| {
+                    if *v < 0.0 {
+                        0
+                    } else if *v < 1.0 {
+                        1
+                    } else {
+                        2
+                    }
+                })
+                .collect(),
+        ))
+    })
+    .unwrap()
+}
+
+#[test]
+fn read_file_round_trips_and_names_the_path_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = small_artifact();
+
+    // Round trip through a file.
+    let path = dir.path().join("nested").join("model.wbc");
+    let written = container::write_file(&a, &path).unwrap();
+    assert_eq!(written, a.size().total_bytes);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), written);
+    assert_eq!(container::read_file(&path).unwrap(), a);
+
+    // Missing file: an I/O error whose message names the path.
+    let missing = dir.path().join("does-not-exist.wbc");
+    let e = container::read_file(&missing).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::Io { path, .. } if path == &missing),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+
+    // Truncated file: MalformedContainer naming the path.
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        let truncated = dir.path().join(format!("truncated-{cut}.wbc"));
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let e = container::read_file(&truncated).unwrap_err();
+        assert!(
+            matches!(&e, CoreError::MalformedContainer { path: Some(p), .. } if p == &truncated),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(&truncated.display().to_string()),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn shape_whose_product_overflows_is_rejected_before_writing() {
+    // 2^16 · 2^16 · 2^16 · 2^16 = 2^64 wraps to 0 in usize: the empty encoding must not be
+    // accepted as matching the shape (the reader would refuse the file).
+    let a = Artifact {
+        shared_codebooks: vec![],
+        tensors: vec![EncodedTensor {
+            name: "huge".into(),
+            shape: vec![1 << 16; 4],
+            compressible: true,
+            encoding: Encoding::F32(vec![]),
+        }],
+    };
+    let e = container::write(&a).unwrap_err();
+    assert!(
+        matches!(&e, CoreError::InvalidEncoding { name, .. } if name == "huge"),
+        "{e:?}"
+    );
+    assert!(a.decode().is_err());
+}
+
+#[test]
+fn header_field_limits_are_enforced_at_the_boundary() {
+    let t = |name: String, ndim: usize| EncodedTensor {
+        name,
+        shape: vec![1; ndim],
+        compressible: false,
+        encoding: Encoding::F32(vec![1.5]),
+    };
+    let one = |t: EncodedTensor| Artifact {
+        shared_codebooks: vec![],
+        tensors: vec![t],
+    };
+    // Largest name and rank the header can hold: written, read back, sized exactly.
+    let a = one(t("n".repeat(u16::MAX as usize), u8::MAX as usize));
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(bytes.len() as u64, a.size().total_bytes);
+    assert_eq!(container::read(&bytes).unwrap(), a);
+    // One more is refused, not truncated.
+    for bad in [
+        one(t("n".repeat(u16::MAX as usize + 1), 1)),
+        one(t("n".into(), u8::MAX as usize + 1)),
+    ] {
+        assert!(matches!(
+            container::write(&bad),
+            Err(CoreError::InvalidEncoding { .. })
+        ));
+    }
+}

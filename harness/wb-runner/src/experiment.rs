@@ -1,0 +1,743 @@
+//! Experiment files: a TOML grid of models × datasets × methods × parameters × seeds,
+//! parsed and checked as a whole before anything runs.
+//!
+//! ```toml
+//! description = "…"
+//! models = ["resnet20", "resnet56"]
+//! datasets = ["cifar10-jpeg75", "cifar10-exact932"]
+//! seeds = [0]
+//!
+//! [evaluation]            # optional
+//! split = "full"          # full | heldout (the complement of the search subset)
+//! batch_size = 500
+//!
+//! [search]                # optional: the subset search methods evaluate on
+//! images = 1000
+//! seed = 0
+//!
+//! [[methods]]
+//! id = "kmeans-uniform"
+//! params = { k = [4, 16, 64] }   # an array is a sweep: one cell per value
+//! ```
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use wb_core::{check_params, MethodInfo, Params};
+
+/// A whole-grid error: every problem found, each naming file, line and field.
+#[derive(Debug)]
+pub struct ExperimentError {
+    /// The experiment file.
+    pub path: PathBuf,
+    /// One message per problem (`line N: field: message`).
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ExperimentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "experiment `{}` has {} problem{}:",
+            self.path.display(),
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  {}:{p}", self.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ExperimentError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    models: Spanned<Vec<Spanned<String>>>,
+    datasets: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    seeds: Option<Spanned<Vec<Spanned<i64>>>>,
+    #[serde(default)]
+    evaluation: RawEvaluation,
+    #[serde(default)]
+    search: RawSearch,
+    #[serde(default)]
+    timing: RawTiming,
+    methods: Spanned<Vec<RawMethod>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvaluation {
+    #[serde(default)]
+    split: Option<Spanned<String>>,
+    #[serde(default)]
+    batch_size: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    #[serde(default)]
+    images: Option<Spanned<i64>>,
+    #[serde(default)]
+    seed: Option<Spanned<i64>>,
+}
+
+/// Optional `[timing]` section (see [`TimingSettings`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTiming {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    min_time_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    min_samples: Option<Spanned<i64>>,
+    #[serde(default)]
+    throughput_batch: Option<Spanned<i64>>,
+    #[serde(default)]
+    energy: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    id: Spanned<String>,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// The split the reported accuracy is measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalSplit {
+    /// Every image of the dataset.
+    Full,
+    /// Every image not in the search subset.
+    Heldout,
+}
+
+impl EvalSplit {
+    /// Name used in result rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Full => "full",
+            EvalSplit::Heldout => "heldout",
+        }
+    }
+}
+
+/// Timed-pass settings of an experiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimingSettings {
+    /// Whether to run the timed pass at all.
+    pub enabled: bool,
+    /// Minimum measured time per batch size, seconds.
+    pub min_time_s: f64,
+    /// Minimum number of samples per batch size.
+    pub min_samples: usize,
+    /// Batch size of the throughput measurement.
+    pub throughput_batch: usize,
+    /// Whether to attempt an energy measurement.
+    pub energy: bool,
+}
+
+impl Default for TimingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_time_s: 2.0,
+            min_samples: 64,
+            throughput_batch: 64,
+            energy: true,
+        }
+    }
+}
+
+/// One run of one method configuration on one model and dataset.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// Stable identifier: readable prefix plus a hash of everything that defines the cell.
+    pub id: String,
+    /// Model name (its card is `models/<model>.toml`).
+    pub model: String,
+    /// Dataset id.
+    pub dataset: String,
+    /// Method id.
+    pub method: String,
+    /// Checked parameters with defaults filled in.
+    pub params: Params,
+    /// Seed given to the method.
+    pub seed: u64,
+}
+
+/// A parsed, checked experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Name (results go to `results/<name>/`).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Models in order.
+    pub models: Vec<String>,
+    /// Datasets in order.
+    pub datasets: Vec<String>,
+    /// Reported-accuracy split.
+    pub eval_split: EvalSplit,
+    /// Evaluation batch size.
+    pub batch_size: usize,
+    /// Search subset size.
+    pub search_images: usize,
+    /// Search subset seed.
+    pub search_seed: u64,
+    /// Timed pass.
+    pub timing: TimingSettings,
+    /// Every cell of the grid.
+    pub cells: Vec<Cell>,
+}
+
+/// What the checker needs to know about the world: methods, models and datasets.
+pub struct Catalog<'a> {
+    /// Registered methods.
+    pub methods: &'a [MethodInfo],
+    /// Checks a model name; `Err` says what is missing and where it looked.
+    pub model: &'a dyn Fn(&str) -> Result<(), String>,
+    /// Checks a dataset id; `Err` says why it cannot be used.
+    pub dataset: &'a dyn Fn(&str) -> Result<(), String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(toml_to_json).collect(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// Reads and checks an experiment file.
+pub fn load(path: &Path, catalog: &Catalog<'_>) -> Result<Experiment, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ExperimentError {
+        path: path.to_path_buf(),
+        problems: vec![format!(" cannot read the file: {e}")],
+    })?;
+    parse(&text, path, catalog)
+}
+
+/// Parses and checks experiment text; `path` names the file in messages and gives the
+/// default name (its stem).
+pub fn parse(
+    text: &str,
+    path: &Path,
+    catalog: &Catalog<'_>,
+) -> Result<Experiment, ExperimentError> {
+    let fail = |problems: Vec<String>| ExperimentError {
+        path: path.to_path_buf(),
+        problems,
+    };
+    let raw: RawExperiment = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let msg = e.message().trim_end().to_string();
+        fail(vec![match line {
+            Some(l) => format!("{l}: {msg}"),
+            None => format!(" {msg}"),
+        }])
+    })?;
+    let mut problems = Vec::new();
+    let mut at = |span: std::ops::Range<usize>, field: &str, msg: String| {
+        problems.push(format!("{}: {field}: {msg}", line_of(text, span.start)));
+    };
+
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("experiment")
+        .to_string();
+    let name = match &raw.name {
+        Some(n) => {
+            let v = n.get_ref();
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                at(
+                    n.span(),
+                    "name",
+                    format!("`{v}` must be non-empty and use only letters, digits, `-`, `_`, `.`"),
+                );
+            }
+            v.clone()
+        }
+        None => stem,
+    };
+
+    let mut models = Vec::new();
+    if raw.models.get_ref().is_empty() {
+        at(raw.models.span(), "models", "lists no model".into());
+    }
+    for m in raw.models.get_ref() {
+        if let Err(e) = (catalog.model)(m.get_ref()) {
+            at(m.span(), "models", e);
+        }
+        if models.contains(m.get_ref()) {
+            at(
+                m.span(),
+                "models",
+                format!("`{}` is listed twice", m.get_ref()),
+            );
+        }
+        models.push(m.get_ref().clone());
+    }
+    let mut datasets = Vec::new();
+    if raw.datasets.get_ref().is_empty() {
+        at(raw.datasets.span(), "datasets", "lists no dataset".into());
+    }
+    for d in raw.datasets.get_ref() {
+        if let Err(e) = (catalog.dataset)(d.get_ref()) {
+            at(d.span(), "datasets", e);
+        }
+        if datasets.contains(d.get_ref()) {
+            at(
+                d.span(),
+                "datasets",
+                format!("`{}` is listed twice", d.get_ref()),
+            );
+        }
+        datasets.push(d.get_ref().clone());
+    }
+    let mut seeds = Vec::new();
+    match &raw.seeds {
+        None => seeds.push(0u64),
+        Some(s) => {
+            if s.get_ref().is_empty() {
+                at(
+                    s.span(),
+                    "seeds",
+                    "lists no seed (leave it out for seed 0)".into(),
+                );
+            }
+            for x in s.get_ref() {
+                if *x.get_ref() < 0 {
+                    at(x.span(), "seeds", format!("{} must be ≥ 0", x.get_ref()));
+                } else {
+                    seeds.push(*x.get_ref() as u64);
+                }
+            }
+        }
+    }
+
+    let eval_split = match &raw.evaluation.split {
+        None => EvalSplit::Full,
+        Some(s) => match s.get_ref().as_str() {
+            "full" => EvalSplit::Full,
+            "heldout" => EvalSplit::Heldout,
+            other => {
+                at(
+                    s.span(),
+                    "evaluation.split",
+                    format!("`{other}`; allowed: full, heldout"),
+                );
+                EvalSplit::Full
+            }
+        },
+    };
+    let batch_size = match &raw.evaluation.batch_size {
+        None => 500,
+        Some(b) => {
+            let v = *b.get_ref();
+            if !(1..=100_000).contains(&v) {
+                at(
+                    b.span(),
+                    "evaluation.batch_size",
+                    format!("{v}; allowed: 1..=100000"),
+                );
+            }
+            v.max(1) as usize
+        }
+    };
+    let search_images = match &raw.search.images {
+        None => 1000,
+        Some(b) => {
+            let v = *b.get_ref();
+            if !(10..=1_000_000).contains(&v) {
+                at(
+                    b.span(),
+                    "search.images",
+                    format!("{v}; allowed: 10..=1000000 (and fewer than the dataset's images)"),
+                );
+            }
+            v.max(10) as usize
+        }
+    };
+    let search_seed = match &raw.search.seed {
+        None => 0,
+        Some(s) => {
+            if *s.get_ref() < 0 {
+                at(
+                    s.span(),
+                    "search.seed",
+                    format!("{} must be ≥ 0", s.get_ref()),
+                );
+            }
+            s.get_ref().max(&0).to_owned() as u64
+        }
+    };
+    let mut timing = TimingSettings::default();
+    if let Some(e) = raw.timing.enabled {
+        timing.enabled = e;
+    }
+    if let Some(e) = raw.timing.energy {
+        timing.energy = e;
+    }
+    if let Some(t) = &raw.timing.min_time_s {
+        let v = *t.get_ref();
+        if !(v.is_finite() && (0.01..=600.0).contains(&v)) {
+            at(
+                t.span(),
+                "timing.min_time_s",
+                format!("{v}; allowed: 0.01..=600"),
+            );
+        } else {
+            timing.min_time_s = v;
+        }
+    }
+    if let Some(t) = &raw.timing.min_samples {
+        let v = *t.get_ref();
+        if !(1..=100_000).contains(&v) {
+            at(
+                t.span(),
+                "timing.min_samples",
+                format!("{v}; allowed: 1..=100000"),
+            );
+        } else {
+            timing.min_samples = v as usize;
+        }
+    }
+    if let Some(t) = &raw.timing.throughput_batch {
+        let v = *t.get_ref();
+        if !(1..=4096).contains(&v) {
+            at(
+                t.span(),
+                "timing.throughput_batch",
+                format!("{v}; allowed: 1..=4096"),
+            );
+        } else {
+            timing.throughput_batch = v as usize;
+        }
+    }
+
+    if raw.methods.get_ref().is_empty() {
+        at(raw.methods.span(), "methods", "lists no method".into());
+    }
+    let mut configs: Vec<(String, Params)> = Vec::new();
+    for (mi, m) in raw.methods.get_ref().iter().enumerate() {
+        let id = m.id.get_ref();
+        let Some(info) = catalog.methods.iter().find(|i| i.id == id) else {
+            let known: Vec<&str> = catalog.methods.iter().map(|i| i.id).collect();
+            at(
+                m.id.span(),
+                &format!("methods[{mi}].id"),
+                format!("unknown method `{id}`; allowed: {}", known.join(", ")),
+            );
+            continue;
+        };
+        // Expand sweeps: an array value is one cell per element.
+        let mut combos: Vec<BTreeMap<String, serde_json::Value>> = vec![BTreeMap::new()];
+        let mut spans: BTreeMap<String, std::ops::Range<usize>> = BTreeMap::new();
+        for (k, v) in &m.params {
+            spans.insert(k.clone(), v.span());
+            let values: Vec<serde_json::Value> = match v.get_ref() {
+                toml::Value::Array(a) => {
+                    if a.is_empty() {
+                        at(
+                            v.span(),
+                            &format!("methods[{mi}].params.{k}"),
+                            "empty sweep".into(),
+                        );
+                    }
+                    a.iter().map(toml_to_json).collect()
+                }
+                other => vec![toml_to_json(other)],
+            };
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.insert(k.clone(), v.clone());
+                        c
+                    })
+                })
+                .collect();
+        }
+        for combo in combos {
+            match check_params(info.params, &combo).and_then(|p| (info.build)(&p).map(|_| p)) {
+                Ok(p) => {
+                    if !configs.iter().any(|(i, q)| i == id && *q == p) {
+                        configs.push((id.clone(), p));
+                    }
+                }
+                Err(e) => {
+                    let span = spans.get(&e.field).cloned().unwrap_or(m.id.span());
+                    at(
+                        span,
+                        &format!("methods[{mi}] ({id}).params.{}", e.field),
+                        e.message,
+                    );
+                }
+            }
+        }
+    }
+    drop(at);
+    if !problems.is_empty() {
+        // Deduplicate (a bad value repeated across a sweep is reported once).
+        problems.dedup();
+        return Err(fail(problems));
+    }
+
+    let mut cells = Vec::new();
+    for model in &models {
+        for dataset in &datasets {
+            for (method, params) in &configs {
+                for &seed in &seeds {
+                    cells.push(make_cell(
+                        model,
+                        dataset,
+                        method,
+                        params,
+                        seed,
+                        eval_split,
+                        search_images,
+                        search_seed,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(Experiment {
+        name,
+        description: raw.description,
+        path: path.to_path_buf(),
+        models,
+        datasets,
+        eval_split,
+        batch_size,
+        search_images,
+        search_seed,
+        timing,
+        cells,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_cell(
+    model: &str,
+    dataset: &str,
+    method: &str,
+    params: &Params,
+    seed: u64,
+    split: EvalSplit,
+    search_images: usize,
+    search_seed: u64,
+) -> Cell {
+    // Everything that changes a cell's result goes into its id; the batch size and
+    // timing settings do not change accuracy and are not part of it.
+    let key = serde_json::json!({
+        "model": model, "dataset": dataset, "method": method,
+        "params": params.as_map(), "seed": seed, "split": split.name(),
+        "search_images": search_images, "search_seed": search_seed,
+    });
+    let hash = Sha256::digest(key.to_string().as_bytes());
+    let id = format!(
+        "{model}__{dataset}__{method}__s{seed}__{}",
+        &wb_core::weights::hex(&hash)[..10]
+    );
+    Cell {
+        id,
+        model: model.into(),
+        dataset: dataset.into(),
+        method: method.into(),
+        params: params.clone(),
+        seed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_core::{ParamDefault, ParamKind, ParamSpec};
+
+    fn methods() -> Vec<MethodInfo> {
+        static K: &[ParamSpec] = &[ParamSpec {
+            name: "k",
+            kind: ParamKind::Int { min: 2, max: 1024 },
+            default: Some(ParamDefault::Int(16)),
+            doc: "clusters",
+        }];
+        fn build(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
+            Err(wb_core::ParamError::new(
+                "k",
+                "test build is never called for real",
+            ))
+        }
+        fn build_ok(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
+            struct Nop;
+            impl wb_core::Method for Nop {
+                fn compress(
+                    &self,
+                    w: &wb_core::WeightSet,
+                    _: &mut wb_core::Context<'_>,
+                ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
+                    Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
+                }
+            }
+            Ok(Box::new(Nop))
+        }
+        let _ = build;
+        vec![
+            MethodInfo {
+                id: "fp32",
+                summary: "",
+                params: &[],
+                build: build_ok,
+            },
+            MethodInfo {
+                id: "km",
+                summary: "",
+                params: K,
+                build: build_ok,
+            },
+        ]
+    }
+
+    fn check(text: &str) -> Result<Experiment, ExperimentError> {
+        let m = methods();
+        let model = |n: &str| {
+            if n.starts_with("resnet") {
+                Ok(())
+            } else {
+                Err(format!("no model card `models/{n}.toml`"))
+            }
+        };
+        let dataset = |d: &str| {
+            if d == "cifar10-jpeg75" {
+                Ok(())
+            } else {
+                Err(format!("unknown dataset `{d}`"))
+            }
+        };
+        let cat = Catalog {
+            methods: &m,
+            model: &model,
+            dataset: &dataset,
+        };
+        parse(text, Path::new("experiments/t.toml"), &cat)
+    }
+
+    const OK: &str = r#"
+models = ["resnet20", "resnet56"]
+datasets = ["cifar10-jpeg75"]
+seeds = [0, 1]
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "km"
+params = { k = [4, 16, 64] }
+"#;
+
+    #[test]
+    fn grid_expands_sweeps_and_ids_are_stable_and_unique() {
+        let e = check(OK).unwrap();
+        assert_eq!(e.name, "t");
+        assert_eq!(e.cells.len(), 2 * 2 * (1 + 3));
+        let mut ids: Vec<_> = e.cells.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), e.cells.len());
+        let again = check(OK).unwrap();
+        assert_eq!(e.cells[5].id, again.cells[5].id);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_and_field() {
+        let text = r#"
+models = ["resnet20", "vgg"]
+datasets = ["cifar10-jpeg75", "imagenet"]
+[[methods]]
+id = "km"
+params = { k = [1, 16], q = 3 }
+[[methods]]
+id = "nope"
+"#;
+        let e = check(text).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("experiments/t.toml:2: models: no model card `models/vgg.toml`"),
+            "{s}"
+        );
+        assert!(
+            s.contains("experiments/t.toml:3: datasets: unknown dataset `imagenet`"),
+            "{s}"
+        );
+        assert!(
+            s.contains(":6: methods[0] (km).params.q: unknown field; allowed: k"),
+            "{s}"
+        );
+        assert!(
+            s.contains(":6: methods[0] (km).params.k: got 1, expected an integer in 2..=1024"),
+            "{s}"
+        );
+        assert!(
+            s.contains(":8: methods[1].id: unknown method `nope`; allowed: fp32, km"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_field_and_bad_toml_name_the_line() {
+        let e = check(&format!("{OK}\ncolour = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("experiments/t.toml:") && e.contains("colour"),
+            "{e}"
+        );
+        let e = check("models = [\"resnet20\"\n").unwrap_err().to_string();
+        assert!(e.contains("experiments/t.toml:"), "{e}");
+        let e = check(&OK.replace(
+            "[[methods]]\nid = \"fp32\"",
+            "[evaluation]\nsplit = \"test\"\n[[methods]]\nid = \"fp32\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("evaluation.split: `test`; allowed: full, heldout"),
+            "{e}"
+        );
+    }
+}

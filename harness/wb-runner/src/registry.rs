@@ -1,0 +1,9 @@
+//! The method registry: every compression method the runner can run. A new method crate
+//! adds its `MethodInfo`s here (and a dependency in this crate's Cargo.toml).
+
+use wb_core::MethodInfo;
+
+/// All registered methods, baselines first.
+pub fn methods() -> Vec<MethodInfo> {
+    wb_baselines::methods()
+}

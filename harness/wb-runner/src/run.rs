@@ -1,0 +1,493 @@
+//! Running an experiment: cells in order, results written after every cell, finished
+//! cells skipped, failures recorded as rows, `--force` superseding (never deleting).
+
+use crate::experiment::{Cell, EvalSplit, Experiment};
+use crate::progress::{Bars, StepProgress};
+use crate::results::{self, ResultsDir, Row};
+use anyhow::{anyhow, Context as _, Result};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+use wb_core::{container, Artifact, Cached, Context, Evaluator, MethodInfo, WeightSet};
+use wb_torch::{Batches, Images, Split, TorchEvaluator, TorchModel};
+
+/// Where things are and how to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Folder of model cards.
+    pub models_dir: PathBuf,
+    /// Data directory (holds `cifar10_test/` …).
+    pub data_dir: PathBuf,
+    /// `results/` (the experiment's folder is created below it).
+    pub results_root: PathBuf,
+    /// Repository root (git SHA, Cargo.lock hash for the manifest).
+    pub repo_root: PathBuf,
+    /// Device for evaluation and timing.
+    pub device: Device,
+    /// Intra-op threads (recorded in every row).
+    pub threads: usize,
+    /// Inter-op threads.
+    pub interop_threads: usize,
+    /// Re-run finished cells, moving their old results to `superseded/`.
+    pub force: bool,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Cells in the grid.
+    pub cells_total: usize,
+    /// Cells skipped because their result already existed.
+    pub cells_skipped: usize,
+    /// Cells run whose rows are all `ok`.
+    pub cells_ok: usize,
+    /// Cells run with at least one `failed` row.
+    pub cells_failed: usize,
+    /// Rows written by this run.
+    pub rows_written: usize,
+}
+
+/// Facts recorded in every row of one run.
+#[derive(Debug, Clone)]
+pub(crate) struct RunInfo {
+    pub device: String,
+    pub git_sha: String,
+    pub manifest_id: String,
+    pub host: String,
+    pub threads: usize,
+    pub energy_source: String,
+}
+
+fn now_stamp() -> String {
+    wb_measure::env::rfc3339_utc(std::time::SystemTime::now())
+}
+
+/// Runs every cell of `exp` that has no result yet (all of them with `force`).
+pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
+    let dir = ResultsDir::new(&opts.results_root, &exp.name);
+    std::fs::create_dir_all(dir.cells())
+        .with_context(|| format!("creating {}", dir.cells().display()))?;
+    let stale = dir.clean_partial()?;
+    if stale > 0 {
+        eprintln!("removed {stale} temporary file(s) left by an interrupted run");
+    }
+    let mut summary = RunSummary {
+        cells_total: exp.cells.len(),
+        ..Default::default()
+    };
+    let stamp = now_stamp().replace(':', "-");
+    let mut pending: Vec<&Cell> = Vec::new();
+    for cell in &exp.cells {
+        if dir.is_done(&cell.id) {
+            if opts.force {
+                dir.supersede(&cell.id, &stamp)?;
+                pending.push(cell);
+            } else {
+                summary.cells_skipped += 1;
+            }
+        } else {
+            pending.push(cell);
+        }
+    }
+    if pending.is_empty() {
+        return Ok(summary);
+    }
+
+    let manifest = crate::manifest::write_manifest(&dir, opts)?;
+    let info = RunInfo {
+        device: wb_torch::device_name(opts.device),
+        git_sha: manifest.git_sha.clone().unwrap_or_else(|| "unknown".into()),
+        manifest_id: manifest.id(),
+        host: manifest.hostname.clone(),
+        threads: opts.threads,
+        energy_source: manifest.energy_source.clone(),
+    };
+    crate::manifest::copy_experiment(&dir, &exp.path)?;
+
+    let bars = Bars::new(pending.len() as u64, opts.progress);
+    // Group by (model, dataset) so each model and dataset is loaded once.
+    let mut groups: Vec<((String, String), Vec<&Cell>)> = Vec::new();
+    for c in pending {
+        let key = (c.model.clone(), c.dataset.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(c),
+            None => groups.push((key, vec![c])),
+        }
+    }
+    let mut datasets: HashMap<String, Images> = HashMap::new();
+    for ((model_name, dataset_id), cells) in groups {
+        bars.step
+            .set_message(format!("loading {model_name} and {dataset_id}"));
+        let ctx = match GroupContext::new(exp, opts, &model_name, &dataset_id, &mut datasets, &bars)
+        {
+            Ok(g) => Ok(g),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let mut ctx = ctx;
+        for cell in cells {
+            let t0 = Instant::now();
+            let rows = match ctx.as_mut() {
+                Ok(g) => {
+                    let r = catch_unwind(AssertUnwindSafe(|| {
+                        g.run_cell(exp, cell, methods, &info, &dir, &bars)
+                    }));
+                    match r {
+                        Ok(Ok(rows)) => rows,
+                        Ok(Err(e)) => {
+                            vec![failed_row(exp, cell, &info, Some(g), &format!("{e:#}"))]
+                        }
+                        Err(p) => {
+                            let msg = p
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_else(|| "unknown panic".into());
+                            vec![failed_row(
+                                exp,
+                                cell,
+                                &info,
+                                Some(g),
+                                &format!("panic: {msg}"),
+                            )]
+                        }
+                    }
+                }
+                Err(e) => vec![failed_row(exp, cell, &info, None, e)],
+            };
+            let failed = rows.iter().any(|r| r.status != "ok");
+            let mut df = results::to_frame(&rows)?;
+            results::write_parquet_atomic(&mut df, &dir.cell_file(&cell.id))?;
+            summary.rows_written += rows.len();
+            if failed {
+                summary.cells_failed += 1;
+            } else {
+                summary.cells_ok += 1;
+            }
+            for r in &rows {
+                bars.println(&describe(r, t0.elapsed().as_secs_f64()));
+            }
+            bars.cells.inc(1);
+        }
+    }
+    bars.finish();
+    Ok(summary)
+}
+
+fn describe(r: &Row, secs: f64) -> String {
+    let params = if r.params_json == "{}" {
+        String::new()
+    } else {
+        format!(" {}", r.params_json)
+    };
+    if r.status == "ok" {
+        format!(
+            "  ok     {} {} {}{}{}: top-1 {:.2} % ({:+.2} pp), CR {:.2}×, {} B  [{:.1} s]",
+            r.model,
+            r.dataset,
+            r.method,
+            params,
+            if r.candidate == "default" {
+                String::new()
+            } else {
+                format!(" [{}]", r.candidate)
+            },
+            r.top1.unwrap_or(f64::NAN),
+            r.top1_delta_pp.unwrap_or(f64::NAN),
+            r.compression_ratio.unwrap_or(f64::NAN),
+            r.artifact_bytes.unwrap_or(0),
+            secs
+        )
+    } else {
+        format!(
+            "  FAILED {} {} {}{}: {}",
+            r.model,
+            r.dataset,
+            r.method,
+            params,
+            r.error.as_deref().unwrap_or("?")
+        )
+    }
+}
+
+fn base_row(exp: &Experiment, cell: &Cell, info: &RunInfo) -> Row {
+    Row {
+        experiment: exp.name.clone(),
+        cell_id: cell.id.clone(),
+        model: cell.model.clone(),
+        dataset: cell.dataset.clone(),
+        eval_split: exp.eval_split.name().into(),
+        method: cell.method.clone(),
+        params_json: cell.params.to_json(),
+        seed: cell.seed,
+        candidate: "default".into(),
+        status: "ok".into(),
+        energy_source: info.energy_source.clone(),
+        device: info.device.clone(),
+        harness_version: env!("CARGO_PKG_VERSION").into(),
+        git_sha: info.git_sha.clone(),
+        manifest_id: info.manifest_id.clone(),
+        host: info.host.clone(),
+        threads: info.threads as u64,
+        timestamp: now_stamp(),
+        extra_json: "null".into(),
+        ..Default::default()
+    }
+}
+
+fn failed_row(
+    exp: &Experiment,
+    cell: &Cell,
+    info: &RunInfo,
+    g: Option<&mut GroupContext>,
+    error: &str,
+) -> Row {
+    let mut r = base_row(exp, cell, info);
+    r.status = "failed".into();
+    r.candidate = "-".into();
+    r.error = Some(error.to_string());
+    r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
+    if let Some(g) = g {
+        r.eval_images = g.eval.images() as u64;
+        r.top1_baseline = Some(g.baseline.top1_pct());
+    }
+    r
+}
+
+/// Everything shared by the cells of one (model, dataset) pair.
+struct GroupContext {
+    model: TorchModel,
+    eval: Batches,
+    search: Batches,
+    baseline: wb_core::Accuracy,
+    fp32_container_bytes: u64,
+    timing_inputs: crate::timed::TimingInputs,
+}
+
+impl GroupContext {
+    fn new(
+        exp: &Experiment,
+        opts: &RunOptions,
+        model_name: &str,
+        dataset_id: &str,
+        datasets: &mut HashMap<String, Images>,
+        bars: &Bars,
+    ) -> Result<Self> {
+        let card = wb_torch::find_card(&opts.models_dir, model_name)?;
+        let mut model = TorchModel::load(&card, opts.device)?;
+        if !datasets.contains_key(dataset_id) {
+            let spec = wb_torch::dataset(dataset_id)?;
+            datasets.insert(dataset_id.to_string(), spec.load(&opts.data_dir)?);
+        }
+        let images = &datasets[dataset_id];
+        let search_split = Split::Search {
+            images: exp.search_images,
+            seed: exp.search_seed,
+        };
+        let eval_split = match exp.eval_split {
+            EvalSplit::Full => Split::Full,
+            EvalSplit::Heldout => Split::Heldout {
+                images: exp.search_images,
+                seed: exp.search_seed,
+            },
+        };
+        let pick = |s: Split| -> Result<Images> {
+            let idx = s
+                .indices(&images.labels)
+                .map_err(|e| anyhow!("{} split of {dataset_id}: {e}", s.name()))?;
+            Ok(images.subset(&idx))
+        };
+        let eval = Batches::new(&model, &pick(eval_split)?, exp.batch_size)?;
+        let search = Batches::new(&model, &pick(search_split)?, exp.batch_size)?;
+        bars.step
+            .set_message(format!("{model_name} {dataset_id}: FP32 baseline accuracy"));
+        let original = model.weights().clone();
+        let baseline = TorchEvaluator::new(&mut model, &eval).evaluate(&original)?;
+        let fp32_container_bytes = container::write(&Artifact::dense(&original))?.len() as u64;
+        let timing_inputs =
+            crate::timed::TimingInputs::new(&model, images, exp.timing.throughput_batch)?;
+        Ok(Self {
+            model,
+            eval,
+            search,
+            baseline,
+            fp32_container_bytes,
+            timing_inputs,
+        })
+    }
+
+    fn run_cell(
+        &mut self,
+        exp: &Experiment,
+        cell: &Cell,
+        methods: &[MethodInfo],
+        info: &RunInfo,
+        dir: &ResultsDir,
+        bars: &Bars,
+    ) -> Result<Vec<Row>> {
+        let meth = methods
+            .iter()
+            .find(|m| m.id == cell.method)
+            .ok_or_else(|| anyhow!("method `{}` is not registered", cell.method))?;
+        let method = (meth.build)(&cell.params)?;
+        let _ = wb_measure::memory::reset_peak();
+        bars.step.set_message(format!(
+            "{} {} {}: compressing",
+            cell.model, cell.dataset, cell.method
+        ));
+        let original = self.model.weights().clone();
+        let t0 = Instant::now();
+        let (candidates, search_stats) = {
+            let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, &self.search));
+            let step = StepProgress(&bars.step);
+            let mut ctx = Context {
+                seed: cell.seed,
+                evaluator: Some(&mut ev),
+                progress: &step,
+            };
+            let c = method.compress(&original, &mut ctx)?;
+            (c, ev.stats())
+        };
+        let compress_s = t0.elapsed().as_secs_f64();
+        anyhow::ensure!(!candidates.is_empty(), "method returned no candidate");
+        let mut rows = Vec::new();
+        for cand in candidates {
+            bars.step.set_message(format!(
+                "{} {} {} [{}]: evaluating",
+                cell.model, cell.dataset, cell.method, cand.label
+            ));
+            let mut r = base_row(exp, cell, info);
+            r.candidate = cand.label.clone();
+            r.compress_s = Some(compress_s);
+            r.search_evaluations = Some(search_stats.evaluations);
+            r.extra_json = cand.extra.to_string();
+            match self.evaluate_candidate(cell, &cand.artifact, &original, dir, &mut r, exp, bars) {
+                Ok(()) => {}
+                Err(e) => {
+                    r.status = "failed".into();
+                    r.error = Some(format!("{e:#}"));
+                }
+            }
+            r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
+            rows.push(r);
+        }
+        Ok(rows)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_candidate(
+        &mut self,
+        cell: &Cell,
+        artifact: &Artifact,
+        original: &WeightSet,
+        dir: &ResultsDir,
+        r: &mut Row,
+        exp: &Experiment,
+        bars: &Bars,
+    ) -> Result<()> {
+        artifact.validate()?;
+        let size = artifact.size();
+        // The real artifact: written, read back, decoded. Its byte count is the file's.
+        let adir = dir.artifacts(&cell.id);
+        std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
+        let path = adir.join(format!("{}.wbc", wb_report::sanitize_name(&r.candidate)));
+        container::write_file(artifact, &path)?;
+        let file_bytes = std::fs::metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        anyhow::ensure!(
+            file_bytes == size.total_bytes,
+            "claimed size {} B differs from the written container {} B ({})",
+            size.total_bytes,
+            file_bytes,
+            path.display()
+        );
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        r.artifact_sha256 = Some(wb_core::weights::hex(
+            &<sha2::Sha256 as sha2::Digest>::digest(&bytes),
+        ));
+        let t = Instant::now();
+        let decoded = container::read(&bytes)?.decode()?;
+        r.decode_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+        let expected = artifact.decode()?;
+        anyhow::ensure!(
+            decoded.bit_identical(&expected),
+            "decoding the written container does not reproduce the artifact's weights"
+        );
+        check_same_layout(original, &decoded)?;
+        decoded.check_finite()?;
+        let acc = TorchEvaluator::new(&mut self.model, &self.eval).evaluate(&decoded)?;
+        // The evaluated weights are exactly the decoded file's.
+        r.weights_in_memory_bytes = Some(decoded.total_params() * 4);
+        r.eval_images = acc.total as u64;
+        r.top1 = Some(acc.top1_pct());
+        r.top5 = Some(acc.top5_pct());
+        r.top1_correct = Some(acc.top1_correct as u64);
+        r.top1_baseline = Some(self.baseline.top1_pct());
+        r.top1_delta_pp = Some(acc.top1_pct() - self.baseline.top1_pct());
+        r.counted_params = Some(size.counted_params);
+        r.bits_baseline = Some(size.bits_baseline);
+        r.bits_compressed = Some(size.bits_compressed);
+        r.compression_ratio = Some(size.compression_ratio());
+        r.memory_saving_pct =
+            Some(100.0 * (1.0 - size.bits_compressed as f64 / size.bits_baseline as f64));
+        r.artifact_bytes = Some(file_bytes);
+        r.model_bytes_fp32 = Some(self.fp32_container_bytes);
+        if exp.timing.enabled {
+            bars.step.set_message(format!(
+                "{} {} {} [{}]: timing",
+                cell.model, cell.dataset, cell.method, r.candidate
+            ));
+            crate::timed::timed_pass(
+                &self.model,
+                &self.timing_inputs,
+                &exp.timing,
+                r,
+                dir,
+                &cell.id,
+            )?;
+        } else {
+            r.timing_invalid_reasons = Some("timing disabled in the experiment".into());
+        }
+        Ok(())
+    }
+}
+
+fn check_same_layout(a: &WeightSet, b: &WeightSet) -> Result<()> {
+    anyhow::ensure!(
+        a.tensors.len() == b.tensors.len(),
+        "artifact has {} tensors, the model {}",
+        b.tensors.len(),
+        a.tensors.len()
+    );
+    for (x, y) in a.tensors.iter().zip(&b.tensors) {
+        anyhow::ensure!(
+            x.name == y.name && x.shape == y.shape,
+            "artifact tensor `{}` {:?} does not match the model's `{}` {:?}",
+            y.name,
+            y.shape,
+            x.name,
+            x.shape
+        );
+    }
+    Ok(())
+}
+
+/// The repository root: the nearest ancestor of the current directory with a `justfile`
+/// and `models/`, else the current directory.
+pub fn find_repo_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut p: &Path = &cwd;
+    loop {
+        if p.join("models").is_dir() && p.join("Cargo.toml").is_file() {
+            return p.to_path_buf();
+        }
+        match p.parent() {
+            Some(q) => p = q,
+            None => return cwd,
+        }
+    }
+}
