@@ -690,9 +690,12 @@ models = ["resnet20", "vgg"]
 datasets = ["cifar10-jpeg75", "imagenet"]
 [[methods]]
 id = "km"
-params = { k = [1, 16], q = 3 }
+params = { k = [1, 16] }
 [[methods]]
 id = "nope"
+[[methods]]
+id = "km"
+params = { q = 3 }
 "#;
         let e = check(text).unwrap_err();
         let s = e.to_string();
@@ -705,7 +708,7 @@ id = "nope"
             "{s}"
         );
         assert!(
-            s.contains(":6: methods[0] (km).params.q: unknown field; allowed: k"),
+            s.contains(":11: methods[2] (km).params.q: unknown field; allowed: k"),
             "{s}"
         );
         assert!(

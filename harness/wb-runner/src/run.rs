@@ -261,7 +261,7 @@ fn failed_row(
 struct GroupContext {
     model: TorchModel,
     eval: Batches,
-    search: Batches,
+    search: std::result::Result<Batches, String>,
     baseline: wb_core::Accuracy,
     fp32_container_bytes: u64,
     timing_inputs: crate::timed::TimingInputs,
@@ -301,7 +301,11 @@ impl GroupContext {
             Ok(images.subset(&idx))
         };
         let eval = Batches::new(&model, &pick(eval_split)?, exp.batch_size)?;
-        let search = Batches::new(&model, &pick(search_split)?, exp.batch_size)?;
+        // A dataset too small for the search subset only matters to methods that search:
+        // they get no evaluator and fail with this reason; the others run normally.
+        let search = pick(search_split)
+            .and_then(|imgs| Ok(Batches::new(&model, &imgs, exp.batch_size)?))
+            .map_err(|e| format!("{e:#}"));
         bars.step
             .set_message(format!("{model_name} {dataset_id}: FP32 baseline accuracy"));
         let original = model.weights().clone();
@@ -341,15 +345,30 @@ impl GroupContext {
         let original = self.model.weights().clone();
         let t0 = Instant::now();
         let (candidates, search_stats) = {
-            let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, &self.search));
             let step = StepProgress(&bars.step);
-            let mut ctx = Context {
-                seed: cell.seed,
-                evaluator: Some(&mut ev),
-                progress: &step,
-            };
-            let c = method.compress(&original, &mut ctx)?;
-            (c, ev.stats())
+            match &self.search {
+                Ok(search) => {
+                    let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, search));
+                    let mut ctx = Context {
+                        seed: cell.seed,
+                        evaluator: Some(&mut ev),
+                        progress: &step,
+                    };
+                    let c = method.compress(&original, &mut ctx)?;
+                    (c, ev.stats())
+                }
+                Err(why) => {
+                    let mut ctx = Context {
+                        seed: cell.seed,
+                        evaluator: None,
+                        progress: &step,
+                    };
+                    let c = method
+                        .compress(&original, &mut ctx)
+                        .with_context(|| format!("no search evaluator: {why}"))?;
+                    (c, wb_core::EvalStats::default())
+                }
+            }
         };
         let compress_s = t0.elapsed().as_secs_f64();
         anyhow::ensure!(!candidates.is_empty(), "method returned no candidate");

@@ -1,0 +1,395 @@
+//! The runner end to end on a real model, real images and real libtorch: rows, real bytes,
+//! resume, force, failures as rows, determinism, bad input, and SIGKILL recovery.
+
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wb_runner::experiment::{self, Catalog};
+use wb_runner::results::{read_all, ResultsDir};
+use wb_runner::{registry, RunOptions};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("WEIGHTBENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"))
+}
+
+fn write_exp(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn load(path: &Path) -> experiment::Experiment {
+    let methods = registry::methods();
+    let ok = |_: &str| Ok(());
+    let cat = Catalog {
+        methods: &methods,
+        model: &ok,
+        dataset: &ok,
+    };
+    experiment::load(path, &cat).unwrap()
+}
+
+fn opts(results: &Path, force: bool) -> RunOptions {
+    RunOptions {
+        models_dir: repo_root().join("models"),
+        data_dir: data_dir(),
+        results_root: results.to_path_buf(),
+        repo_root: repo_root(),
+        device: tch::Device::Cpu,
+        threads: 2,
+        interop_threads: 1,
+        force,
+        progress: false,
+    }
+}
+
+const SMALL: &str = r#"
+models = ["resnet20"]
+datasets = ["cifar10-exact932"]
+[timing]
+enabled = false
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "bf16-cast"
+[[methods]]
+id = "kmeans-uniform"
+params = { k = [4, 65536] }
+"#;
+
+fn col_str(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect()
+}
+
+fn row_of(df: &DataFrame, method: &str, params_contains: &str) -> usize {
+    let m = col_str(df, "method");
+    let p = col_str(df, "params_json");
+    (0..df.height())
+        .find(|&i| m[i] == method && p[i].contains(params_contains))
+        .unwrap_or_else(|| panic!("no row for {method} {params_contains}"))
+}
+
+#[test]
+fn run_resume_force_and_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_exp(tmp.path(), "small", SMALL);
+    let exp = load(&path);
+    assert_eq!(exp.cells.len(), 4);
+    let results = tmp.path().join("results");
+
+    let s = wb_runner::run(&exp, &registry::methods(), &opts(&results, false)).unwrap();
+    assert_eq!((s.cells_ok, s.cells_failed, s.rows_written), (3, 1, 4));
+
+    let dir = ResultsDir::new(&results, "small");
+    let df = read_all(&dir).unwrap();
+    assert_eq!(df.height(), 4);
+    // The columns of the design's results schema.
+    for c in [
+        "experiment",
+        "model",
+        "dataset",
+        "eval_split",
+        "eval_images",
+        "method",
+        "params_json",
+        "seed",
+        "candidate",
+        "status",
+        "error",
+        "top1",
+        "top5",
+        "top1_baseline",
+        "top1_delta_pp",
+        "counted_params",
+        "bits_baseline",
+        "bits_compressed",
+        "compression_ratio",
+        "memory_saving_pct",
+        "artifact_bytes",
+        "model_bytes_fp32",
+        "latency_ms_b1_median",
+        "latency_ms_b1_ci_low",
+        "latency_ms_b1_ci_high",
+        "throughput_img_s",
+        "decode_ms",
+        "energy_j_per_img",
+        "energy_source",
+        "compress_s",
+        "search_evaluations",
+        "peak_rss_bytes",
+        "harness_version",
+        "git_sha",
+        "host",
+        "threads",
+        "timestamp",
+        "extra_json",
+    ] {
+        assert!(df.column(c).is_ok(), "missing column {c}");
+    }
+
+    let fp32 = row_of(&df, "fp32", "");
+    let top1c = df.column("top1_correct").unwrap().u64().unwrap();
+    assert_eq!(
+        top1c.get(fp32),
+        Some(854),
+        "ResNet20 FP32 on the 932 exact images"
+    );
+    let top1 = df.column("top1").unwrap().f64().unwrap();
+    let bf16 = row_of(&df, "bf16-cast", "");
+    assert!((top1.get(bf16).unwrap() - top1.get(fp32).unwrap()).abs() <= 1.0);
+
+    // Every ok row's artifact_bytes is the container file's length.
+    let status = col_str(&df, "status");
+    let cells = col_str(&df, "cell_id");
+    let bytes = df.column("artifact_bytes").unwrap().u64().unwrap();
+    for i in 0..df.height() {
+        if status[i] == "ok" {
+            let f = dir.artifacts(&cells[i]).join("default.wbc");
+            assert_eq!(bytes.get(i), Some(std::fs::metadata(&f).unwrap().len()));
+        }
+    }
+    // k = 65536 exceeds the smallest layer: a failed row with the reason, sweep went on.
+    let big = row_of(&df, "kmeans-uniform", "65536");
+    assert_eq!(status[big], "failed");
+    let err = col_str(&df, "error");
+    assert!(
+        err[big].contains("conv1.weight") || err[big].contains('k'),
+        "{}",
+        err[big]
+    );
+    let cr = df.column("compression_ratio").unwrap().f64().unwrap();
+    let k4 = row_of(&df, "kmeans-uniform", "\"k\":4,");
+    assert!(cr.get(k4).unwrap() > 10.0);
+
+    // Re-running writes nothing new.
+    let s = wb_runner::run(&exp, &registry::methods(), &opts(&results, false)).unwrap();
+    assert_eq!((s.cells_skipped, s.rows_written), (4, 0));
+    assert_eq!(read_all(&dir).unwrap().height(), 4);
+
+    // --force recomputes, and the old results are kept under superseded/.
+    let s = wb_runner::run(&exp, &registry::methods(), &opts(&results, true)).unwrap();
+    assert_eq!(s.rows_written, 4);
+    let superseded: Vec<_> = walk(&dir.root.join("superseded"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(superseded.len(), 4, "{superseded:?}");
+    assert_eq!(read_all(&dir).unwrap().height(), 4);
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let q = e.path();
+            if q.is_dir() {
+                out.extend(walk(&q));
+            } else {
+                out.push(q);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn same_seed_gives_identical_artifacts_and_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+models = ["resnet8"]
+datasets = ["cifar10-exact932"]
+seeds = [7]
+[timing]
+min_time_s = 0.05
+min_samples = 5
+throughput_batch = 8
+[[methods]]
+id = "int8-affine"
+[[methods]]
+id = "kmeans-uniform"
+params = { k = 16 }
+"#;
+    let path = write_exp(tmp.path(), "det", body);
+    let exp = load(&path);
+    let mut frames = Vec::new();
+    for sub in ["a", "b"] {
+        let results = tmp.path().join(sub);
+        wb_runner::run(&exp, &registry::methods(), &opts(&results, false)).unwrap();
+        frames.push(read_all(&ResultsDir::new(&results, "det")).unwrap());
+    }
+    for c in ["cell_id", "artifact_sha256", "status"] {
+        assert_eq!(col_str(&frames[0], c), col_str(&frames[1], c), "column {c}");
+    }
+    assert!(col_str(&frames[0], "status").iter().all(|s| s == "ok"));
+    let t = |df: &DataFrame| {
+        df.column("top1_correct")
+            .unwrap()
+            .u64()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(t(&frames[0]), t(&frames[1]));
+    // The timed pass ran and kept its raw samples.
+    let lat = frames[0]
+        .column("latency_ms_b1_median")
+        .unwrap()
+        .f64()
+        .unwrap();
+    assert!(lat.iter().all(|v| v.is_some_and(|x| x > 0.0)));
+    let samples = walk(&tmp.path().join("a/det/samples"));
+    assert_eq!(samples.len(), 2);
+    let src = col_str(&frames[0], "energy_source");
+    assert!(
+        src.iter()
+            .all(|s| s == "rapl" || s.starts_with("unavailable:")),
+        "{src:?}"
+    );
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_weightbench"));
+    c.current_dir(repo_root())
+        .env("WEIGHTBENCH_DATA", data_dir());
+    c
+}
+
+#[test]
+fn malformed_experiment_names_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = write_exp(
+        tmp.path(),
+        "bad",
+        "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = 1 }\n",
+    );
+    let out = bin().arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:5") && err.contains("params.k") && err.contains("2..=65536"),
+        "{err}"
+    );
+
+    let typo = write_exp(tmp.path(), "typo", "modles = [\"resnet20\"]\n");
+    let out = bin().arg("check").arg(&typo).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("typo.toml:1") && err.contains("modles"),
+        "{err}"
+    );
+
+    let missing = write_exp(
+        tmp.path(),
+        "missing",
+        "models = [\"resnet21\"]\ndatasets = [\"cifar10-exact932\"]\n[[methods]]\nid = \"fp32\"\n",
+    );
+    let out = bin().arg("check").arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing.toml:1") && err.contains("resnet21.toml"),
+        "{err}"
+    );
+
+    // A dataset directory that does not exist: the error says where it looked.
+    let ok = write_exp(
+        tmp.path(),
+        "ok",
+        "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[[methods]]\nid = \"fp32\"\n",
+    );
+    let out = bin()
+        .arg("check")
+        .arg(&ok)
+        .arg("--data-dir")
+        .arg("/nonexistent-data")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("/nonexistent-data/cifar10_test"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigkill_mid_run_resumes_without_loss_or_duplicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+models = ["resnet8", "resnet20"]
+datasets = ["cifar10-exact932"]
+[timing]
+enabled = false
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "bf16-cast"
+[[methods]]
+id = "fp16-cast"
+[[methods]]
+id = "kmeans-uniform"
+params = { k = [2, 4, 8] }
+"#;
+    let path = write_exp(tmp.path(), "kill", body);
+    let results = tmp.path().join("results");
+    let cells_dir = results.join("kill/cells");
+    let mut child = bin()
+        .args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(&results)
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let done = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while done(&cells_dir) < 2 && t0.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = done(&cells_dir);
+    assert!(before >= 2 && before < 12, "killed after {before} cells");
+
+    let out = bin()
+        .args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(&results)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let df = read_all(&ResultsDir::new(&results, "kill")).unwrap();
+    assert_eq!(df.height(), 12);
+    let mut ids = col_str(&df, "cell_id");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "duplicate rows after resume");
+    assert!(col_str(&df, "status").iter().all(|s| s == "ok"));
+    // No temporary files survive.
+    assert!(walk(&results)
+        .iter()
+        .all(|p| !p.to_string_lossy().ends_with(".tmp")));
+}

@@ -1,0 +1,73 @@
+# weightbench — the front door. `just run-experiment` and `just test` do all set-up.
+#
+# Environment (all optional):
+#   WEIGHTBENCH_VENV   Python venv that provides torch/libtorch (default: .venv in the repo)
+#   WEIGHTBENCH_DATA   data directory (default: ../shared/data next to the repo)
+#   LIBTORCH           use your own libtorch 2.13 instead of the venv's torch
+#   CARGO_TARGET_DIR   cargo's build directory (default: target/)
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+root := justfile_directory()
+venv := env_var_or_default("WEIGHTBENCH_VENV", root / ".venv")
+data := env_var_or_default("WEIGHTBENCH_DATA", root / "../shared/data")
+torch_version := "2.13.0"
+
+# Environment for every cargo call: libtorch from the venv's torch (unless LIBTORCH is set).
+cargo_env := 'export WEIGHTBENCH_DATA="' + data + '"; export PATH="' + venv + '/bin:$PATH"; export VIRTUAL_ENV="' + venv + '"; if [ -z "${LIBTORCH:-}" ]; then export LIBTORCH_USE_PYTORCH=1; fi'
+
+# List the recipes.
+default:
+    @just --list
+
+# Create the Python venv with torch {{torch_version}} (idempotent; quick when present).
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x "{{venv}}/bin/python" ]; then
+        echo "creating venv {{venv}}"
+        python3 -m venv "{{venv}}"
+    fi
+    if ! "{{venv}}/bin/python" -c "import torch, numpy, safetensors, sys; sys.exit(0 if torch.__version__.split('+')[0] == '{{torch_version}}' else 1)" 2>/dev/null; then
+        echo "installing torch=={{torch_version}} numpy safetensors into {{venv}} (first time only)"
+        "{{venv}}/bin/python" -m pip install --upgrade pip >/dev/null
+        "{{venv}}/bin/python" -m pip install "torch=={{torch_version}}" numpy safetensors
+    fi
+    if [ ! -d "{{data}}/cifar10_test" ]; then
+        echo "error: data directory not found: looked at {{data}} (set WEIGHTBENCH_DATA)" >&2
+        exit 1
+    fi
+
+# Export the reference models to TorchScript and verify them (skips up-to-date ones).
+export-models: setup
+    "{{venv}}/bin/python" "{{root}}/models/export.py" --data-dir "{{data}}"
+
+# Build the weightbench binary (release).
+build: setup
+    {{cargo_env}}; cargo build --release -p wb-runner --bin weightbench
+
+# Run an experiment (default: quick), then print where its tables and figures are.
+run-experiment name="quick" *flags="": export-models build
+    {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- run "{{root}}/experiments/{{name}}.toml" --data-dir "{{data}}" {{flags}}
+    @echo "tables and figures: {{root}}/reports/{{name}}/ (tables.md, tables.tex, {{name}}.csv, fig_*.png/.svg)"
+
+# Regenerate the report of an experiment from results/<name>/ only.
+report name="quick": build
+    {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- report "{{name}}"
+
+# The whole test suite (real models, real images, real libtorch).
+test: export-models
+    {{cargo_env}}; cargo test --workspace --no-fail-fast
+
+# Formatting and lints, as CI wants them.
+lint: setup
+    cargo fmt --all -- --check
+    {{cargo_env}}; cargo clippy --workspace --all-targets -- -D warnings
+
+# Criterion benchmarks of the kernels.
+bench: setup
+    {{cargo_env}}; cargo bench -p wb-kernels
+
+# Run any weightbench command, e.g. `just wb methods`.
+wb *args: build
+    {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- {{args}}
