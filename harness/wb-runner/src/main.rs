@@ -43,6 +43,9 @@ enum Cmd {
         /// Re-run finished cells; their old results move to results/<name>/superseded/.
         #[arg(long)]
         force: bool,
+        /// Re-run only the cells that failed (their old rows move to superseded/).
+        #[arg(long)]
+        retry_failed: bool,
         /// Device: cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -177,6 +180,7 @@ fn main() -> Result<()> {
         Cmd::Run {
             experiment,
             force,
+            retry_failed,
             device,
             threads,
             interop_threads,
@@ -207,6 +211,7 @@ fn main() -> Result<()> {
                 threads,
                 interop_threads,
                 force,
+                retry_failed,
                 progress: !quiet,
             };
             eprintln!(

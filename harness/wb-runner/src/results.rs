@@ -125,6 +125,23 @@ impl ResultsDir {
         self.cell_file(cell_id).is_file()
     }
 
+    /// Whether the finished cell has at least one `failed` row.
+    pub fn has_failed_rows(&self, cell_id: &str) -> Result<bool> {
+        let p = self.cell_file(cell_id);
+        let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+        let df = ParquetReader::new(f)
+            .finish()
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("reading {}", p.display()))?;
+        let status = df.column("status").map_err(anyhow::Error::from)?;
+        let failed = status
+            .str()
+            .map_err(anyhow::Error::from)?
+            .iter()
+            .any(|s| s != Some("ok"));
+        Ok(failed)
+    }
+
     /// Removes temporary files a killed run left behind (they hold no finished result).
     pub fn clean_partial(&self) -> Result<usize> {
         let mut n = 0;

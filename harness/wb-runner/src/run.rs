@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub interop_threads: usize,
     /// Re-run finished cells, moving their old results to `superseded/`.
     pub force: bool,
+    /// Re-run cells whose result has a `failed` row (old result moved to `superseded/`).
+    pub retry_failed: bool,
     /// Draw progress bars.
     pub progress: bool,
 }
@@ -83,7 +85,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     let mut pending: Vec<&Cell> = Vec::new();
     for cell in &exp.cells {
         if dir.is_done(&cell.id) {
-            if opts.force {
+            if opts.force || (opts.retry_failed && dir.has_failed_rows(&cell.id)?) {
                 dir.supersede(&cell.id, &stamp)?;
                 pending.push(cell);
             } else {

@@ -46,6 +46,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         threads: 2,
         interop_threads: 1,
         force,
+        retry_failed: false,
         progress: false,
     }
 }
