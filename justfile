@@ -20,7 +20,7 @@ cargo_env := 'export WEIGHTBENCH_DATA="' + data + '"; export PATH="' + venv + '/
 default:
     @just --list
 
-# Create the Python venv with torch {{torch_version}} (idempotent; quick when present).
+# Create the Python venv with torch 2.13.0 (idempotent; quick when present).
 setup:
     #!/usr/bin/env bash
     set -euo pipefail

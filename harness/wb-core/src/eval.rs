@@ -63,6 +63,54 @@ pub trait Evaluator {
     fn images(&self) -> usize;
     /// Evaluations done so far.
     fn stats(&self) -> EvalStats;
+
+    /// Answers "is top-1 ≥ `min_top1_correct`?" and may stop as soon as the answer is
+    /// certain (the images left cannot lift the count to the threshold). When the threshold
+    /// is reached the full accuracy is returned. The default evaluates everything.
+    fn evaluate_threshold(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+    ) -> Result<Threshold, EvalError> {
+        let a = self.evaluate(weights)?;
+        Ok(if a.top1_correct >= min_top1_correct {
+            Threshold::Reached(a)
+        } else {
+            Threshold::Below {
+                top1_correct_seen: a.top1_correct,
+                seen: a.total,
+            }
+        })
+    }
+}
+
+/// Answer of [`Evaluator::evaluate_threshold`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// The threshold is reached; the complete accuracy.
+    Reached(Accuracy),
+    /// The threshold cannot be reached: after `seen` images only `top1_correct_seen` were
+    /// right and the rest could not make up the difference.
+    Below {
+        /// Correct top-1 predictions among the images seen.
+        top1_correct_seen: usize,
+        /// Images evaluated before stopping.
+        seen: usize,
+    },
+}
+
+impl Threshold {
+    /// Whether the threshold was reached.
+    pub fn reached(&self) -> bool {
+        matches!(self, Threshold::Reached(_))
+    }
+    /// The full accuracy when the threshold was reached.
+    pub fn accuracy(&self) -> Option<Accuracy> {
+        match self {
+            Threshold::Reached(a) => Some(*a),
+            Threshold::Below { .. } => None,
+        }
+    }
 }
 
 /// Wraps an evaluator with a cache keyed by the weights' content hash, so a search never
@@ -70,6 +118,8 @@ pub trait Evaluator {
 pub struct Cached<E> {
     inner: E,
     cache: HashMap<[u8; 32], Accuracy>,
+    /// Highest threshold each configuration is known to miss.
+    below: HashMap<[u8; 32], usize>,
     hits: u64,
 }
 
@@ -79,6 +129,7 @@ impl<E: Evaluator> Cached<E> {
         Self {
             inner,
             cache: HashMap::new(),
+            below: HashMap::new(),
             hits: 0,
         }
     }
@@ -98,6 +149,44 @@ impl<E: Evaluator> Evaluator for Cached<E> {
         let a = self.inner.evaluate(weights)?;
         self.cache.insert(key, a);
         Ok(a)
+    }
+    fn evaluate_threshold(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+    ) -> Result<Threshold, EvalError> {
+        let key = weights.content_hash();
+        if let Some(a) = self.cache.get(&key) {
+            self.hits += 1;
+            return Ok(if a.top1_correct >= min_top1_correct {
+                Threshold::Reached(*a)
+            } else {
+                Threshold::Below {
+                    top1_correct_seen: a.top1_correct,
+                    seen: a.total,
+                }
+            });
+        }
+        if let Some(&t) = self.below.get(&key) {
+            if min_top1_correct >= t {
+                self.hits += 1;
+                return Ok(Threshold::Below {
+                    top1_correct_seen: 0,
+                    seen: 0,
+                });
+            }
+        }
+        let r = self.inner.evaluate_threshold(weights, min_top1_correct)?;
+        match r {
+            Threshold::Reached(a) => {
+                self.cache.insert(key, a);
+            }
+            Threshold::Below { .. } => {
+                let e = self.below.entry(key).or_insert(min_top1_correct);
+                *e = (*e).min(min_top1_correct);
+            }
+        }
+        Ok(r)
     }
     fn images(&self) -> usize {
         self.inner.images()
@@ -169,5 +258,34 @@ impl Evaluator for FakeEvaluator {
             evaluations: self.evaluations,
             cache_hits: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::Tensor;
+
+    fn ws(v: f32) -> WeightSet {
+        WeightSet::new(vec![Tensor::new("w", vec![2], vec![1.0, v], true).unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn cached_threshold_answers_from_cache() {
+        let reference = ws(2.0);
+        let mut c = Cached::new(FakeEvaluator::new(reference.clone(), 100, 90, 1.0));
+        assert!(c.evaluate_threshold(&reference, 80).unwrap().reached());
+        assert!(!c.evaluate_threshold(&reference, 95).unwrap().reached());
+        assert_eq!(c.stats().evaluations, 1);
+        let bad = ws(0.0); // relative error 0.8 → 90 − 80 = 10 correct
+        assert!(!c.evaluate_threshold(&bad, 50).unwrap().reached());
+        assert!(!c.evaluate_threshold(&bad, 60).unwrap().reached());
+        assert_eq!(
+            c.stats().evaluations,
+            2,
+            "a higher threshold than a known miss is a miss"
+        );
+        assert_eq!(c.evaluate(&bad).unwrap().top1_correct, 10);
+        assert_eq!(c.stats().evaluations, 3);
     }
 }

@@ -12,7 +12,7 @@ pub mod weights;
 
 pub use encoding::{Artifact, ArtifactSize, CodebookRef, EncodedTensor, Encoding, TensorSize};
 pub use error::{CoreError, Result};
-pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator};
+pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};
 pub use method::{Candidate, Context, Method, MethodError, MethodInfo, NoProgress, Progress};
 pub use params::{check_params, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
 pub use weights::{Tensor, WeightSet};

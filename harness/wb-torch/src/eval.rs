@@ -5,7 +5,7 @@ use crate::data::Images;
 use crate::error::Result;
 use crate::model::TorchModel;
 use tch::{Kind, Tensor};
-use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, WeightSet};
+use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, Threshold, WeightSet};
 
 /// Images turned into model input once, split into batches and moved to the device.
 pub struct Batches {
@@ -108,7 +108,50 @@ impl<'a> TorchEvaluator<'a> {
     }
 }
 
+impl TorchEvaluator<'_> {
+    /// Early-exit evaluation of the installed weights: stops after the first batch at
+    /// which even all remaining images correct could not reach `min_top1_correct`.
+    pub fn threshold_installed(&self, min_top1_correct: usize) -> Result<Threshold> {
+        let (mut t1, mut t5, mut seen) = (0, 0, 0);
+        for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
+            let logits = self.model.forward(x)?;
+            let (a, b) = count_hits(&logits, y);
+            t1 += a;
+            t5 += b;
+            seen += y.size()[0] as usize;
+            if t1 + (self.batches.images - seen) < min_top1_correct {
+                return Ok(Threshold::Below {
+                    top1_correct_seen: t1,
+                    seen,
+                });
+            }
+        }
+        let acc = Accuracy {
+            top1_correct: t1,
+            top5_correct: t5,
+            total: self.batches.images,
+        };
+        Ok(if t1 >= min_top1_correct {
+            Threshold::Reached(acc)
+        } else {
+            Threshold::Below {
+                top1_correct_seen: t1,
+                seen,
+            }
+        })
+    }
+}
+
 impl Evaluator for TorchEvaluator<'_> {
+    fn evaluate_threshold(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+    ) -> Result<Threshold, EvalError> {
+        self.model.install(weights)?;
+        self.evaluations += 1;
+        Ok(self.threshold_installed(min_top1_correct)?)
+    }
     fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
         self.model.install(weights)?;
         self.evaluations += 1;

@@ -135,3 +135,23 @@ fn cuda_request_without_gpu_is_a_clear_error() {
     }
     assert!(wb_torch::parse_device("tpu").is_err());
 }
+
+#[test]
+fn early_exit_agrees_with_full_evaluation() {
+    let images = dataset("cifar10-exact932")
+        .unwrap()
+        .load(&data_dir())
+        .unwrap();
+    let mut model = TorchModel::load(&card("resnet8"), tch::Device::Cpu).unwrap();
+    let original = model.weights().clone();
+    let batches = Batches::new(&model, &images, 100).unwrap();
+    let mut ev = TorchEvaluator::new(&mut model, &batches);
+    let full = ev.evaluate(&original).unwrap();
+    assert_eq!(full.top1_correct, 818);
+    let at = ev.evaluate_threshold(&original, 818).unwrap();
+    assert_eq!(at.accuracy(), Some(full));
+    match ev.evaluate_threshold(&original, 900).unwrap() {
+        wb_core::Threshold::Below { seen, .. } => assert!(seen < 932, "no early exit: {seen}"),
+        r => panic!("{r:?}"),
+    }
+}
