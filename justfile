@@ -68,6 +68,10 @@ lint: setup
 bench: setup
     {{cargo_env}}; cargo bench -p wb-kernels
 
+# Evaluation throughput: weightbench's libtorch evaluator vs PyTorch's own, side by side.
+bench-eval *args: setup
+    {{cargo_env}}; cargo run --quiet --release -p wb-torch --example bench_eval -- --python "{{venv}}/bin/python" {{args}}
+
 # Run any weightbench command, e.g. `just wb methods`.
 wb *args: build
     {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- {{args}}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod experiment;
+pub mod layers;
 pub mod manifest;
 pub mod progress;
 pub mod registry;

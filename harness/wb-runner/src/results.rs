@@ -37,6 +37,16 @@ pub struct Row {
     pub compression_ratio: Option<f64>,
     pub memory_saving_pct: Option<f64>,
     pub artifact_bytes: Option<u64>,
+    /// Container header bytes (file header, per-tensor headers, checksum).
+    pub artifact_bytes_header: Option<u64>,
+    /// Codebook / table bytes (local and shared).
+    pub artifact_bytes_codebooks: Option<u64>,
+    /// Packed index bytes.
+    pub artifact_bytes_indices: Option<u64>,
+    /// Dense value bytes (f32/bf16/f16/int8).
+    pub artifact_bytes_values: Option<u64>,
+    /// Per-channel scale bytes.
+    pub artifact_bytes_scales: Option<u64>,
     pub artifact_sha256: Option<String>,
     pub model_bytes_fp32: Option<u64>,
     pub latency_ms_b1_median: Option<f64>,
@@ -55,6 +65,14 @@ pub struct Row {
     pub decode_ms: Option<f64>,
     pub energy_j_per_img: Option<f64>,
     pub energy_j_per_img_net: Option<f64>,
+    /// DRAM energy per image, idle-subtracted (never added to the package figure).
+    pub energy_dram_j_per_img_net: Option<f64>,
+    /// Package idle power measured before the window.
+    pub energy_idle_w: Option<f64>,
+    /// Length of the energy window.
+    pub energy_window_s: Option<f64>,
+    /// Counter wrap-arounds seen during the window.
+    pub energy_wraps: Option<u64>,
     pub energy_source: String,
     pub compress_s: Option<f64>,
     pub search_evaluations: Option<u64>,
@@ -82,11 +100,13 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
         experiment, cell_id, model, dataset, eval_split, eval_images, method, params_json, seed,
         candidate, status, error, top1, top5, top1_correct, top1_baseline, top1_delta_pp,
         counted_params, bits_baseline, bits_compressed, compression_ratio, memory_saving_pct,
-        artifact_bytes, artifact_sha256, model_bytes_fp32,
+        artifact_bytes, artifact_bytes_header, artifact_bytes_codebooks, artifact_bytes_indices,
+        artifact_bytes_values, artifact_bytes_scales, artifact_sha256, model_bytes_fp32,
         latency_ms_b1_median, latency_ms_b1_ci_low, latency_ms_b1_ci_high, latency_ms_b1_p90,
         latency_ms_b1_p99, latency_ms_bn_median, latency_ms_bn_ci_low, latency_ms_bn_ci_high,
         throughput_batch, throughput_img_s, timed_path, timing_valid, timing_invalid_reasons,
-        decode_ms, energy_j_per_img, energy_j_per_img_net, energy_source, compress_s,
+        decode_ms, energy_j_per_img, energy_j_per_img_net, energy_dram_j_per_img_net, energy_idle_w,
+        energy_window_s, energy_wraps, energy_source, compress_s,
         search_evaluations, peak_rss_bytes, weights_in_memory_bytes, device, harness_version,
         git_sha, manifest_id, host, threads, timestamp, extra_json,
     );
@@ -149,6 +169,7 @@ impl ResultsDir {
             self.cells(),
             self.root.join("samples"),
             self.root.join("layers"),
+            self.root.join("search"),
         ] {
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
@@ -170,18 +191,22 @@ impl ResultsDir {
     /// `superseded/<stamp>/` so that `--force` never destroys a finished result.
     pub fn supersede(&self, cell_id: &str, stamp: &str) -> Result<()> {
         let dest = self.root.join("superseded").join(stamp);
-        for (src, sub) in [
+        let mut moves = vec![
             (self.cell_file(cell_id), "cells"),
             (self.artifacts(cell_id), "artifacts"),
-            (
-                self.root.join("samples").join(format!("{cell_id}.parquet")),
-                "samples",
-            ),
-            (
-                self.root.join("layers").join(format!("{cell_id}.parquet")),
-                "layers",
-            ),
-        ] {
+        ];
+        // Per-candidate side tables are named `<cell_id>__<candidate>.parquet`.
+        for sub in ["samples", "layers", "search"] {
+            if let Ok(rd) = std::fs::read_dir(self.root.join(sub)) {
+                let prefix = format!("{cell_id}__");
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        moves.push((e.path(), sub));
+                    }
+                }
+            }
+        }
+        for (src, sub) in moves {
             if src.exists() {
                 let d = dest.join(sub);
                 std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;

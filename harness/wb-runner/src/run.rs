@@ -415,7 +415,9 @@ impl GroupContext {
         let adir = dir.artifacts(&cell.id);
         std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
         let path = adir.join(format!("{}.wbc", wb_report::sanitize_name(&r.candidate)));
-        container::write_file(artifact, &path)?;
+        let (written, spans) = container::write_with_spans(artifact)?;
+        wb_core::io::atomic_write(&path, &written)?;
+        crate::layers::write_layers(dir, &cell.id, &r.candidate, artifact, &size, &spans)?;
         let file_bytes = std::fs::metadata(&path)
             .with_context(|| format!("reading {}", path.display()))?
             .len();
@@ -456,6 +458,11 @@ impl GroupContext {
         r.memory_saving_pct =
             Some(100.0 * (1.0 - size.bits_compressed as f64 / size.bits_baseline as f64));
         r.artifact_bytes = Some(file_bytes);
+        r.artifact_bytes_header = Some(size.container_overhead + size.component(|t| t.header));
+        r.artifact_bytes_codebooks = Some(size.shared_codebooks + size.component(|t| t.codebook));
+        r.artifact_bytes_indices = Some(size.component(|t| t.indices));
+        r.artifact_bytes_values = Some(size.component(|t| t.values));
+        r.artifact_bytes_scales = Some(size.component(|t| t.scales));
         r.model_bytes_fp32 = Some(self.fp32_container_bytes);
         if exp.timing.enabled {
             bars.step.set_message(format!(

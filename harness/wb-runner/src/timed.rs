@@ -83,6 +83,10 @@ pub fn timed_pass(
     r.timing_valid = Some(v.valid);
     r.timing_invalid_reasons = (!v.valid).then(|| v.reasons_joined());
 
+    if settings.energy {
+        energy_pass(model, inputs, r)?;
+    }
+
     // Raw samples, one row per timed call.
     let n1 = t1.samples_ms.len();
     let nn = tn.samples_ms.len();
@@ -109,5 +113,43 @@ pub fn timed_pass(
         wb_report::sanitize_name(&r.candidate)
     ));
     write_parquet_atomic(&mut df, &path)?;
+    Ok(())
+}
+
+/// RAPL energy of the throughput batch over a window of at least one second, after an
+/// idle measurement; NULL with the reason where RAPL cannot be read.
+fn energy_pass(model: &TorchModel, inputs: &TimingInputs, r: &mut Row) -> Result<()> {
+    use wb_measure::energy::{
+        measure_energy, probe, EnergyConfig, EnergyMeasureError, EnergySource,
+    };
+    let mut counter = match probe() {
+        EnergySource::Available(c) => c,
+        EnergySource::Unavailable(reason) => {
+            r.energy_source = reason;
+            return Ok(());
+        }
+    };
+    let dev = model.device();
+    let res = measure_energy(&mut counter, &EnergyConfig::default(), || {
+        let y = model.forward(&inputs.bn)?;
+        sync(dev);
+        drop(y);
+        Ok::<usize, wb_torch::TorchError>(inputs.batch)
+    });
+    match res {
+        Ok(m) => {
+            r.energy_source = "rapl".into();
+            r.energy_j_per_img = Some(m.package_j_per_img_gross);
+            r.energy_j_per_img_net = Some(m.package_j_per_img_net);
+            r.energy_dram_j_per_img_net = m.dram_j_per_img_net;
+            r.energy_idle_w = Some(m.package_idle_w);
+            r.energy_window_s = Some(m.window_s);
+            r.energy_wraps = Some(m.wraps);
+        }
+        Err(EnergyMeasureError::Counter(e)) => {
+            r.energy_source = format!("unavailable: {e}");
+        }
+        Err(EnergyMeasureError::Workload(e)) => return Err(anyhow!(e)),
+    }
     Ok(())
 }
