@@ -24,6 +24,7 @@ pub(crate) fn expected_schema() -> Vec<(&'static str, DataType)> {
         ("eval_images", I),
         ("method", S),
         ("params_json", S),
+        ("params_label", S),
         ("seed", I),
         ("candidate", S),
         ("status", S),
@@ -257,6 +258,9 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
     let images = i64_col(df, "eval_images")?;
     let method = str_col(df, "method")?;
     let params = str_col(df, "params_json")?;
+    // The runner's `params_label` holds only what the experiment set explicitly; older
+    // files lack it and fall back to the full parameters.
+    let label = str_col(df, "params_label")?;
     let candidate = str_col(df, "candidate")?;
     let seed = i64_col(df, "seed")?;
     let top1 = f64_col(df, "top1")?;
@@ -275,7 +279,12 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
             baseline: baseline[i],
             row: Row {
                 method: or_unknown(method[i].clone()),
-                params: render_params(params[i].as_deref()),
+                params: render_params(
+                    label[i]
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .or(params[i].as_deref()),
+                ),
                 candidate: candidate[i]
                     .clone()
                     .filter(|c| !c.is_empty())

@@ -178,6 +178,8 @@ pub struct Cell {
     pub params: Params,
     /// Seed given to the method.
     pub seed: u64,
+    /// The parameters the experiment file set explicitly (canonical JSON), for labels.
+    pub params_given: String,
 }
 
 /// A parsed, checked experiment.
@@ -454,7 +456,7 @@ pub fn parse(
     if raw.methods.get_ref().is_empty() {
         at(raw.methods.span(), "methods", "lists no method".into());
     }
-    let mut configs: Vec<(String, Params)> = Vec::new();
+    let mut configs: Vec<(String, Params, String)> = Vec::new();
     for (mi, m) in raw.methods.get_ref().iter().enumerate() {
         let id = m.id.get_ref();
         let Some(info) = catalog.methods.iter().find(|i| i.id == id) else {
@@ -498,8 +500,9 @@ pub fn parse(
         for combo in combos {
             match check_params(info.params, &combo).and_then(|p| (info.build)(&p).map(|_| p)) {
                 Ok(p) => {
-                    if !configs.iter().any(|(i, q)| i == id && *q == p) {
-                        configs.push((id.clone(), p));
+                    if !configs.iter().any(|(i, q, _)| i == id && *q == p) {
+                        let given = serde_json::to_string(&combo).expect("JSON values serialize");
+                        configs.push((id.clone(), p, given));
                     }
                 }
                 Err(e) => {
@@ -523,9 +526,9 @@ pub fn parse(
     let mut cells = Vec::new();
     for model in &models {
         for dataset in &datasets {
-            for (method, params) in &configs {
+            for (method, params, given) in &configs {
                 for &seed in &seeds {
-                    cells.push(make_cell(
+                    let mut cell = make_cell(
                         model,
                         dataset,
                         method,
@@ -534,7 +537,9 @@ pub fn parse(
                         eval_split,
                         search_images,
                         search_seed,
-                    ));
+                    );
+                    cell.params_given = given.clone();
+                    cells.push(cell);
                 }
             }
         }
@@ -584,6 +589,7 @@ fn make_cell(
         method: method.into(),
         params: params.clone(),
         seed,
+        params_given: String::new(),
     }
 }
 

@@ -18,6 +18,8 @@ pub struct Row {
     pub eval_images: u64,
     pub method: String,
     pub params_json: String,
+    /// The parameters set in the experiment file (defaults left out), for labels.
+    pub params_label: String,
     pub seed: u64,
     pub candidate: String,
     /// `ok` or `failed`.
@@ -97,7 +99,7 @@ macro_rules! columns {
 /// The rows as a Polars frame with the schema documented in the README.
 pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
     let cols = columns!(rows;
-        experiment, cell_id, model, dataset, eval_split, eval_images, method, params_json, seed,
+        experiment, cell_id, model, dataset, eval_split, eval_images, method, params_json, params_label, seed,
         candidate, status, error, top1, top5, top1_correct, top1_baseline, top1_delta_pp,
         counted_params, bits_baseline, bits_compressed, compression_ratio, memory_saving_pct,
         artifact_bytes, artifact_bytes_header, artifact_bytes_codebooks, artifact_bytes_indices,

@@ -224,6 +224,7 @@ fn base_row(exp: &Experiment, cell: &Cell, info: &RunInfo) -> Row {
         eval_split: exp.eval_split.name().into(),
         method: cell.method.clone(),
         params_json: cell.params.to_json(),
+        params_label: cell.params_given.clone(),
         seed: cell.seed,
         candidate: "default".into(),
         status: "ok".into(),

@@ -244,7 +244,7 @@ pub fn prepare_input(card: &ModelCard, images: &Images) -> Result<Tensor> {
         .view([n, 3, 32, 32])
         .to_kind(Kind::Float);
     if card.input.range == PixelRange::Unit {
-        x = x / 255.0;
+        x /= 255.0;
     }
     if let (Some(mean), Some(std)) = (card.input.mean, card.input.std) {
         let m = Tensor::from_slice(&mean).view([1, 3, 1, 1]);
