@@ -516,7 +516,6 @@ pub fn parse(
             }
         }
     }
-    drop(at);
     if !problems.is_empty() {
         // Deduplicate (a bad value repeated across a sweep is reported once).
         problems.dedup();
