@@ -369,7 +369,7 @@ params = { k = [2, 4, 8] }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = done(&cells_dir);
-    assert!(before >= 2 && before < 12, "killed after {before} cells");
+    assert!((2..12).contains(&before), "killed after {before} cells");
 
     let out = bin()
         .args(["run", "--quiet", "--no-report", "--results-dir"])
