@@ -78,10 +78,12 @@ pub fn timed_pass(
     r.latency_ms_bn_ci_high = Some(tn.stats.ci_high_ms);
     r.throughput_batch = Some(inputs.batch as u64);
     r.throughput_img_s = Some(wb_measure::timing::throughput(inputs.batch, &tn.stats));
-    let mut v = t1.validity.clone();
-    v.merge(&tn.validity);
-    r.timing_valid = Some(v.valid);
-    r.timing_invalid_reasons = (!v.valid).then(|| v.reasons_joined());
+    // Reasons say which batch size they concern.
+    let mut reasons: Vec<String> = t1.validity.reasons.iter().map(|x| format!("b1: {x}")).collect();
+    reasons.extend(tn.validity.reasons.iter().map(|x| format!("b{}: {x}", inputs.batch)));
+    let valid = t1.validity.valid && tn.validity.valid;
+    r.timing_valid = Some(valid);
+    r.timing_invalid_reasons = (!valid).then(|| reasons.join("; "));
 
     if settings.energy {
         energy_pass(model, inputs, r)?;
