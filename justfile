@@ -72,6 +72,18 @@ bench: setup
 bench-eval *args: setup
     {{cargo_env}}; cargo run --quiet --release -p wb-torch --example bench_eval -- --python "{{venv}}/bin/python" {{args}}
 
+# Same data, init, iterations and tolerance on both sides; prints times, speed-up and
+# centroid differences. Extra flags go to the example (e.g. `--k 4,8,16 --repeat 9`).
+# 1-D k-means kernel vs scikit-learn KMeans on the ResNet20 weights (installs scikit-learn if missing).
+bench-kmeans *flags="": setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! "{{venv}}/bin/python" -c "import sklearn" 2>/dev/null; then
+        echo "installing scikit-learn into {{venv}} (first time only)"
+        "{{venv}}/bin/python" -m pip install scikit-learn
+    fi
+    {{cargo_env}}; cargo run --quiet --release -p wb-kernels --example kmeans_vs_sklearn -- --python "{{venv}}/bin/python" --weights "{{data}}/cifar10_resnet_akamaster/resnet20.safetensors" {{flags}}
+
 # Run any weightbench command, e.g. `just wb methods`.
 wb *args: build
     {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- {{args}}

@@ -4,7 +4,10 @@
 //!
 //! ```text
 //! magic "WBCONT01" (8) | n_shared u32 | n_tensors u32                      fixed header, 16 B
+//!   or, when the artifact has shared exponent tables (version 2):
+//! magic "WBCONT02" (8) | n_shared u32 | n_tensors u32 | n_exp u32          fixed header, 20 B
 //! n_shared × ( k u32 | k × f32 )                                           shared codebooks
+//! n_exp × ( k u32 | k × u8 )                          shared exponent tables (version 2 only)
 //! n_tensors × ( name_len u16 | name | ndim u8 | ndim × u32 | flags u8 | kind u8 | payload )
 //!   kind 0 f32:      n × f32
 //!   kind 1 bf16:     n × u16
@@ -12,22 +15,45 @@
 //!   kind 3 codebook: ref u8 (0 local, 1 shared) | k u32 (local) or id u32 (shared)
 //!                    | bits u8 | local: k × f32 | ⌈n·bits/8⌉ bytes of LSB-first packed indices
 //!   kind 4 int8:     c × f32 scales (c = shape[0]) | n × i8
+//!   kind 5 bf16-fields: ref u8 (0 local, 1 shared) | k u32 (local) or id u32 (shared)
+//!                    | b u8 (index bits) | m u8 (mantissa bits) | local: k × u8 exponents
+//!                    | ⌈n·b/8⌉ bytes of packed exponent indices
+//!                    | ⌈n·(1+m)/8⌉ bytes of packed (sign << m | mantissa) codes
+//!   kind 6 bf16-table: k u32 | bits u8 | k × u16 | ⌈n·bits/8⌉ bytes of packed indices
 //! sha256 of everything above (32)                                           trailer
 //! ```
+//!
+//! A writer emits version 1 whenever the artifact has no shared exponent table, so the
+//! bytes of every artifact that does not use them are unchanged; the reader takes both.
 //!
 //! [`crate::Artifact::size`] predicts every byte of this layout; [`write_with_spans`]
 //! reports what was actually written so tests can compare the two per tensor.
 
+use crate::bf16fields::{sign_mantissa_codes, split_sign_mantissa};
 use crate::bitpack::{pack, packed_len, unpack};
-use crate::encoding::{Artifact, CodebookRef, EncodedTensor, Encoding};
+use crate::encoding::{Artifact, CodebookRef, EncodedTensor, Encoding, ExpTableRef};
 use crate::error::{CoreError, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// File magic, including the format version.
 pub const MAGIC: &[u8; 8] = b"WBCONT01";
-/// Bytes of the fixed header (magic + two counts).
+/// Magic of version 2: version 1 plus shared exponent tables.
+pub const MAGIC_V2: &[u8; 8] = b"WBCONT02";
+/// Bytes of the version-1 fixed header (magic + two counts).
 pub const FIXED_HEADER_BYTES: u64 = 16;
+/// Bytes of the version-2 fixed header (magic + three counts).
+pub const FIXED_HEADER_BYTES_V2: u64 = 20;
+
+/// Bytes of the fixed header `artifact` is written with (version 2 only when it has
+/// shared exponent tables).
+pub fn header_bytes(artifact: &Artifact) -> u64 {
+    if artifact.shared_exp_tables.is_empty() {
+        FIXED_HEADER_BYTES
+    } else {
+        FIXED_HEADER_BYTES_V2
+    }
+}
 /// Bytes of the checksum trailer.
 pub const TRAILER_BYTES: u64 = 32;
 
@@ -51,12 +77,20 @@ pub fn write(artifact: &Artifact) -> Result<Vec<u8>> {
 pub fn write_with_spans(artifact: &Artifact) -> Result<(Vec<u8>, Vec<TensorSpan>)> {
     artifact.validate()?;
     let mut out = Vec::with_capacity(artifact.size().total_bytes as usize);
-    out.extend_from_slice(MAGIC);
+    let v2 = !artifact.shared_exp_tables.is_empty();
+    out.extend_from_slice(if v2 { MAGIC_V2 } else { MAGIC });
     out.extend_from_slice(&(artifact.shared_codebooks.len() as u32).to_le_bytes());
     out.extend_from_slice(&(artifact.tensors.len() as u32).to_le_bytes());
+    if v2 {
+        out.extend_from_slice(&(artifact.shared_exp_tables.len() as u32).to_le_bytes());
+    }
     for cb in &artifact.shared_codebooks {
         out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
         put_f32s(&mut out, cb);
+    }
+    for t in &artifact.shared_exp_tables {
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend_from_slice(t);
     }
     let mut spans = Vec::with_capacity(artifact.tensors.len());
     for t in &artifact.tensors {
@@ -119,6 +153,46 @@ fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor) {
         Encoding::Int8PerChannel { scales, q } => {
             put_f32s(out, scales);
             out.extend(q.iter().map(|v| *v as u8));
+        }
+        Encoding::Bf16Fields {
+            exp_table,
+            index_bits,
+            mantissa_bits,
+            signs,
+            indices,
+            mantissas,
+        } => {
+            match exp_table {
+                ExpTableRef::Local(t) => {
+                    out.push(0);
+                    out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                }
+                ExpTableRef::Shared(id) => {
+                    out.push(1);
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+            }
+            out.push(*index_bits);
+            out.push(*mantissa_bits);
+            if let ExpTableRef::Local(t) = exp_table {
+                out.extend_from_slice(t);
+            }
+            let idx: Vec<u32> = indices.iter().map(|i| *i as u32).collect();
+            out.extend_from_slice(&pack(&idx, *index_bits));
+            let codes = sign_mantissa_codes(signs, mantissas, *mantissa_bits);
+            out.extend_from_slice(&pack(&codes, 1 + *mantissa_bits));
+        }
+        Encoding::Bf16Table {
+            values,
+            bits,
+            indices,
+        } => {
+            out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+            out.push(*bits);
+            for v in values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(&pack(indices, *bits));
         }
     }
 }
@@ -215,11 +289,15 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
             bytes.len()
         )));
     }
-    if &bytes[..8] != MAGIC {
-        return Err(malformed(
-            "bad magic (not a weightbench container, or another version)",
-        ));
-    }
+    let v2 = match &bytes[..8] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V2 => true,
+        _ => {
+            return Err(malformed(
+                "bad magic (not a weightbench container, or another version)",
+            ))
+        }
+    };
     let (body, trailer) = bytes.split_at(bytes.len() - TRAILER_BYTES as usize);
     if Sha256::digest(body).as_slice() != trailer {
         return Err(malformed("checksum mismatch (file corrupted or truncated)"));
@@ -227,10 +305,21 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     let mut r = Reader { b: body, pos: 8 };
     let n_shared = r.u32()? as usize;
     let n_tensors = r.u32()? as usize;
+    let n_exp = if v2 { r.u32()? as usize } else { 0 };
+    if v2 && n_exp == 0 {
+        return Err(malformed(
+            "version-2 container without shared exponent tables (must be written as version 1)",
+        ));
+    }
     let mut shared_codebooks = Vec::with_capacity(n_shared.min(1 << 16));
     for _ in 0..n_shared {
         let k = r.u32()? as usize;
         shared_codebooks.push(r.f32s(k)?);
+    }
+    let mut shared_exp_tables = Vec::with_capacity(n_exp.min(1 << 16));
+    for _ in 0..n_exp {
+        let k = r.u32()? as usize;
+        shared_exp_tables.push(r.take(k)?.to_vec());
     }
     let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16));
     for _ in 0..n_tensors {
@@ -282,6 +371,61 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
                 let q = r.take(n)?.iter().map(|b| *b as i8).collect();
                 Encoding::Int8PerChannel { scales, q }
             }
+            5 => {
+                let tag = r.u8()?;
+                let k_or_id = r.u32()?;
+                let index_bits = r.u8()?;
+                let mantissa_bits = r.u8()?;
+                if index_bits > 8 || mantissa_bits > 7 {
+                    return Err(malformed(format!(
+                        "tensor `{name}`: {index_bits} exponent index bits (at most 8) or \
+                         {mantissa_bits} mantissa bits (at most 7)"
+                    )));
+                }
+                let exp_table = match tag {
+                    0 => ExpTableRef::Local(r.take(k_or_id as usize)?.to_vec()),
+                    1 => ExpTableRef::Shared(k_or_id),
+                    t => {
+                        return Err(malformed(format!(
+                            "tensor `{name}`: unknown exponent table reference {t}"
+                        )))
+                    }
+                };
+                let indices = unpack(r.take(packed_len(n, index_bits))?, n, index_bits)
+                    .into_iter()
+                    .map(|i| i as u8)
+                    .collect();
+                let codes = unpack(
+                    r.take(packed_len(n, 1 + mantissa_bits))?,
+                    n,
+                    1 + mantissa_bits,
+                );
+                let (signs, mantissas) = split_sign_mantissa(&codes, mantissa_bits);
+                Encoding::Bf16Fields {
+                    exp_table,
+                    index_bits,
+                    mantissa_bits,
+                    signs,
+                    indices,
+                    mantissas,
+                }
+            }
+            6 => {
+                let k = r.u32()? as usize;
+                let bits = r.u8()?;
+                if bits > 32 {
+                    return Err(malformed(format!(
+                        "tensor `{name}`: index width {bits} > 32"
+                    )));
+                }
+                let values = r.u16s(k)?;
+                let packed = r.take(packed_len(n, bits))?;
+                Encoding::Bf16Table {
+                    values,
+                    bits,
+                    indices: unpack(packed, n, bits),
+                }
+            }
             k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
         };
         tensors.push(EncodedTensor {
@@ -299,6 +443,7 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     }
     let artifact = Artifact {
         shared_codebooks,
+        shared_exp_tables,
         tensors,
     };
     artifact.validate()?;

@@ -1,6 +1,7 @@
 //! Encodings of one tensor and of a whole compressed model ([`Artifact`]), with the
 //! analytic size accounting that the container must match byte for byte.
 
+use crate::bf16fields::{self, FieldError, Fields};
 use crate::bitpack::index_bits;
 use crate::error::{CoreError, Result};
 use crate::weights::{Tensor, WeightSet};
@@ -12,6 +13,16 @@ pub enum CodebookRef {
     /// The tensor carries its own FP32 codebook.
     Local(Vec<f32>),
     /// The tensor uses codebook number `id` of [`Artifact::shared_codebooks`].
+    Shared(u32),
+}
+
+/// Where a [`Encoding::Bf16Fields`] encoding finds its table of exponents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpTableRef {
+    /// The tensor carries its own table of 8-bit biased exponents (a per-layer table).
+    Local(Vec<u8>),
+    /// The tensor uses table number `id` of [`Artifact::shared_exp_tables`] (e.g. one
+    /// model-wide table).
     Shared(u32),
 }
 
@@ -42,6 +53,35 @@ pub enum Encoding {
         /// Quantized values, row-major.
         q: Vec<i8>,
     },
+    /// bfloat16 stored by fields (exponent sharing, [`crate::bf16fields`]): each value is
+    /// its sign bit, an `index_bits`-bit index into a table of 8-bit biased exponents and
+    /// the top `mantissa_bits` bits of its mantissa (the dropped low bits are zero). The
+    /// decoded value is the bfloat16 `sign | table[index] | mantissa << (7 − mantissa_bits)`.
+    /// Exponent field 0 (zero, subnormals) and 255 (inf, NaN) are ordinary table entries.
+    Bf16Fields {
+        /// The exponent table.
+        exp_table: ExpTableRef,
+        /// Index width; must equal ⌈log2 |table|⌉ (0 for a single entry).
+        index_bits: u8,
+        /// Kept mantissa bits, 0–7.
+        mantissa_bits: u8,
+        /// Sign bits (`true` = negative), row-major.
+        signs: Vec<bool>,
+        /// Exponent indices, row-major.
+        indices: Vec<u8>,
+        /// Kept mantissa bits of each value, right-aligned, row-major.
+        mantissas: Vec<u8>,
+    },
+    /// Value sharing in bfloat16: every value is the bfloat16 `values[index]`; the table
+    /// is stored at 16 bits per entry and the indices bit-packed at `bits` = ⌈log2 k⌉.
+    Bf16Table {
+        /// The distinct bfloat16 bit patterns.
+        values: Vec<u16>,
+        /// Index width in bits; must equal ⌈log2 k⌉.
+        bits: u8,
+        /// One index per value, row-major.
+        indices: Vec<u32>,
+    },
 }
 
 impl Encoding {
@@ -70,6 +110,68 @@ impl Encoding {
         }
     }
 
+    /// Splits bfloat16 bit patterns into a [`Encoding::Bf16Fields`] with its own exponent
+    /// table (exact: fails when an exponent is not in `table` or a dropped mantissa bit
+    /// is set).
+    pub fn bf16_fields_local(
+        bits: &[u16],
+        table: Vec<u8>,
+        mantissa_bits: u8,
+    ) -> std::result::Result<Self, FieldError> {
+        let f = bf16fields::split(bits, &table, mantissa_bits)?;
+        Ok(Self::from_fields(
+            ExpTableRef::Local(table.clone()),
+            table.len(),
+            mantissa_bits,
+            f,
+        ))
+    }
+
+    /// Like [`Self::bf16_fields_local`] but referencing shared table `id`, whose entries
+    /// are `table`.
+    pub fn bf16_fields_shared(
+        bits: &[u16],
+        id: u32,
+        table: &[u8],
+        mantissa_bits: u8,
+    ) -> std::result::Result<Self, FieldError> {
+        let f = bf16fields::split(bits, table, mantissa_bits)?;
+        Ok(Self::from_fields(
+            ExpTableRef::Shared(id),
+            table.len(),
+            mantissa_bits,
+            f,
+        ))
+    }
+
+    fn from_fields(exp_table: ExpTableRef, k: usize, mantissa_bits: u8, f: Fields) -> Self {
+        Encoding::Bf16Fields {
+            exp_table,
+            index_bits: index_bits(k),
+            mantissa_bits,
+            signs: f.signs,
+            indices: f.indices,
+            mantissas: f.mantissas,
+        }
+    }
+
+    /// Value sharing of bfloat16 bit patterns: the table holds the distinct patterns in
+    /// ascending bit order, the indices point into it at ⌈log2 k⌉ bits.
+    pub fn bf16_table(bits: &[u16]) -> Self {
+        let mut values = bits.to_vec();
+        values.sort_unstable();
+        values.dedup();
+        let indices = bits
+            .iter()
+            .map(|b| values.binary_search(b).expect("value is in the table") as u32)
+            .collect();
+        Encoding::Bf16Table {
+            bits: index_bits(values.len()),
+            values,
+            indices,
+        }
+    }
+
     /// Short name of the encoding kind, as used in per-layer breakdowns.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -85,6 +187,15 @@ impl Encoding {
                 ..
             } => "codebook-shared",
             Encoding::Int8PerChannel { .. } => "int8-per-channel",
+            Encoding::Bf16Fields {
+                exp_table: ExpTableRef::Local(_),
+                ..
+            } => "bf16-fields",
+            Encoding::Bf16Fields {
+                exp_table: ExpTableRef::Shared(_),
+                ..
+            } => "bf16-fields-shared",
+            Encoding::Bf16Table { .. } => "bf16-table",
         }
     }
 
@@ -95,6 +206,8 @@ impl Encoding {
             Encoding::F16(_) => 2,
             Encoding::Codebook { .. } => 3,
             Encoding::Int8PerChannel { .. } => 4,
+            Encoding::Bf16Fields { .. } => 5,
+            Encoding::Bf16Table { .. } => 6,
         }
     }
 
@@ -103,8 +216,11 @@ impl Encoding {
         match self {
             Encoding::F32(v) => v.len(),
             Encoding::Bf16(v) | Encoding::F16(v) => v.len(),
-            Encoding::Codebook { indices, .. } => indices.len(),
+            Encoding::Codebook { indices, .. } | Encoding::Bf16Table { indices, .. } => {
+                indices.len()
+            }
             Encoding::Int8PerChannel { q, .. } => q.len(),
+            Encoding::Bf16Fields { signs, .. } => signs.len(),
         }
     }
 
@@ -155,8 +271,9 @@ impl EncodedTensor {
         }
     }
 
-    /// Checks the encoding against the shape and the artifact's shared codebooks.
-    pub fn validate(&self, shared: &[Vec<f32>]) -> Result<()> {
+    /// Checks the encoding against the shape and the artifact's shared codebooks and
+    /// exponent tables.
+    pub fn validate(&self, shared: &[Vec<f32>], shared_exp: &[Vec<u8>]) -> Result<()> {
         // A checked product: a wrapped one (e.g. four dimensions of 2^16 wrap to 0) would
         // accept an encoding the reader then refuses ("shape overflows").
         let n = self
@@ -223,14 +340,101 @@ impl EncodedTensor {
                     );
                 }
             }
+            Encoding::Bf16Fields {
+                exp_table,
+                index_bits: bits,
+                mantissa_bits,
+                signs,
+                indices,
+                mantissas,
+            } => {
+                let table = self.exp_table(exp_table, shared_exp)?;
+                let k = table.len();
+                if k == 0 || k > 256 {
+                    return Err(
+                        self.invalid(format!("exponent table of {k} entries (1 to 256 allowed)"))
+                    );
+                }
+                if *bits != index_bits(k) {
+                    return Err(self.invalid(format!(
+                        "index width {bits} bits but an exponent table of {k} needs exactly {}",
+                        index_bits(k)
+                    )));
+                }
+                if *mantissa_bits > bf16fields::BF16_MANTISSA_BITS {
+                    return Err(
+                        self.invalid(format!("{mantissa_bits} mantissa bits; bfloat16 has 7"))
+                    );
+                }
+                if indices.len() != signs.len() || mantissas.len() != signs.len() {
+                    return Err(self.invalid(format!(
+                        "{} signs, {} indices and {} mantissas",
+                        signs.len(),
+                        indices.len(),
+                        mantissas.len()
+                    )));
+                }
+                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
+                    return Err(self.invalid(format!(
+                        "exponent index {v} at position {i} out of range for a table of {k}"
+                    )));
+                }
+                if let Some((i, m)) = mantissas
+                    .iter()
+                    .enumerate()
+                    .find(|(_, m)| (**m as u32) >> *mantissa_bits != 0)
+                {
+                    return Err(self.invalid(format!(
+                        "mantissa {m} at position {i} does not fit in {mantissa_bits} bits"
+                    )));
+                }
+            }
+            Encoding::Bf16Table {
+                values,
+                bits,
+                indices,
+            } => {
+                let k = values.len();
+                if k == 0 {
+                    return Err(self.invalid("empty value table"));
+                }
+                if *bits != index_bits(k) {
+                    return Err(self.invalid(format!(
+                        "index width {bits} bits but a value table of {k} needs exactly {}",
+                        index_bits(k)
+                    )));
+                }
+                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
+                    return Err(self.invalid(format!(
+                        "index {v} at position {i} out of range for a value table of {k}"
+                    )));
+                }
+            }
             _ => {}
         }
         Ok(())
     }
 
+    fn exp_table<'s>(&self, r: &'s ExpTableRef, shared_exp: &'s [Vec<u8>]) -> Result<&'s [u8]> {
+        match r {
+            ExpTableRef::Local(t) => Ok(t),
+            ExpTableRef::Shared(id) => {
+                shared_exp
+                    .get(*id as usize)
+                    .map(Vec::as_slice)
+                    .ok_or_else(|| {
+                        self.invalid(format!(
+                            "shared exponent table {id} does not exist ({} present)",
+                            shared_exp.len()
+                        ))
+                    })
+            }
+        }
+    }
+
     /// Decodes to f32 values (exactly what the container reader reproduces).
-    pub fn decode(&self, shared: &[Vec<f32>]) -> Result<Vec<f32>> {
-        self.validate(shared)?;
+    pub fn decode(&self, shared: &[Vec<f32>], shared_exp: &[Vec<u8>]) -> Result<Vec<f32>> {
+        self.validate(shared, shared_exp)?;
         Ok(match &self.encoding {
             Encoding::F32(v) => v.clone(),
             Encoding::Bf16(v) => v.iter().map(|b| bf16::from_bits(*b).to_f32()).collect(),
@@ -251,6 +455,36 @@ impl EncodedTensor {
                     .map(|(i, v)| *v as f32 * scales[i.checked_div(per).unwrap_or(0)])
                     .collect()
             }
+            Encoding::Bf16Fields {
+                exp_table,
+                mantissa_bits,
+                signs,
+                indices,
+                mantissas,
+                ..
+            } => {
+                let table = self.exp_table(exp_table, shared_exp)?;
+                signs
+                    .iter()
+                    .zip(indices)
+                    .zip(mantissas)
+                    .map(|((s, i), m)| {
+                        bf16fields::bf16_bits_to_f32(bf16fields::join_one(
+                            table,
+                            *mantissa_bits,
+                            *s,
+                            *i,
+                            *m,
+                        ))
+                    })
+                    .collect()
+            }
+            Encoding::Bf16Table {
+                values, indices, ..
+            } => indices
+                .iter()
+                .map(|i| bf16fields::bf16_bits_to_f32(values[*i as usize]))
+                .collect(),
         })
     }
 
@@ -285,6 +519,32 @@ impl EncodedTensor {
                 s.value_bits = 8 * n;
                 s.values = n;
             }
+            Encoding::Bf16Fields {
+                exp_table,
+                index_bits: bits,
+                mantissa_bits,
+                ..
+            } => {
+                // table ref tag u8 + (k u32 | shared id u32) + index bits u8 + mantissa bits u8
+                header += 1 + 4 + 1 + 1;
+                if let ExpTableRef::Local(t) = exp_table {
+                    s.codebook_bits = 8 * t.len() as u64;
+                    s.codebook = t.len() as u64;
+                }
+                s.index_bits = *bits as u64 * n;
+                s.indices = s.index_bits.div_ceil(8);
+                // sign and mantissa packed together, 1 + m bits per value
+                s.value_bits = (1 + *mantissa_bits as u64) * n;
+                s.values = s.value_bits.div_ceil(8);
+            }
+            Encoding::Bf16Table { values, bits, .. } => {
+                // k u32 + bits u8
+                header += 4 + 1;
+                s.codebook_bits = 16 * values.len() as u64;
+                s.codebook = 2 * values.len() as u64;
+                s.index_bits = *bits as u64 * n;
+                s.indices = s.index_bits.div_ceil(8);
+            }
         }
         s.header = header;
         s
@@ -298,11 +558,11 @@ impl EncodedTensor {
 pub struct TensorSize {
     /// Name, shape, kind tag and codebook metadata, in bytes.
     pub header: u64,
-    /// Local codebook bytes.
+    /// Local table bytes: FP32 codebook, 8-bit exponent table or 16-bit value table.
     pub codebook: u64,
     /// Packed index bytes.
     pub indices: u64,
-    /// Dense value bytes (f32/bf16/f16/int8).
+    /// Dense value bytes (f32/bf16/f16/int8; sign + mantissa fields of bf16-fields).
     pub values: u64,
     /// Per-channel scale bytes.
     pub scales: u64,
@@ -329,11 +589,17 @@ impl TensorSize {
 }
 
 /// A whole compressed model: every tensor of the model (compressed or FP32), plus
-/// codebooks shared across tensors.
+/// codebooks and exponent tables shared across tensors.
+///
+/// Build it with `..Default::default()` for the fields you do not use, so that new
+/// shared sections do not break your code.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Artifact {
     /// Codebooks shared across layers (FP32 values), referenced by [`CodebookRef::Shared`].
     pub shared_codebooks: Vec<Vec<f32>>,
+    /// Exponent tables shared across layers (8-bit biased exponents), referenced by
+    /// [`ExpTableRef::Shared`]. When empty the container keeps its version-1 layout.
+    pub shared_exp_tables: Vec<Vec<u8>>,
     /// One entry per model parameter, in the model's order.
     pub tensors: Vec<EncodedTensor>,
 }
@@ -343,15 +609,19 @@ pub struct Artifact {
 pub struct ArtifactSize {
     /// Per tensor, in artifact order.
     pub tensors: Vec<(String, TensorSize)>,
-    /// Fixed container header + shared codebook length fields + checksum trailer, in bytes.
+    /// Fixed container header + shared codebook and exponent table length fields +
+    /// checksum trailer, in bytes.
     pub container_overhead: u64,
     /// Shared codebook values, in bytes (= bits / 8: FP32 values).
     pub shared_codebooks: u64,
+    /// Shared exponent table entries, in bytes (= bits / 8: one byte per entry).
+    pub shared_exp_tables: u64,
     /// Weights counted by the paper accounting (compressible tensors).
     pub counted_params: u64,
     /// 32 × counted_params.
     pub bits_baseline: u64,
-    /// Payload bits of the compressible tensors plus the shared codebooks.
+    /// Payload bits of the compressible tensors plus the shared codebooks and exponent
+    /// tables.
     pub bits_compressed: u64,
     /// Exact size of the container file.
     pub total_bytes: u64,
@@ -377,8 +647,8 @@ impl Artifact {
     /// The uncompressed artifact: every tensor as FP32.
     pub fn dense(weights: &WeightSet) -> Self {
         Self {
-            shared_codebooks: vec![],
             tensors: weights.tensors.iter().map(EncodedTensor::dense).collect(),
+            ..Default::default()
         }
     }
 
@@ -399,8 +669,8 @@ impl Artifact {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            shared_codebooks: vec![],
             tensors,
+            ..Default::default()
         })
     }
 
@@ -408,7 +678,7 @@ impl Artifact {
     pub fn validate(&self) -> Result<()> {
         self.tensors
             .iter()
-            .try_for_each(|t| t.validate(&self.shared_codebooks))
+            .try_for_each(|t| t.validate(&self.shared_codebooks, &self.shared_exp_tables))
     }
 
     /// Decodes every tensor back to f32.
@@ -420,7 +690,7 @@ impl Artifact {
                 Tensor::new(
                     t.name.clone(),
                     t.shape.clone(),
-                    t.decode(&self.shared_codebooks)?,
+                    t.decode(&self.shared_codebooks, &self.shared_exp_tables)?,
                     t.compressible,
                 )
             })
@@ -436,8 +706,10 @@ impl Artifact {
             .map(|t| (t.name.clone(), t.size()))
             .collect();
         let shared_values: u64 = self.shared_codebooks.iter().map(|c| c.len() as u64).sum();
-        let container_overhead = crate::container::FIXED_HEADER_BYTES
+        let shared_exp: u64 = self.shared_exp_tables.iter().map(|t| t.len() as u64).sum();
+        let container_overhead = crate::container::header_bytes(self)
             + 4 * self.shared_codebooks.len() as u64
+            + 4 * self.shared_exp_tables.len() as u64
             + crate::container::TRAILER_BYTES;
         let counted_params: u64 = self
             .tensors
@@ -452,14 +724,17 @@ impl Artifact {
             .filter(|(t, _)| t.compressible)
             .map(|(_, (_, s))| s.payload_bits())
             .sum::<u64>()
-            + 32 * shared_values;
+            + 32 * shared_values
+            + 8 * shared_exp;
         let total_bytes = container_overhead
             + 4 * shared_values
+            + shared_exp
             + tensors.iter().map(|(_, s)| s.bytes()).sum::<u64>();
         ArtifactSize {
             tensors,
             container_overhead,
             shared_codebooks: 4 * shared_values,
+            shared_exp_tables: shared_exp,
             counted_params,
             bits_baseline: 32 * counted_params,
             bits_compressed,

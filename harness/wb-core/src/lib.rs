@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bf16fields;
 pub mod bitpack;
 pub mod container;
 pub mod encoding;
@@ -8,11 +9,17 @@ pub mod eval;
 pub mod io;
 pub mod method;
 pub mod params;
+pub mod train;
 pub mod weights;
 
-pub use encoding::{Artifact, ArtifactSize, CodebookRef, EncodedTensor, Encoding, TensorSize};
+pub use encoding::{
+    Artifact, ArtifactSize, CodebookRef, EncodedTensor, Encoding, ExpTableRef, TensorSize,
+};
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};
 pub use method::{Candidate, Context, Method, MethodError, MethodInfo, NoProgress, Progress};
 pub use params::{check_params, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
+pub use train::{
+    EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,
+};
 pub use weights::{Tensor, WeightSet};

@@ -4,6 +4,7 @@ use crate::encoding::Artifact;
 use crate::error::CoreError;
 use crate::eval::{EvalError, Evaluator};
 use crate::params::{ParamError, ParamSpec, Params};
+use crate::train::FineTuner;
 use crate::weights::WeightSet;
 
 /// A compression method. It computes; the harness measures (sizes come from the
@@ -63,16 +64,21 @@ pub struct Context<'a> {
     pub seed: u64,
     /// Accuracy of candidate weights on the search split, when the runner provides one.
     pub evaluator: Option<&'a mut dyn Evaluator>,
+    /// Fine-tuning on the training images with a projection hook, when the runner
+    /// provides one (methods that retrain fail with [`MethodError::NeedsTrainer`] without).
+    pub trainer: Option<&'a mut dyn FineTuner>,
     /// Progress sink.
     pub progress: &'a dyn Progress,
 }
 
 impl<'a> Context<'a> {
-    /// A context with no evaluator and no progress output (unit tests, retraining-free methods).
+    /// A context with no evaluator, no trainer and no progress output (unit tests,
+    /// retraining-free methods).
     pub fn bare(seed: u64) -> Self {
         Self {
             seed,
             evaluator: None,
+            trainer: None,
             progress: &NoProgress,
         }
     }
@@ -93,6 +99,9 @@ pub enum MethodError {
     /// The method needs an evaluator but none was given.
     #[error("method `{0}` needs an evaluator (search split) but the runner gave none")]
     NeedsEvaluator(&'static str),
+    /// The method needs a fine-tuner (training images) but none was given.
+    #[error("method `{0}` needs a fine-tuner (training images) but the runner gave none")]
+    NeedsTrainer(&'static str),
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),

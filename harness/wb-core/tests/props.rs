@@ -5,7 +5,10 @@ use proptest::prelude::*;
 use proptest::strategy::Union;
 use wb_core::bitpack::{index_bits, pack, packed_len, unpack};
 use wb_core::container::{self, TensorSpan};
-use wb_core::{Artifact, CodebookRef, CoreError, EncodedTensor, Encoding, Tensor, WeightSet};
+use wb_core::{
+    bf16fields, Artifact, CodebookRef, CoreError, EncodedTensor, Encoding, ExpTableRef, Tensor,
+    WeightSet,
+};
 
 // ---------------------------------------------------------------------------------------
 // Generators
@@ -41,9 +44,35 @@ fn name() -> impl Strategy<Value = String> {
     prop_oneof!["[a-z][a-z0-9_.]{0,24}", "\\PC{0,12}",]
 }
 
+/// Sign / exponent-index / mantissa streams of `n` values for a table of `k` exponents.
+fn bf16_fields(n: usize, k: usize, exp_table: ExpTableRef) -> impl Strategy<Value = Encoding> {
+    (0u8..=7).prop_flat_map(move |m| {
+        let exp_table = exp_table.clone();
+        (
+            prop::collection::vec(any::<bool>(), n),
+            // u16 ranges: a table of 256 entries has indices 0..=255.
+            prop::collection::vec((0..k as u16).prop_map(|i| i as u8), n),
+            prop::collection::vec((0..1u16 << m).prop_map(|v| v as u8), n),
+        )
+            .prop_map(move |(signs, indices, mantissas)| Encoding::Bf16Fields {
+                exp_table: exp_table.clone(),
+                index_bits: index_bits(k),
+                mantissa_bits: m,
+                signs,
+                indices,
+                mantissas,
+            })
+    })
+}
+
 /// An encoding of `n` values for a tensor with `c` output channels, given the sizes of
-/// the artifact's shared codebooks.
-fn encoding(n: usize, c: usize, shared: Vec<usize>) -> BoxedStrategy<Encoding> {
+/// the artifact's shared codebooks and shared exponent tables.
+fn encoding(
+    n: usize,
+    c: usize,
+    shared: Vec<usize>,
+    shared_exp: Vec<usize>,
+) -> BoxedStrategy<Encoding> {
     let mut options: Vec<BoxedStrategy<Encoding>> = vec![
         prop::collection::vec(any_f32(), n)
             .prop_map(Encoding::F32)
@@ -69,7 +98,36 @@ fn encoding(n: usize, c: usize, shared: Vec<usize>) -> BoxedStrategy<Encoding> {
         )
             .prop_map(|(scales, q)| Encoding::Int8PerChannel { scales, q })
             .boxed(),
+        // Any exponent table of 1 to 256 entries (duplicates allowed, 0 and 255 included).
+        prop::collection::vec(any::<u8>(), 1..=256)
+            .prop_flat_map(move |t| {
+                let k = t.len();
+                bf16_fields(n, k, ExpTableRef::Local(t))
+            })
+            .boxed(),
+        (1usize..=300)
+            .prop_flat_map(move |k| {
+                (
+                    prop::collection::vec(any::<u16>(), k),
+                    prop::collection::vec(0..k as u32, n),
+                )
+            })
+            .prop_map(|(values, indices)| Encoding::Bf16Table {
+                bits: index_bits(values.len()),
+                values,
+                indices,
+            })
+            .boxed(),
     ];
+    if !shared_exp.is_empty() {
+        options.push(
+            (0..shared_exp.len())
+                .prop_flat_map(move |id| {
+                    bf16_fields(n, shared_exp[id], ExpTableRef::Shared(id as u32))
+                })
+                .boxed(),
+        );
+    }
     if !shared.is_empty() {
         options.push(
             (0..shared.len())
@@ -89,11 +147,11 @@ fn encoding(n: usize, c: usize, shared: Vec<usize>) -> BoxedStrategy<Encoding> {
     Union::new(options).boxed()
 }
 
-fn tensor(shared: Vec<usize>) -> impl Strategy<Value = EncodedTensor> {
+fn tensor(shared: Vec<usize>, shared_exp: Vec<usize>) -> impl Strategy<Value = EncodedTensor> {
     (name(), shape(), any::<bool>()).prop_flat_map(move |(name, shape, compressible)| {
         let n = shape.iter().product();
         let c = shape.first().copied().unwrap_or(1).max(1);
-        encoding(n, c, shared.clone()).prop_map(move |encoding| EncodedTensor {
+        encoding(n, c, shared.clone(), shared_exp.clone()).prop_map(move |encoding| EncodedTensor {
             name: name.clone(),
             shape: shape.clone(),
             compressible,
@@ -102,23 +160,27 @@ fn tensor(shared: Vec<usize>) -> impl Strategy<Value = EncodedTensor> {
     })
 }
 
-/// A valid artifact: 0 to 3 shared codebooks of 1 to 300 values, 0 to 6 tensors with
-/// unique names.
+/// A valid artifact: 0 to 3 shared codebooks of 1 to 300 values, 0 to 2 shared exponent
+/// tables of 1 to 256 entries, 0 to 6 tensors with unique names.
 fn artifact() -> impl Strategy<Value = Artifact> {
-    prop::collection::vec(prop::collection::vec(any_f32(), 1..=300), 0..=3).prop_flat_map(
-        |shared_codebooks| {
+    (
+        prop::collection::vec(prop::collection::vec(any_f32(), 1..=300), 0..=3),
+        prop::collection::vec(prop::collection::vec(any::<u8>(), 1..=256), 0..=2),
+    )
+        .prop_flat_map(|(shared_codebooks, shared_exp_tables)| {
             let ks: Vec<usize> = shared_codebooks.iter().map(Vec::len).collect();
-            prop::collection::vec(tensor(ks), 0..=6).prop_map(move |mut tensors| {
+            let es: Vec<usize> = shared_exp_tables.iter().map(Vec::len).collect();
+            prop::collection::vec(tensor(ks, es), 0..=6).prop_map(move |mut tensors| {
                 for (i, t) in tensors.iter_mut().enumerate() {
                     t.name = format!("{i}:{}", t.name);
                 }
                 Artifact {
                     shared_codebooks: shared_codebooks.clone(),
+                    shared_exp_tables: shared_exp_tables.clone(),
                     tensors,
                 }
             })
-        },
-    )
+        })
 }
 
 /// A weight set of finite values, at least one value in total.
@@ -177,12 +239,16 @@ fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
             Encoding::Int8PerChannel { scales: sa, q: qa },
             Encoding::Int8PerChannel { scales: sb, q: qb },
         ) => f32_bits(sa) == f32_bits(sb) && qa == qb,
+        // No floats inside: structural equality is bit equality.
+        (Encoding::Bf16Fields { .. }, Encoding::Bf16Fields { .. })
+        | (Encoding::Bf16Table { .. }, Encoding::Bf16Table { .. }) => a == b,
         _ => false,
     }
 }
 
 fn same_artifact(a: &Artifact, b: &Artifact) -> bool {
-    a.shared_codebooks.len() == b.shared_codebooks.len()
+    a.shared_exp_tables == b.shared_exp_tables
+        && a.shared_codebooks.len() == b.shared_codebooks.len()
         && a.shared_codebooks
             .iter()
             .zip(&b.shared_codebooks)
@@ -244,16 +310,39 @@ proptest! {
         // Spans tile the tensor section: header + shared codebooks, then tensors back to
         // back, then the trailer.
         let shared_bytes: u64 =
-            a.shared_codebooks.iter().map(|c| 4 + 4 * c.len() as u64).sum();
-        let mut pos = container::FIXED_HEADER_BYTES + shared_bytes;
+            a.shared_codebooks.iter().map(|c| 4 + 4 * c.len() as u64).sum::<u64>()
+            + a.shared_exp_tables.iter().map(|t| 4 + t.len() as u64).sum::<u64>();
+        let header = if a.shared_exp_tables.is_empty() {
+            prop_assert_eq!(&bytes[..8], container::MAGIC);
+            container::FIXED_HEADER_BYTES
+        } else {
+            prop_assert_eq!(&bytes[..8], container::MAGIC_V2);
+            container::FIXED_HEADER_BYTES_V2
+        };
+        let mut pos = header + shared_bytes;
         for TensorSpan { start, end, .. } in &spans {
             prop_assert_eq!(*start, pos);
             pos = *end;
         }
         prop_assert_eq!(pos + container::TRAILER_BYTES, bytes.len() as u64);
         prop_assert_eq!(
-            size.container_overhead + size.shared_codebooks + size.component(|s| s.bytes()),
+            size.container_overhead
+                + size.shared_codebooks
+                + size.shared_exp_tables
+                + size.component(|s| s.bytes()),
             size.total_bytes
+        );
+        // Paper accounting of the whole artifact: compressible payload bits plus every
+        // shared table at its stored width (32-bit centroids, 8-bit exponents).
+        let payload: u64 = a
+            .tensors
+            .iter()
+            .filter(|t| t.compressible)
+            .map(|t| t.size().payload_bits())
+            .sum();
+        prop_assert_eq!(
+            size.bits_compressed,
+            payload + 8 * size.shared_codebooks + 8 * size.shared_exp_tables
         );
         // Paper accounting of each tensor: the analytic bits round up to its payload bytes.
         for t in &a.tensors {
@@ -518,13 +607,13 @@ fn shape_whose_product_overflows_is_rejected_before_writing() {
     // 2^16 · 2^16 · 2^16 · 2^16 = 2^64 wraps to 0 in usize: the empty encoding must not be
     // accepted as matching the shape (the reader would refuse the file).
     let a = Artifact {
-        shared_codebooks: vec![],
         tensors: vec![EncodedTensor {
             name: "huge".into(),
             shape: vec![1 << 16; 4],
             compressible: true,
             encoding: Encoding::F32(vec![]),
         }],
+        ..Default::default()
     };
     let e = container::write(&a).unwrap_err();
     assert!(
@@ -543,8 +632,8 @@ fn header_field_limits_are_enforced_at_the_boundary() {
         encoding: Encoding::F32(vec![1.5]),
     };
     let one = |t: EncodedTensor| Artifact {
-        shared_codebooks: vec![],
         tensors: vec![t],
+        ..Default::default()
     };
     // Largest name and rank the header can hold: written, read back, sized exactly.
     let a = one(t("n".repeat(u16::MAX as usize), u8::MAX as usize));
@@ -561,4 +650,183 @@ fn header_field_limits_are_enforced_at_the_boundary() {
             Err(CoreError::InvalidEncoding { .. })
         ));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// bfloat16 fields
+// ---------------------------------------------------------------------------------------
+
+/// Every one of the 65,536 bfloat16 bit patterns — ±0, subnormals (exponent field 0),
+/// normals, ±inf and every NaN payload (field 255) — goes through the field codec, the
+/// container and the decoder bit for bit when the table holds all 256 exponents.
+#[test]
+fn every_bf16_pattern_round_trips_through_fields_and_container() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    // A table in a scrambled order, so that index ≠ exponent.
+    let table: Vec<u8> = (0..=255u8)
+        .map(|e| e.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let enc = Encoding::bf16_fields_local(&all, table.clone(), 7).unwrap();
+    let Encoding::Bf16Fields {
+        index_bits,
+        ref indices,
+        ..
+    } = enc
+    else {
+        unreachable!()
+    };
+    assert_eq!(index_bits, 8);
+    for (b, i) in all.iter().zip(indices) {
+        assert_eq!(table[*i as usize], bf16fields::exponent_field(*b));
+    }
+    let a = Artifact {
+        tensors: vec![EncodedTensor {
+            name: "all".into(),
+            shape: vec![256, 256],
+            compressible: true,
+            encoding: enc,
+        }],
+        ..Default::default()
+    };
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(bytes.len() as u64, a.size().total_bytes);
+    let back = container::read(&bytes).unwrap();
+    assert_eq!(back, a);
+    let decoded = back.decode().unwrap();
+    for (b, v) in all.iter().zip(&decoded.tensors[0].data) {
+        assert_eq!(v.to_bits(), (*b as u32) << 16, "pattern {b:#06x}");
+    }
+    // Paper accounting: 1 + 8 + 7 = 16 bits per value plus 8 bits per table entry.
+    let s = a.tensors[0].size();
+    assert_eq!(s.payload_bits(), 16 * 65_536 + 8 * 256);
+}
+
+/// With `m` < 7 kept mantissa bits, exactly the patterns whose dropped bits are zero are
+/// accepted, and they round-trip; a table without an exponent refuses exactly the
+/// patterns that have it.
+#[test]
+fn reduced_mantissa_and_partial_tables_accept_exactly_what_they_can_store() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    for m in 0..=7u8 {
+        let drop_mask = (1u16 << (7 - m)) - 1;
+        let table: Vec<u8> = (0..=255).collect();
+        let mut accepted = 0usize;
+        for &b in &all {
+            match bf16fields::split(&[b], &table, m) {
+                Ok(f) => {
+                    assert_eq!(b & drop_mask, 0);
+                    assert_eq!(bf16fields::join(&table, m, &f), vec![b]);
+                    accepted += 1;
+                }
+                Err(bf16fields::FieldError::MantissaNotRepresentable { .. }) => {
+                    assert_ne!(b & drop_mask, 0)
+                }
+                Err(e) => panic!("{b:#06x}: {e}"),
+            }
+        }
+        assert_eq!(accepted, 2 * 256 * (1 << m), "m = {m}");
+    }
+    // Table {0, 127}: zero, subnormals and [1, 2) only.
+    let table = [127u8, 0];
+    for &b in &all {
+        let ok = bf16fields::split(&[b], &table, 7).is_ok();
+        let e = bf16fields::exponent_field(b);
+        assert_eq!(ok, e == 0 || e == 127, "{b:#06x}");
+    }
+}
+
+/// A model-wide exponent table is written once (container version 2) and counted once.
+#[test]
+fn shared_exponent_table_is_stored_once_and_counted_at_8_bits_per_entry() {
+    let table = vec![126u8, 125, 124, 0];
+    let v: Vec<u16> = vec![0x3F00, 0xBE80, 0x3E00, 0x0000, 0x8000, 0x3F7F];
+    let t = |name: &str| EncodedTensor {
+        name: name.into(),
+        shape: vec![2, 3],
+        compressible: true,
+        encoding: Encoding::bf16_fields_shared(&v, 0, &table, 7).unwrap(),
+    };
+    let a = Artifact {
+        shared_exp_tables: vec![table.clone()],
+        tensors: vec![t("a"), t("b")],
+        ..Default::default()
+    };
+    let (bytes, spans) = container::write_with_spans(&a).unwrap();
+    assert_eq!(&bytes[..8], container::MAGIC_V2);
+    let size = a.size();
+    assert_eq!(bytes.len() as u64, size.total_bytes);
+    assert_eq!(spans[0].start, container::FIXED_HEADER_BYTES_V2 + 4 + 4);
+    // 6 values × (1 sign + 2 index + 7 mantissa bits) per tensor + 4 shared entries × 8.
+    assert_eq!(size.bits_compressed, 2 * 6 * 10 + 4 * 8);
+    assert_eq!(size.shared_exp_tables, 4);
+    let back = container::read(&bytes).unwrap();
+    assert_eq!(back, a);
+    let d = back.decode().unwrap();
+    assert_eq!(
+        f32_bits(&d.tensors[1].data),
+        v.iter().map(|b| (*b as u32) << 16).collect::<Vec<_>>()
+    );
+    // A reference to a table that does not exist is refused before writing.
+    let mut bad = a.clone();
+    bad.shared_exp_tables.clear();
+    assert!(matches!(
+        container::write(&bad),
+        Err(CoreError::InvalidEncoding { .. })
+    ));
+}
+
+/// The version-1 layout of the existing kinds is unchanged, byte for byte.
+#[test]
+fn version_1_layout_is_unchanged() {
+    let a = Artifact {
+        tensors: vec![EncodedTensor {
+            name: "w".into(),
+            shape: vec![2],
+            compressible: true,
+            encoding: Encoding::F32(vec![1.0, -2.0]),
+        }],
+        ..Default::default()
+    };
+    let bytes = container::write(&a).unwrap();
+    let mut body = b"WBCONT01".to_vec();
+    body.extend_from_slice(&[0, 0, 0, 0, 1, 0, 0, 0]); // n_shared, n_tensors
+    body.extend_from_slice(&[1, 0, b'w', 1, 2, 0, 0, 0, 1, 0]); // name, shape, flags, kind
+    body.extend_from_slice(&[0, 0, 0x80, 0x3F, 0, 0, 0, 0xC0]); // 1.0, -2.0
+    assert_eq!(&bytes[..bytes.len() - 32], body.as_slice());
+    assert_eq!(container::read(&bytes).unwrap(), a);
+}
+
+/// A version-2 header that announces no exponent table is not canonical and refused.
+#[test]
+fn version_2_without_exponent_tables_is_refused() {
+    use sha2::{Digest, Sha256};
+    let mut body = b"WBCONT02".to_vec();
+    body.extend_from_slice(&[0; 12]); // no codebooks, no tensors, no exponent tables
+    let digest = Sha256::digest(&body);
+    body.extend_from_slice(&digest);
+    assert!(matches!(
+        container::read(&body),
+        Err(CoreError::MalformedContainer { .. })
+    ));
+}
+
+/// Value sharing in bfloat16: 16 bits per table entry, ⌈log2 k⌉-bit indices.
+#[test]
+fn bf16_table_accounting() {
+    let v: Vec<u16> = vec![0x3F80, 0x3F80, 0xC000, 0x0001, 0xC000];
+    let enc = Encoding::bf16_table(&v);
+    let t = EncodedTensor {
+        name: "t".into(),
+        shape: vec![5],
+        compressible: true,
+        encoding: enc,
+    };
+    let s = t.size();
+    assert_eq!(s.codebook_bits, 3 * 16);
+    assert_eq!(s.index_bits, 5 * 2);
+    let d = t.decode(&[], &[]).unwrap();
+    assert_eq!(
+        f32_bits(&d),
+        v.iter().map(|b| (*b as u32) << 16).collect::<Vec<_>>()
+    );
 }

@@ -5,5 +5,7 @@ use wb_core::MethodInfo;
 
 /// All registered methods, baselines first.
 pub fn methods() -> Vec<MethodInfo> {
-    wb_baselines::methods()
+    let mut v = wb_baselines::methods();
+    v.extend(ws_dse::methods());
+    v
 }

@@ -355,6 +355,7 @@ impl GroupContext {
                     let mut ctx = Context {
                         seed: cell.seed,
                         evaluator: Some(&mut ev),
+                        trainer: None,
                         progress: &step,
                     };
                     let c = method.compress(&original, &mut ctx)?;
@@ -364,6 +365,7 @@ impl GroupContext {
                     let mut ctx = Context {
                         seed: cell.seed,
                         evaluator: None,
+                        trainer: None,
                         progress: &step,
                     };
                     let c = method

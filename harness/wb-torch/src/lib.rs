@@ -5,9 +5,11 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod train;
 
 pub use card::{find_card, list_cards, ModelCard};
 pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
 pub use model::{device_name, parse_device, TorchModel};
+pub use train::{TorchFineTuner, TRAIN_DATASET};

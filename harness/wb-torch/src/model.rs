@@ -141,6 +141,16 @@ impl TorchModel {
         &self.original
     }
 
+    /// The TorchScript module (crate-internal: fine-tuning runs it with autograd).
+    pub(crate) fn module(&self) -> &CModule {
+        &self.module
+    }
+
+    /// Parameter handles in the module's order, sharing storage with the module.
+    pub(crate) fn param_handles(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
     /// Copies `weights` into the module's parameters (exact f32 values). Every parameter
     /// must be present with its shape; extra or missing tensors are errors.
     pub fn install(&mut self, weights: &WeightSet) -> Result<()> {

@@ -134,8 +134,8 @@ impl Method for KMeansUniform {
             ctx.progress.inc(1);
         }
         let artifact = Artifact {
-            shared_codebooks: vec![],
             tensors,
+            ..Default::default()
         };
         artifact.validate()?;
         Ok(vec![Candidate {

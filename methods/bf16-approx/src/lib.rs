@@ -1,0 +1,655 @@
+#![doc = include_str!("../README.md")]
+
+pub mod approx;
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use wb_core::bf16fields::exponent_field;
+use wb_core::train::project_all;
+use wb_core::{
+    Artifact, Candidate, Context, CoreError, EncodedTensor, Encoding, FineTuneConfig, Method,
+    MethodError, MethodInfo, ParamDefault, ParamError, ParamKind, ParamSpec, Params, Projection,
+    Tensor, WeightSet,
+};
+
+pub use approx::{
+    plan, project, round_mantissa, round_weight, AllowedSet, ExponentPlan, ProjectStats, Rounding,
+    Stage, ZeroMode,
+};
+
+/// Method id.
+pub const ID: &str = "bf16-approx";
+
+/// Declared parameters (see the README for their meaning).
+pub const PARAMS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "table",
+        kind: ParamKind::Choice(&["layer", "model"]),
+        default: Some(ParamDefault::Str("layer")),
+        doc: "exponent table per compressible layer, or one model-wide table",
+    },
+    ParamSpec {
+        name: "remove_bits",
+        kind: ParamKind::Int { min: 0, max: 7 },
+        default: Some(ParamDefault::Int(0)),
+        doc: "exponent index bits removed (r): keep the 2^(b-r) largest exponents; 0 = lossless exponent sharing; must be < b of every table",
+    },
+    ParamSpec {
+        name: "zero_candidate",
+        kind: ParamKind::Bool,
+        default: Some(ParamDefault::Bool(true)),
+        doc: "0 is a snapping candidate for weights whose exponent is removed (the authors' code)",
+    },
+    ParamSpec {
+        name: "zero_entry",
+        kind: ParamKind::Choice(&["in-budget", "extra"]),
+        default: Some(ParamDefault::Str("in-budget")),
+        doc: "with zero_candidate: zero takes one of the 2^(b-r) table entries (in-budget) or is one more entry (extra, the authors' candidate set; index b-r+1 bits)",
+    },
+    ParamSpec {
+        name: "mantissa_bits",
+        kind: ParamKind::Int { min: 0, max: 7 },
+        default: Some(ParamDefault::Int(7)),
+        doc: "kept BF16 mantissa bits m' (7 = all)",
+    },
+    ParamSpec {
+        name: "mantissa_rounding",
+        kind: ParamKind::Choice(&["nearest-even", "truncate"]),
+        default: Some(ParamDefault::Str("nearest-even")),
+        doc: "how dropped mantissa bits are removed",
+    },
+    ParamSpec {
+        name: "value_sharing",
+        kind: ParamKind::Choice(&["off", "auto", "always"]),
+        default: Some(ParamDefault::Str("off")),
+        doc: "per-layer table of distinct BF16 values (16 bits per entry, ceil(log2 U)-bit indices): never, where smaller than the fields, or always",
+    },
+    ParamSpec {
+        name: "retrain_epochs",
+        kind: ParamKind::Int { min: 0, max: 1000 },
+        default: Some(ParamDefault::Int(0)),
+        doc: "fine-tuning epochs on cifar10-train-jpeg75 with projection after every step (0 = retraining-free)",
+    },
+    ParamSpec {
+        name: "retrain_steps",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 100_000_000,
+        },
+        default: Some(ParamDefault::Int(0)),
+        doc: "stop fine-tuning after this many optimizer steps in total (0 = whole epochs)",
+    },
+    ParamSpec {
+        name: "lr",
+        kind: ParamKind::Float { min: 0.0, max: 10.0 },
+        default: Some(ParamDefault::Float(1e-3)),
+        doc: "SGD learning rate (momentum 0)",
+    },
+    ParamSpec {
+        name: "batch",
+        kind: ParamKind::Int { min: 1, max: 4096 },
+        default: Some(ParamDefault::Int(64)),
+        doc: "fine-tuning batch size",
+    },
+    ParamSpec {
+        name: "holdout",
+        kind: ParamKind::Int {
+            min: 10,
+            max: 20_000,
+        },
+        default: Some(ParamDefault::Int(2500)),
+        doc: "training images held out (seeded, class-balanced) to pick the best epoch",
+    },
+    ParamSpec {
+        name: "retrain_projection",
+        kind: ParamKind::Choice(&["exponent", "full"]),
+        default: Some(ParamDefault::Str("exponent")),
+        doc: "projection after each step: snap removed exponents only (the authors'), or also round the mantissa (full)",
+    },
+];
+
+/// Registry entry of `bf16-approx`.
+pub const BF16_APPROX: MethodInfo = MethodInfo {
+    id: ID,
+    summary: "BF16 exponent sharing/approximation, mantissa approximation, value sharing, retraining with projection (Kashikar et al., TECS 2024)",
+    params: PARAMS,
+    build,
+};
+
+/// This crate's registry entries.
+pub fn methods() -> Vec<MethodInfo> {
+    vec![BF16_APPROX]
+}
+
+/// Scope of the exponent tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableScope {
+    /// One table per compressible tensor.
+    Layer,
+    /// One table for all compressible tensors, stored once in the artifact.
+    Model,
+}
+
+/// Per-layer value sharing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueSharing {
+    /// Never.
+    Off,
+    /// Where it takes fewer bits than the field encoding.
+    Auto,
+    /// Always.
+    Always,
+}
+
+/// Fine-tuning settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retrain {
+    /// Epochs (≥ 1).
+    pub epochs: usize,
+    /// Step cap (0 = none).
+    pub max_steps: u64,
+    /// SGD learning rate.
+    pub lr: f64,
+    /// Batch size.
+    pub batch: usize,
+    /// Held-out training images for best-epoch selection.
+    pub holdout: usize,
+    /// Round mantissas in every step's projection too.
+    pub full_projection: bool,
+}
+
+/// The `bf16-approx` method with checked parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bf16Approx {
+    /// Table scope.
+    pub table: TableScope,
+    /// Index bits removed (r).
+    pub remove_bits: u8,
+    /// Zero handling in exponent approximation.
+    pub zero: ZeroMode,
+    /// Kept mantissa bits.
+    pub mantissa_bits: u8,
+    /// Mantissa rounding.
+    pub rounding: Rounding,
+    /// Value sharing.
+    pub value_sharing: ValueSharing,
+    /// Fine-tuning, if any.
+    pub retrain: Option<Retrain>,
+}
+
+impl Default for Bf16Approx {
+    fn default() -> Self {
+        Self {
+            table: TableScope::Layer,
+            remove_bits: 0,
+            zero: ZeroMode::InBudget,
+            mantissa_bits: 7,
+            rounding: Rounding::NearestEven,
+            value_sharing: ValueSharing::Off,
+            retrain: None,
+        }
+    }
+}
+
+fn build(p: &Params) -> Result<Box<dyn Method>, ParamError> {
+    Ok(Box::new(Bf16Approx::from_params(p)?))
+}
+
+impl Bf16Approx {
+    /// Builds the method from checked parameters, with the cross-field checks.
+    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
+        let int = |name: &str, max: i64| -> Result<i64, ParamError> {
+            let v = p.int(name)?;
+            if !(0..=max).contains(&v) {
+                return Err(ParamError::new(name, format!("{v} is outside 0..={max}")));
+            }
+            Ok(v)
+        };
+        let mantissa_bits = int("mantissa_bits", 7)? as u8;
+        let remove_bits = int("remove_bits", 7)? as u8;
+        let zero_candidate = p.bool("zero_candidate")?;
+        let zero_entry = p.str("zero_entry")?;
+        let zero = match (zero_candidate, zero_entry) {
+            (false, "extra") => {
+                return Err(ParamError::new(
+                    "zero_entry",
+                    "\"extra\" needs zero_candidate = true (zero is then a table entry)",
+                ))
+            }
+            (false, _) => ZeroMode::Off,
+            (true, "extra") => ZeroMode::ExtraEntry,
+            (true, _) => ZeroMode::InBudget,
+        };
+        let epochs = int("retrain_epochs", 1000)? as usize;
+        let steps = int("retrain_steps", i64::MAX)? as u64;
+        if steps > 0 && epochs == 0 {
+            return Err(ParamError::new(
+                "retrain_steps",
+                format!("{steps} steps but retrain_epochs = 0; set retrain_epochs >= 1"),
+            ));
+        }
+        let retrain = (epochs > 0)
+            .then(|| -> Result<Retrain, ParamError> {
+                let lr = p.float("lr")?;
+                if !(lr > 0.0 && lr.is_finite()) {
+                    return Err(ParamError::new(
+                        "lr",
+                        format!("{lr}: fine-tuning needs a positive learning rate"),
+                    ));
+                }
+                Ok(Retrain {
+                    epochs,
+                    max_steps: steps,
+                    lr,
+                    batch: int("batch", 4096)?.max(1) as usize,
+                    holdout: int("holdout", 20_000)? as usize,
+                    full_projection: p.str("retrain_projection")? == "full",
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            table: if p.str("table")? == "model" {
+                TableScope::Model
+            } else {
+                TableScope::Layer
+            },
+            remove_bits,
+            zero,
+            mantissa_bits,
+            rounding: if p.str("mantissa_rounding")? == "truncate" {
+                Rounding::Truncate
+            } else {
+                Rounding::NearestEven
+            },
+            value_sharing: match p.str("value_sharing")? {
+                "auto" => ValueSharing::Auto,
+                "always" => ValueSharing::Always,
+                _ => ValueSharing::Off,
+            },
+            retrain,
+        })
+    }
+
+    /// bfloat16 + mantissa approximation of every weight of `t`, refusing values that do
+    /// not fit in bfloat16.
+    fn rounded(&self, t: &Tensor) -> Result<Vec<u16>, MethodError> {
+        t.data
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                round_weight(*w, self.mantissa_bits, self.rounding)
+                    .ok_or_else(|| not_representable(&t.name, i, *w).into())
+            })
+            .collect()
+    }
+
+    /// The exponent plans: one per compressible tensor (in order), and for a model-wide
+    /// table the single shared plan. Fails (naming the layer) when `r` is too large.
+    pub fn plans(&self, weights: &WeightSet) -> Result<Plans, MethodError> {
+        let mut seen_model = [false; 256];
+        let mut per_layer = Vec::new();
+        for t in weights.compressible() {
+            let mut seen = [false; 256];
+            approx::exponent_presence(self.rounded(t)?, &mut seen);
+            for (m, s) in seen_model.iter_mut().zip(&seen) {
+                *m |= *s;
+            }
+            per_layer.push((t.name.clone(), seen));
+        }
+        let make = |seen: &[bool; 256], what: &str| {
+            plan(
+                seen,
+                self.remove_bits,
+                self.zero,
+                self.mantissa_bits,
+                self.rounding,
+            )
+            .map_err(|e| {
+                MethodError::Params(ParamError::new(
+                    "remove_bits",
+                    format!(
+                        "r = {} but {what} has only {} distinct exponents ({}-bit index); \
+                         r must be smaller than the index width of every table",
+                        self.remove_bits, e.distinct, e.bits
+                    ),
+                ))
+            })
+        };
+        Ok(match self.table {
+            TableScope::Layer => Plans {
+                layers: per_layer
+                    .iter()
+                    .map(|(name, seen)| {
+                        Ok((
+                            name.clone(),
+                            distinct_count(seen),
+                            make(seen, &format!("layer `{name}`"))?,
+                        ))
+                    })
+                    .collect::<Result<_, MethodError>>()?,
+                shared: None,
+            },
+            TableScope::Model => {
+                let shared = make(&seen_model, "the model-wide table")?;
+                Plans {
+                    layers: per_layer
+                        .iter()
+                        .map(|(name, seen)| (name.clone(), distinct_count(seen), shared.clone()))
+                        .collect(),
+                    shared: Some(shared),
+                }
+            }
+        })
+    }
+}
+
+fn distinct_count(seen: &[bool; 256]) -> usize {
+    seen.iter().filter(|s| **s).count()
+}
+
+fn not_representable(name: &str, index: usize, value: f32) -> CoreError {
+    if value.is_finite() {
+        CoreError::InvalidEncoding {
+            name: name.to_string(),
+            reason: format!(
+                "weight {value} at flat index {index} does not fit in bfloat16 \
+                 (it rounds past the largest finite value)"
+            ),
+        }
+    } else {
+        CoreError::NonFinite {
+            name: name.to_string(),
+            index,
+            value,
+        }
+    }
+}
+
+/// The exponent plans of a model.
+#[derive(Debug, Clone)]
+pub struct Plans {
+    /// Per compressible tensor: name, its own distinct exponent count, its plan (the
+    /// model-wide plan for a model-wide table).
+    pub layers: Vec<(String, usize, ExponentPlan)>,
+    /// The model-wide plan, for a model-wide table.
+    pub shared: Option<ExponentPlan>,
+}
+
+impl Plans {
+    fn sets(&self) -> HashMap<&str, &AllowedSet> {
+        self.layers
+            .iter()
+            .map(|(n, _, p)| (n.as_str(), &p.set))
+            .collect()
+    }
+}
+
+/// The projection of retraining: every compressible tensor onto its allowed set.
+struct PlanProjection<'a> {
+    sets: HashMap<&'a str, &'a AllowedSet>,
+    full: bool,
+}
+
+impl PlanProjection<'_> {
+    fn apply(&self, t: &mut Tensor, stage: Stage) -> Result<(), CoreError> {
+        let set = self.sets.get(t.name.as_str()).ok_or_else(|| {
+            CoreError::MissingTensor(format!("{} (not compressible when planned)", t.name))
+        })?;
+        project(&mut t.data, set, stage)
+            .map(|_| ())
+            .map_err(|e| not_representable(&t.name, e.index, e.value))
+    }
+}
+
+impl Projection for PlanProjection<'_> {
+    fn step(&mut self, t: &mut Tensor) -> Result<(), CoreError> {
+        self.apply(t, if self.full { Stage::Final } else { Stage::Step })
+    }
+    fn finalize(&mut self, t: &mut Tensor) -> Result<(), CoreError> {
+        self.apply(t, Stage::Final)
+    }
+}
+
+/// The bfloat16 patterns of values that are exactly bfloat16 (after a final projection).
+fn exact_bf16(t: &Tensor) -> Vec<u16> {
+    t.data
+        .iter()
+        .map(|v| {
+            let b = v.to_bits();
+            debug_assert_eq!(b & 0xFFFF, 0, "{v} is not a bfloat16 value");
+            (b >> 16) as u16
+        })
+        .collect()
+}
+
+impl Method for Bf16Approx {
+    fn compress(
+        &self,
+        weights: &WeightSet,
+        ctx: &mut Context<'_>,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        weights.check_finite()?;
+        if self.retrain.is_some() && ctx.trainer.is_none() {
+            return Err(MethodError::NeedsTrainer(ID));
+        }
+        // Every data-dependent parameter check happens here, before any projection or
+        // fine-tuning.
+        let plans = self.plans(weights)?;
+        let sets = plans.sets();
+
+        // Retraining-free projection (also the start of fine-tuning).
+        let mut projected = weights.clone();
+        let mut stats: HashMap<String, ProjectStats> = HashMap::new();
+        for t in projected.tensors.iter_mut().filter(|t| t.compressible) {
+            let s = project(&mut t.data, sets[t.name.as_str()], Stage::Final)
+                .map_err(|e| not_representable(&t.name, e.index, e.value))?;
+            stats.insert(t.name.clone(), s);
+        }
+
+        let mut retrain_extra = Value::Null;
+        if let Some(rt) = self.retrain {
+            let trainer = ctx.trainer.as_deref_mut().expect("checked above");
+            let cfg = FineTuneConfig {
+                epochs: rt.epochs,
+                max_steps: rt.max_steps,
+                lr: rt.lr,
+                momentum: 0.0,
+                batch: rt.batch,
+                seed: ctx.seed,
+                holdout_images: rt.holdout,
+            };
+            let mut proj = PlanProjection {
+                sets: sets.clone(),
+                full: rt.full_projection,
+            };
+            ctx.progress.message("fine-tuning with projection");
+            let outcome = trainer.fine_tune(&projected, &cfg, &mut proj, ctx.progress)?;
+            let mut w = outcome.weights.clone();
+            // Idempotent: the trainer already finalized these; this guarantees it.
+            project_all(&mut w, |t| proj.finalize(t))?;
+            let acc = |a: wb_core::Accuracy| json!({"top1_pct": a.top1_pct(), "top1_correct": a.top1_correct, "images": a.total});
+            retrain_extra = json!({
+                "epochs_requested": rt.epochs,
+                "max_steps": rt.max_steps,
+                "lr": rt.lr,
+                "momentum": 0.0,
+                "batch": rt.batch,
+                "holdout_images": rt.holdout,
+                "projection": if rt.full_projection { "full" } else { "exponent" },
+                "steps": outcome.steps,
+                "best_epoch": outcome.best_epoch,
+                "start_holdout": acc(outcome.start_holdout),
+                "best_holdout": acc(outcome.best_holdout()),
+                "history": outcome.epochs.iter().map(|e| json!({
+                    "epoch": e.epoch,
+                    "steps": e.steps,
+                    "train_loss": e.train_loss,
+                    "holdout": acc(e.holdout),
+                })).collect::<Vec<_>>(),
+            });
+            projected = w;
+        }
+
+        let (artifact, layers) = self.encode(&projected, &plans, &stats)?;
+        let size = artifact.size();
+        let bits_bf16 = 16 * size.counted_params;
+        let nominal: u64 = layers
+            .iter()
+            .map(|l| l["bits_nominal_authors"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            + plans
+                .shared
+                .as_ref()
+                .map_or(0, |p| 8 * p.nominal_entries as u64);
+        let extra = json!({
+            "table": match self.table { TableScope::Layer => "layer", TableScope::Model => "model" },
+            "remove_bits": self.remove_bits,
+            "zero": format!("{:?}", self.zero),
+            "mantissa_bits": self.mantissa_bits,
+            "mantissa_rounding": format!("{:?}", self.rounding),
+            "value_sharing": format!("{:?}", self.value_sharing),
+            "model_table": plans.shared.as_ref().map(|p| json!({
+                "distinct_exponents": p.distinct.len(),
+                "lossless_index_bits": p.lossless_bits,
+                "table": p.set.table,
+                "index_bits": p.index_bits(),
+            })),
+            "counted_params": size.counted_params,
+            "bits_bf16_baseline": bits_bf16,
+            "bits_compressed": size.bits_compressed,
+            "bits_per_weight": size.bits_compressed as f64 / size.counted_params.max(1) as f64,
+            "saving_vs_bf16_pct": saving_pct(bits_bf16, size.bits_compressed),
+            "bits_nominal_authors": nominal,
+            "saving_vs_bf16_pct_nominal_authors": saving_pct(bits_bf16, nominal),
+            "compression_ratio_vs_fp32": size.compression_ratio(),
+            "snapped_weights": stats.values().map(|s| s.snapped).sum::<usize>(),
+            "zeroed_weights": stats.values().map(|s| s.zeroed).sum::<usize>(),
+            "retrain": retrain_extra,
+            "layers": layers,
+        });
+        Ok(vec![Candidate {
+            label: "default".into(),
+            artifact,
+            extra,
+        }])
+    }
+}
+
+fn saving_pct(base: u64, bits: u64) -> f64 {
+    if base == 0 {
+        0.0
+    } else {
+        100.0 * (1.0 - bits as f64 / base as f64)
+    }
+}
+
+impl Bf16Approx {
+    /// Encodes projected weights (compressible values exactly representable in their
+    /// plan's set) into the artifact, with per-layer diagnostics.
+    fn encode(
+        &self,
+        w: &WeightSet,
+        plans: &Plans,
+        stats: &HashMap<String, ProjectStats>,
+    ) -> Result<(Artifact, Vec<Value>), MethodError> {
+        let by_name: HashMap<&str, (usize, &ExponentPlan)> = plans
+            .layers
+            .iter()
+            .map(|(n, d, p)| (n.as_str(), (*d, p)))
+            .collect();
+        let m = self.mantissa_bits;
+        let mut uses_shared = false;
+        let mut layers = Vec::new();
+        let mut tensors = Vec::with_capacity(w.tensors.len());
+        for t in &w.tensors {
+            if !t.compressible {
+                tensors.push(EncodedTensor::dense(t));
+                continue;
+            }
+            let (distinct, plan) = by_name[t.name.as_str()];
+            let bits = exact_bf16(t);
+            let table = &plan.set.table;
+            let field_err = |e: wb_core::bf16fields::FieldError| {
+                MethodError::Core(CoreError::InvalidEncoding {
+                    name: t.name.clone(),
+                    reason: format!("projection left a value the table cannot store: {e}"),
+                })
+            };
+            let fields = match self.table {
+                TableScope::Layer => Encoding::bf16_fields_local(&bits, table.clone(), m),
+                TableScope::Model => Encoding::bf16_fields_shared(&bits, 0, table, m),
+            }
+            .map_err(field_err)?;
+            let n = bits.len() as u64;
+            let field_bits = n * (1 + plan.index_bits() as u64 + m as u64)
+                + if self.table == TableScope::Layer {
+                    8 * table.len() as u64
+                } else {
+                    0
+                };
+            let shared_values = {
+                let mut u = bits.clone();
+                u.sort_unstable();
+                u.dedup();
+                u.len()
+            };
+            let value_bits =
+                n * wb_core::bitpack::index_bits(shared_values) as u64 + 16 * shared_values as u64;
+            let use_values = match self.value_sharing {
+                ValueSharing::Off => false,
+                ValueSharing::Auto => value_bits < field_bits,
+                ValueSharing::Always => true,
+            };
+            let encoding = if use_values {
+                Encoding::bf16_table(&bits)
+            } else {
+                uses_shared |= self.table == TableScope::Model;
+                fields
+            };
+            let enc = EncodedTensor::with(t, encoding);
+            let s = stats.get(&t.name).copied().unwrap_or_default();
+            let used: std::collections::BTreeSet<u8> =
+                bits.iter().map(|b| exponent_field(*b)).collect();
+            let nominal = if use_values {
+                value_bits
+            } else {
+                n * (1 + plan.nominal_bits as u64 + m as u64)
+                    + if self.table == TableScope::Layer {
+                        8 * plan.nominal_entries as u64
+                    } else {
+                        0
+                    }
+            };
+            layers.push(json!({
+                "name": t.name,
+                "numel": n,
+                "distinct_exponents": distinct,
+                "lossless_index_bits": wb_core::bitpack::index_bits(distinct),
+                "table": table,
+                "index_bits": plan.index_bits(),
+                "exponents_used": used.len(),
+                "distinct_values": shared_values,
+                "encoding": enc.encoding.kind(),
+                "bits": enc.size().payload_bits(),
+                "bits_fields": field_bits,
+                "bits_value_sharing": value_bits,
+                "bits_nominal_authors": nominal,
+                "snapped_weights": s.snapped,
+                "zeroed_weights": s.zeroed,
+            }));
+            tensors.push(enc);
+        }
+        let shared_exp_tables = match (&plans.shared, uses_shared) {
+            (Some(p), true) => vec![p.set.table.clone()],
+            _ => vec![],
+        };
+        let artifact = Artifact {
+            shared_exp_tables,
+            tensors,
+            ..Default::default()
+        };
+        artifact.validate()?;
+        Ok((artifact, layers))
+    }
+}

@@ -1,0 +1,604 @@
+//! The exploration: baseline, layer sweep, candidate pruning with relaxation,
+//! NSGA-II over per-layer candidate indices, final front.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use wb_core::bitpack::index_bits;
+use wb_core::{
+    Artifact, Candidate, Context, Encoding, EvalError, Evaluator, Method, MethodError, ParamError,
+    Progress, Threshold, WeightSet,
+};
+use wb_kernels::{
+    hypervolume_2d, kmeans_1d, non_dominated_sort, nsga2, KMeans1d, KMeans1dParams, Nsga2Error,
+    Nsga2Params,
+};
+
+use crate::accounting::{cr_global, cr_obj, LayerCost};
+use crate::grid::k_grid;
+use crate::RELAX_FACTOR;
+
+/// The `ws-dse` method with its parameters (see the crate documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WsDse {
+    /// MLPerf quality factor (`max_acl`): pass iff top-1 > `quality` × FP32 top-1.
+    pub quality: f64,
+    /// Maximum number of ×0.9 relaxations of `quality` when a layer has no candidate.
+    pub relaxations: usize,
+    /// NSGA-II population.
+    pub pop_size: usize,
+    /// NSGA-II generations (the initial population included).
+    pub generations: usize,
+    /// SBX probability per pair of parents.
+    pub sbx_prob: f64,
+    /// SBX distribution index.
+    pub sbx_eta: f64,
+    /// Polynomial-mutation distribution index.
+    pub pm_eta: f64,
+    /// Smallest k of the sweep grid.
+    pub k_min: usize,
+    /// Largest k of the sweep grid.
+    pub k_max: usize,
+    /// Log-spaced grid points before de-duplication.
+    pub k_points: usize,
+    /// k-means iterations.
+    pub max_iter: usize,
+    /// k-means tolerance.
+    pub tol: f64,
+}
+
+impl Default for WsDse {
+    fn default() -> Self {
+        Self {
+            quality: crate::DEFAULT_QUALITY,
+            relaxations: crate::DEFAULT_RELAXATIONS as usize,
+            pop_size: crate::DEFAULT_POP_SIZE as usize,
+            generations: crate::DEFAULT_GENERATIONS as usize,
+            sbx_prob: 0.9,
+            sbx_eta: 30.0,
+            pm_eta: 20.0,
+            k_min: 2,
+            k_max: 1024,
+            k_points: 100,
+            max_iter: 100,
+            tol: 1e-4,
+        }
+    }
+}
+
+/// Answer of one layer-sweep query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepOutcome {
+    /// The complete top-1 count on the search subset.
+    Exact(usize),
+    /// Fewer than `threshold` correct: the evaluation stopped after `seen` images
+    /// with `correct_seen` right (`seen = 0` when the cache already knew the miss).
+    Below {
+        /// The threshold (top-1 count) that was missed.
+        threshold: usize,
+        /// Images evaluated before stopping.
+        seen: usize,
+        /// Correct among them.
+        correct_seen: usize,
+    },
+}
+
+/// One row of the layer sweep: layer `layer` alone clustered with `k` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepEntry {
+    /// Index among the compressible layers.
+    pub layer: usize,
+    /// Clusters.
+    pub k: usize,
+    /// k-means inertia of the layer.
+    pub inertia: f64,
+    /// Lloyd iterations run.
+    pub iterations: usize,
+    /// Accuracy answer.
+    pub outcome: SweepOutcome,
+}
+
+/// The smallest top-1 count `c` with `c / images > quality · (baseline / images)`,
+/// evaluated in `f64` as the reference code compares accuracies (`acc > max_acl · A0`);
+/// `images + 1` when no count can pass.
+pub fn min_correct_above(quality: f64, baseline_correct: usize, images: usize) -> usize {
+    let n = images as f64;
+    let target = quality * (baseline_correct as f64 / n);
+    let passes = |c: usize| c as f64 / n > target;
+    let mut c = ((target * n).floor().max(0.0) as usize).saturating_sub(2);
+    while c <= images && !passes(c) {
+        c += 1;
+    }
+    c
+}
+
+/// Candidate pruning (papers.md §2.7 step 2): for each of `layers` layers, among the
+/// entries whose exact top-1 count reaches `threshold`, keep per index bit-width
+/// ⌈log2 k⌉ the single k with the most correct images (the smallest accuracy loss),
+/// the smallest such k on a tie. Returns each layer's kept k, ascending (so at most one
+/// per bit-width); a layer with no passing entry gets an empty list.
+pub fn prune(entries: &[SweepEntry], layers: usize, threshold: usize) -> Vec<Vec<usize>> {
+    let mut best: Vec<std::collections::BTreeMap<u8, (usize, usize)>> =
+        vec![Default::default(); layers];
+    for e in entries {
+        let SweepOutcome::Exact(c) = e.outcome else {
+            continue;
+        };
+        if c < threshold || e.layer >= layers {
+            continue;
+        }
+        let slot = best[e.layer].entry(index_bits(e.k)).or_insert((e.k, c));
+        if c > slot.1 || (c == slot.1 && e.k < slot.0) {
+            *slot = (e.k, c);
+        }
+    }
+    best.into_iter()
+        .map(|m| m.into_values().map(|(k, _)| k).collect())
+        .collect()
+}
+
+/// A compressible layer of the model.
+struct Layer {
+    tensor: usize,
+    name: String,
+    numel: usize,
+}
+
+impl WsDse {
+    /// Cross-field checks.
+    pub(crate) fn check(&self) -> Result<(), ParamError> {
+        if self.k_min > self.k_max {
+            return Err(ParamError::new(
+                "k_max",
+                format!("k_max = {} is below k_min = {}", self.k_max, self.k_min),
+            ));
+        }
+        Ok(())
+    }
+
+    fn nsga_params(&self, seed: u64) -> Nsga2Params {
+        Nsga2Params {
+            pop_size: self.pop_size,
+            generations: self.generations,
+            sbx_prob: self.sbx_prob,
+            sbx_eta: self.sbx_eta,
+            pm_eta: self.pm_eta,
+            seed,
+            ..Nsga2Params::default()
+        }
+    }
+
+    fn cluster(&self, name: &str, data: &[f32], k: usize) -> Result<KMeans1d, MethodError> {
+        kmeans_1d(
+            data,
+            &KMeans1dParams {
+                k,
+                max_iter: self.max_iter,
+                tol: self.tol,
+            },
+        )
+        .map_err(|e| MethodError::Other(format!("layer `{name}`, k = {k}: {e}")))
+    }
+}
+
+fn query(
+    ev: &mut dyn Evaluator,
+    ws: &WeightSet,
+    threshold: usize,
+) -> Result<SweepOutcome, EvalError> {
+    let images = ev.images();
+    Ok(match ev.evaluate_threshold(ws, threshold)? {
+        Threshold::Reached(a) => SweepOutcome::Exact(a.top1_correct),
+        Threshold::Below {
+            top1_correct_seen,
+            seen,
+        } if seen == images => SweepOutcome::Exact(top1_correct_seen),
+        Threshold::Below {
+            top1_correct_seen,
+            seen,
+        } => SweepOutcome::Below {
+            threshold,
+            seen,
+            correct_seen: top1_correct_seen,
+        },
+    })
+}
+
+/// `weights` with the given tensors' values replaced.
+fn replaced(weights: &WeightSet, with: impl IntoIterator<Item = (usize, Vec<f32>)>) -> WeightSet {
+    let mut ws = weights.clone();
+    for (t, data) in with {
+        ws.tensors[t].data = data;
+    }
+    ws
+}
+
+fn pct(c: usize, n: usize) -> f64 {
+    100.0 * c as f64 / n as f64
+}
+
+impl Method for WsDse {
+    fn compress(
+        &self,
+        weights: &WeightSet,
+        ctx: &mut Context<'_>,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        self.check()?;
+        weights.check_finite()?;
+        let seed = ctx.seed;
+        let progress: &dyn Progress = ctx.progress;
+        let ev: &mut dyn Evaluator = match ctx.evaluator.as_deref_mut() {
+            Some(e) => e,
+            None => return Err(MethodError::NeedsEvaluator("ws-dse")),
+        };
+        let layers: Vec<Layer> = weights
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.compressible)
+            .map(|(i, t)| Layer {
+                tensor: i,
+                name: t.name.clone(),
+                numel: t.numel(),
+            })
+            .collect();
+        if layers.is_empty() {
+            return Err(MethodError::Other(
+                "ws-dse: the model has no compressible tensor".into(),
+            ));
+        }
+        if let Some(l) = layers.iter().find(|l| l.numel < self.k_min) {
+            return Err(ParamError::new(
+                "k_min",
+                format!(
+                    "k_min = {} exceeds the {} weights of layer `{}`",
+                    self.k_min, l.numel, l.name
+                ),
+            )
+            .into());
+        }
+        let grid = k_grid(self.k_min, self.k_max, self.k_points);
+        let sweep_ks: Vec<Vec<usize>> = layers
+            .iter()
+            .map(|l| grid.iter().copied().filter(|&k| k <= l.numel).collect())
+            .collect();
+        let sweep_total: usize = sweep_ks.iter().map(Vec::len).sum();
+        progress.set_length((1 + sweep_total + self.pop_size * self.generations) as u64);
+
+        // Step 0: baseline on the search subset.
+        progress.message("ws-dse: FP32 baseline on the search subset");
+        let base = ev.evaluate(weights)?;
+        progress.inc(1);
+        let (c0, n) = (base.top1_correct, base.total);
+        if n == 0 {
+            return Err(MethodError::Other(
+                "ws-dse: the search subset holds no image".into(),
+            ));
+        }
+        let target = min_correct_above(self.quality, c0, n);
+
+        // Step 1: layer-wise sweep, one layer clustered at a time, early exit below
+        // the quality threshold.
+        let mut entries: Vec<SweepEntry> = Vec::with_capacity(sweep_total);
+        for (li, layer) in layers.iter().enumerate() {
+            progress.message(&format!(
+                "ws-dse sweep: layer {}/{} {}",
+                li + 1,
+                layers.len(),
+                layer.name
+            ));
+            let data = &weights.tensors[layer.tensor].data;
+            for &k in &sweep_ks[li] {
+                let km = self.cluster(&layer.name, data, k)?;
+                let ws = replaced(weights, [(layer.tensor, km.dequantize())]);
+                let outcome = query(ev, &ws, target)?;
+                entries.push(SweepEntry {
+                    layer: li,
+                    k,
+                    inertia: km.inertia,
+                    iterations: km.iterations,
+                    outcome,
+                });
+                progress.inc(1);
+            }
+        }
+        let sweep_evaluations = ev.stats().evaluations;
+
+        // Step 2: per-layer pruning, relaxing the quality factor while a layer has no
+        // candidate.
+        let mut quality_used = self.quality;
+        let mut relaxations_used = 0usize;
+        let mut requeries = 0usize;
+        let lists = loop {
+            let threshold = min_correct_above(quality_used, c0, n);
+            for e in entries.iter_mut() {
+                if let SweepOutcome::Below { threshold: t, .. } = e.outcome {
+                    if t > threshold {
+                        let layer = &layers[e.layer];
+                        let km =
+                            self.cluster(&layer.name, &weights.tensors[layer.tensor].data, e.k)?;
+                        let ws = replaced(weights, [(layer.tensor, km.dequantize())]);
+                        e.outcome = query(ev, &ws, threshold)?;
+                        requeries += 1;
+                    }
+                }
+            }
+            let lists = prune(&entries, layers.len(), threshold);
+            match lists.iter().position(Vec::is_empty) {
+                None => break lists,
+                Some(l) if relaxations_used >= self.relaxations => {
+                    return Err(MethodError::Other(format!(
+                        "ws-dse: layer `{}` has no k in the sweep with top-1 > {:.4} x FP32 top-1 \
+                         on the search subset after {} relaxation(s) of quality {}",
+                        layers[l].name, quality_used, relaxations_used, self.quality
+                    )));
+                }
+                Some(_) => {
+                    relaxations_used += 1;
+                    quality_used *= RELAX_FACTOR;
+                }
+            }
+        };
+        let threshold_used = min_correct_above(quality_used, c0, n);
+
+        // Clusterings of the kept candidates, computed once.
+        let mut clusters: HashMap<(usize, usize), KMeans1d> = HashMap::new();
+        for (li, ks) in lists.iter().enumerate() {
+            let layer = &layers[li];
+            for &k in ks {
+                clusters.insert(
+                    (li, k),
+                    self.cluster(&layer.name, &weights.tensors[layer.tensor].data, k)?,
+                );
+            }
+        }
+        let costs = |ks: &[usize]| -> Vec<LayerCost> {
+            layers
+                .iter()
+                .zip(ks)
+                .map(|(l, &k)| LayerCost { n: l.numel, k })
+                .collect()
+        };
+
+        // Step 4: NSGA-II over per-layer candidate indices; objectives (minimised):
+        // accuracy loss on the search subset (fraction) and −CR_obj.
+        let bounds: Vec<(i64, i64)> = lists.iter().map(|ks| (0, ks.len() as i64 - 1)).collect();
+        let mut cache: HashMap<Vec<usize>, usize> = HashMap::new();
+        let mut method_cache_hits = 0u64;
+        let computed = Cell::new(ev.stats().evaluations);
+        let mut history: Vec<Value> = Vec::new();
+        let generations = self.generations;
+        let result = nsga2(
+            &bounds,
+            &self.nsga_params(seed),
+            |x| -> Result<Vec<f64>, MethodError> {
+                let ks: Vec<usize> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &i)| lists[l][i as usize])
+                    .collect();
+                let c = match cache.get(&ks) {
+                    Some(&c) => {
+                        method_cache_hits += 1;
+                        c
+                    }
+                    None => {
+                        let ws =
+                            replaced(
+                                weights,
+                                layers.iter().zip(&ks).enumerate().map(|(li, (l, &k))| {
+                                    (l.tensor, clusters[&(li, k)].dequantize())
+                                }),
+                            );
+                        let c = ev.evaluate(&ws)?.top1_correct;
+                        cache.insert(ks.clone(), c);
+                        c
+                    }
+                };
+                computed.set(ev.stats().evaluations);
+                progress.inc(1);
+                Ok(vec![
+                    (c0 as f64 - c as f64) / n as f64,
+                    -cr_obj(&costs(&ks)),
+                ])
+            },
+            |g| {
+                let front: Vec<[f64; 2]> = g
+                    .population
+                    .iter()
+                    .filter(|i| i.rank == 0)
+                    .map(|i| [i.f[0], i.f[1]])
+                    .collect();
+                // Reference point (accuracy 0, CR 0): the hypervolume is the area the
+                // front dominates in the (top-1 fraction, CR_obj) plane.
+                let hv = hypervolume_2d(&front, [c0 as f64 / n as f64, 0.0]);
+                let best_meeting = g
+                    .population
+                    .iter()
+                    .filter(|i| {
+                        let c = (c0 as f64 - i.f[0] * n as f64).round();
+                        c >= target as f64
+                    })
+                    .map(|i| -i.f[1])
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+                history.push(json!({
+                    "generation": g.generation,
+                    "evaluations": computed.get(),
+                    "nsga_evaluations": g.evaluations,
+                    "hypervolume": hv,
+                    "front_size": front.len(),
+                    "best_cr_obj_meeting_target": best_meeting,
+                }));
+                progress.message(&format!(
+                    "ws-dse NSGA-II: generation {}/{generations}, front {}, HV {hv:.4}",
+                    g.generation,
+                    front.len()
+                ));
+            },
+        )
+        .map_err(|e| match e {
+            Nsga2Error::Invalid(k) => MethodError::Other(format!("ws-dse NSGA-II: {k}")),
+            Nsga2Error::Evaluation(e) => e,
+        })?;
+
+        // Step 5: the final front, re-extracted with CR_global (the reported ratio).
+        struct Point {
+            ks: Vec<usize>,
+            correct: usize,
+            cr_global: f64,
+            cr_obj: f64,
+        }
+        let mut points: Vec<Point> = Vec::new();
+        for ind in result.front() {
+            let ks: Vec<usize> = ind
+                .x
+                .iter()
+                .enumerate()
+                .map(|(l, &i)| lists[l][i as usize])
+                .collect();
+            if points.iter().any(|p| p.ks == ks) {
+                continue;
+            }
+            let correct = cache[&ks];
+            let c = costs(&ks);
+            points.push(Point {
+                ks,
+                correct,
+                cr_global: cr_global(&c),
+                cr_obj: cr_obj(&c),
+            });
+        }
+        let objectives: Vec<[f64; 2]> = points
+            .iter()
+            .map(|p| [-p.cr_global, c0 as f64 - p.correct as f64])
+            .collect();
+        let first = non_dominated_sort(&objectives)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let mut points: Vec<Point> = points
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| first.contains(i))
+            .map(|(_, p)| p)
+            .collect();
+        points.sort_by(|a, b| {
+            a.cr_global
+                .total_cmp(&b.cr_global)
+                .then(b.correct.cmp(&a.correct))
+        });
+        let chosen = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.correct >= target)
+            .max_by(|a, b| a.1.cr_global.total_cmp(&b.1.cr_global))
+            .map(|(i, _)| i);
+
+        let stats = ev.stats();
+        let sweep_table: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let (top1, below, seen, seen_correct) = match e.outcome {
+                    SweepOutcome::Exact(c) => (Some(c), None, n, c),
+                    SweepOutcome::Below {
+                        threshold,
+                        seen,
+                        correct_seen,
+                    } => (None, Some(threshold), seen, correct_seen),
+                };
+                json!({
+                    "layer": e.layer,
+                    "name": layers[e.layer].name,
+                    "k": e.k,
+                    "bits": index_bits(e.k),
+                    "top1_correct": top1,
+                    "top1_pct": top1.map(|c| pct(c, n)),
+                    "below_threshold": below,
+                    "images_seen": seen,
+                    "correct_seen": seen_correct,
+                    "inertia": e.inertia,
+                    "kmeans_iterations": e.iterations,
+                })
+            })
+            .collect();
+        let log10_before: f64 = sweep_ks.iter().map(|v| (v.len() as f64).log10()).sum();
+        let log10_after: f64 = lists.iter().map(|v| (v.len() as f64).log10()).sum();
+        let search_log = json!({
+            "search_images": n,
+            "baseline_top1_correct": c0,
+            "baseline_top1_pct": pct(c0, n),
+            "quality": self.quality,
+            "target_top1_correct": target,
+            "quality_used": quality_used,
+            "relaxations_used": relaxations_used,
+            "threshold_used_top1_correct": threshold_used,
+            "k_grid": grid,
+            "layers": layers.iter().zip(&lists).zip(&sweep_ks).map(|((l, ks), sk)| json!({
+                "name": l.name,
+                "numel": l.numel,
+                "sweep_k": sk.len(),
+                "candidates_k": ks,
+            })).collect::<Vec<_>>(),
+            "log10_combinations_sweep_grid": log10_before,
+            "log10_combinations_after_pruning": log10_after,
+            "sweep": sweep_table,
+            "generations": history,
+            "nsga2": {
+                "pop_size": self.pop_size,
+                "generations": result.generations,
+                "sbx_prob": self.sbx_prob,
+                "sbx_eta": self.sbx_eta,
+                "pm_eta": self.pm_eta,
+                "pm_prob": 1.0 / layers.len() as f64,
+                "objective_calls": result.evaluations,
+                "distinct_configurations": cache.len(),
+                "method_cache_hits": method_cache_hits,
+            },
+            "evaluations": {
+                "baseline": 1,
+                "sweep": sweep_evaluations.saturating_sub(1),
+                "sweep_entries": entries.len(),
+                "relaxation_requeries": requeries,
+                "total_computed": stats.evaluations,
+                "evaluator_cache_hits": stats.cache_hits,
+            },
+            "hypervolume_reference": {"top1_fraction": 0.0, "cr_obj": 0.0},
+        });
+
+        let width = points.len().saturating_sub(1).to_string().len().max(2);
+        let mut out = Vec::with_capacity(points.len());
+        let mut log = Some(search_log);
+        for (i, p) in points.iter().enumerate() {
+            let mut li = 0usize;
+            let artifact = Artifact::map_compressible(weights, |_| {
+                let km = &clusters[&(li, p.ks[li])];
+                li += 1;
+                Ok(Encoding::codebook_local(
+                    km.centroids.clone(),
+                    km.labels.clone(),
+                ))
+            })?;
+            out.push(Candidate {
+                label: format!("p{i:0width$}"),
+                artifact,
+                extra: json!({
+                    "k": p.ks,
+                    "bits": p.ks.iter().map(|&k| index_bits(k)).collect::<Vec<_>>(),
+                    "search_top1_correct": p.correct,
+                    "search_images": n,
+                    "search_top1_pct": pct(p.correct, n),
+                    "search_baseline_top1_pct": pct(c0, n),
+                    "search_top1_loss_pp": pct(c0, n) - pct(p.correct, n),
+                    "cr_global": p.cr_global,
+                    "cr_obj": p.cr_obj,
+                    "quality": self.quality,
+                    "meets_target_on_search": p.correct >= target,
+                    "chosen_on_search": chosen == Some(i),
+                    "search": log.take(),
+                }),
+            });
+        }
+        Ok(out)
+    }
+}
