@@ -45,6 +45,8 @@ pub(crate) fn expected_schema() -> Vec<(&'static str, DataType)> {
         ("latency_ms_b1_ci_low", F),
         ("latency_ms_b1_ci_high", F),
         ("throughput_img_s", F),
+        ("timing_valid", DataType::Boolean),
+        ("timing_invalid_reasons", S),
         ("decode_ms", F),
         ("energy_j_per_img", F),
         ("energy_source", S),
@@ -268,6 +270,12 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
     let delta = f64_col(df, "top1_delta_pp")?;
     let ratio = f64_col(df, "compression_ratio")?;
     let bytes = i64_col(df, "artifact_bytes")?;
+    let lat = f64_col(df, "latency_ms_b1_median")?;
+    let lat_lo = f64_col(df, "latency_ms_b1_ci_low")?;
+    let lat_hi = f64_col(df, "latency_ms_b1_ci_high")?;
+    let thr = f64_col(df, "throughput_img_s")?;
+    let valid: Vec<Option<bool>> = df.column("timing_valid")?.bool()?.iter().collect();
+    let reasons = str_col(df, "timing_invalid_reasons")?;
     let error = str_col(df, "error")?;
     let mut out = Vec::with_capacity(df.height());
     for i in 0..df.height() {
@@ -294,6 +302,10 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
                 delta_pp: delta[i],
                 ratio: ratio[i],
                 artifact_bytes: bytes[i],
+                latency_b1: lat[i].map(|m| (m, lat_lo[i], lat_hi[i])),
+                throughput: thr[i],
+                timing_valid: valid[i],
+                timing_reasons: reasons[i].clone(),
                 error: error[i].clone().filter(|e| !e.is_empty()),
             },
         });

@@ -14,6 +14,14 @@ pub(crate) struct Row {
     pub delta_pp: Option<f64>,
     pub ratio: Option<f64>,
     pub artifact_bytes: Option<i64>,
+    /// Batch-1 latency: median and bootstrap 95 % CI, ms.
+    pub latency_b1: Option<(f64, Option<f64>, Option<f64>)>,
+    /// Throughput-batch images per second.
+    pub throughput: Option<f64>,
+    /// Whether the timed pass met its validity rules.
+    pub timing_valid: Option<bool>,
+    /// Why not.
+    pub timing_reasons: Option<String>,
     pub error: Option<String>,
 }
 
@@ -218,8 +226,11 @@ pub(crate) fn markdown(
                 "Δ pp vs FP32",
                 "compression ratio",
                 "artifact bytes",
+                "latency b1 ms [95 % CI]",
+                "throughput img/s",
             ]);
-            align.extend(["--:", "--:", "--:", "--:"]);
+            align.extend(["--:", "--:", "--:", "--:", "--:", "--:"]);
+            let mut notes: Vec<String> = Vec::new();
             let _ = writeln!(md, "| {} |", head.join(" | "));
             let _ = writeln!(md, "|{}|", align.join("|"));
             for r in &s.ok {
@@ -239,9 +250,39 @@ pub(crate) fn markdown(
                     format!("{ratio}×")
                 });
                 cells.push(fmt_bytes(r.artifact_bytes));
+                // Invalid timings stay visible, marked and footnoted with the reason.
+                let mark = if r.timing_valid == Some(false) {
+                    notes.push(format!(
+                        "{} {}: {}",
+                        r.method,
+                        r.params,
+                        r.timing_reasons.as_deref().unwrap_or("invalid")
+                    ));
+                    format!(" ⚠{}", notes.len())
+                } else {
+                    String::new()
+                };
+                cells.push(match r.latency_b1 {
+                    Some((m, Some(lo), Some(hi))) => format!("{m:.3} [{lo:.3}, {hi:.3}]{mark}"),
+                    Some((m, _, _)) => format!("{m:.3}{mark}"),
+                    None => "-".into(),
+                });
+                cells.push(
+                    r.throughput
+                        .map_or_else(|| "-".into(), |t| format!("{t:.0}{mark}")),
+                );
                 let _ = writeln!(md, "| {} |", cells.join(" | "));
             }
             md.push('\n');
+            if !notes.is_empty() {
+                md.push_str(
+                    "Timing marked ⚠ did not meet the validity rules (shown, not trusted):\n\n",
+                );
+                for (i, n) in notes.iter().enumerate() {
+                    let _ = writeln!(md, "{}. {}", i + 1, md_escape(n));
+                }
+                md.push('\n');
+            }
         }
         if !s.failed.is_empty() {
             let _ = writeln!(md, "Failed ({}):\n", s.failed.len());
@@ -442,8 +483,37 @@ mod tests {
             delta_pp: Some(-1.0),
             ratio: Some(8.0),
             artifact_bytes: Some(100),
+            latency_b1: None,
+            throughput: None,
+            timing_valid: None,
+            timing_reasons: None,
             error: None,
         }
+    }
+
+    #[test]
+    fn invalid_timings_are_marked_and_footnoted_not_hidden() {
+        let mut ok = row("fp32", "-", "default", 0);
+        ok.latency_b1 = Some((1.5, Some(1.4), Some(1.6)));
+        ok.timing_valid = Some(true);
+        let mut bad = row("kmeans", "k=16", "default", 0);
+        bad.latency_b1 = Some((9.0, Some(2.0), Some(20.0)));
+        bad.throughput = Some(100.0);
+        bad.timing_valid = Some(false);
+        bad.timing_reasons = Some("b1: cv 0.5 > 0.10".into());
+        let s = Section {
+            model: "m".into(),
+            dataset: "d".into(),
+            eval_splits: vec![],
+            eval_images: vec![],
+            baseline_top1: None,
+            ok: vec![ok, bad],
+            failed: vec![],
+        };
+        let md = markdown("x", 2, 0, 1, std::slice::from_ref(&s));
+        assert!(md.contains("| 1.500 [1.400, 1.600] |"), "{md}");
+        assert!(md.contains("9.000 [2.000, 20.000] ⚠1"), "{md}");
+        assert!(md.contains("1. kmeans k=16: b1: cv 0.5 > 0.10"), "{md}");
     }
 
     #[test]
@@ -464,7 +534,7 @@ mod tests {
         assert!(!s.show_seed());
         let md = markdown("x", 2, 0, 1, std::slice::from_ref(&s));
         assert!(md.contains("| method | params | top-1 % |"));
-        assert!(md.contains("| kmeans | k=16 | 70.00 | -1.00 | 8.00× | 100 |"));
+        assert!(md.contains("| kmeans | k=16 | 70.00 | -1.00 | 8.00× | 100 | - | - |"));
         s.ok[1].candidate = "best".into();
         s.ok[1].seed = Some(1);
         assert!(s.show_candidate());

@@ -79,8 +79,18 @@ pub fn timed_pass(
     r.throughput_batch = Some(inputs.batch as u64);
     r.throughput_img_s = Some(wb_measure::timing::throughput(inputs.batch, &tn.stats));
     // Reasons say which batch size they concern.
-    let mut reasons: Vec<String> = t1.validity.reasons.iter().map(|x| format!("b1: {x}")).collect();
-    reasons.extend(tn.validity.reasons.iter().map(|x| format!("b{}: {x}", inputs.batch)));
+    let mut reasons: Vec<String> = t1
+        .validity
+        .reasons
+        .iter()
+        .map(|x| format!("b1: {x}"))
+        .collect();
+    reasons.extend(
+        tn.validity
+            .reasons
+            .iter()
+            .map(|x| format!("b{}: {x}", inputs.batch)),
+    );
     let valid = t1.validity.valid && tn.validity.valid;
     r.timing_valid = Some(valid);
     r.timing_invalid_reasons = (!valid).then(|| reasons.join("; "));
