@@ -366,9 +366,14 @@ impl GroupContext {
                         evaluator: None,
                         progress: &step,
                     };
-                    let c = method
-                        .compress(&original, &mut ctx)
-                        .with_context(|| format!("no search evaluator: {why}"))?;
+                    // Only a method that asked for an evaluator learns why there is none.
+                    let c = match method.compress(&original, &mut ctx) {
+                        Err(e @ wb_core::MethodError::NeedsEvaluator(_)) => {
+                            return Err(anyhow::Error::new(e)
+                                .context(format!("no search evaluator for this dataset: {why}")))
+                        }
+                        r => r?,
+                    };
                     (c, wb_core::EvalStats::default())
                 }
             }
