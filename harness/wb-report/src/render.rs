@@ -18,6 +18,8 @@ pub(crate) struct Row {
     pub latency_b1: Option<(f64, Option<f64>, Option<f64>)>,
     /// Throughput-batch images per second.
     pub throughput: Option<f64>,
+    /// The same on libtorch's native BF16 path (BF16-exact artifacts only).
+    pub throughput_bf16: Option<f64>,
     /// Whether the timed pass met its validity rules.
     pub timing_valid: Option<bool>,
     /// Why not.
@@ -267,9 +269,12 @@ pub(crate) fn markdown(
                     Some((m, _, _)) => format!("{m:.3}{mark}"),
                     None => "-".into(),
                 });
+                let bf16 = r
+                    .throughput_bf16
+                    .map_or_else(String::new, |t| format!(" (BF16 native: {t:.0})"));
                 cells.push(
                     r.throughput
-                        .map_or_else(|| "-".into(), |t| format!("{t:.0}{mark}")),
+                        .map_or_else(|| "-".into(), |t| format!("{t:.0}{bf16}{mark}")),
                 );
                 let _ = writeln!(md, "| {} |", cells.join(" | "));
             }
@@ -485,6 +490,7 @@ mod tests {
             artifact_bytes: Some(100),
             latency_b1: None,
             throughput: None,
+            throughput_bf16: None,
             timing_valid: None,
             timing_reasons: None,
             error: None,

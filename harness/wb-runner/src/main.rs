@@ -55,6 +55,9 @@ enum Cmd {
         /// Inter-op threads.
         #[arg(long, default_value_t = 1)]
         interop_threads: usize,
+        /// Only run (or, with --force, re-run) the cells of this method; repeatable.
+        #[arg(long = "method", value_name = "ID")]
+        only_methods: Vec<String>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -186,6 +189,7 @@ fn main() -> Result<()> {
             interop_threads,
             no_report,
             quiet,
+            only_methods,
             paths,
         } => {
             let r = resolve(&paths);
@@ -213,6 +217,7 @@ fn main() -> Result<()> {
                 force,
                 retry_failed,
                 progress: !quiet,
+                only_methods,
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
@@ -225,10 +230,11 @@ fn main() -> Result<()> {
             );
             let s = run(&exp, &registry::methods(), &opts)?;
             println!(
-                "experiment `{}`: {} cells, {} already done, {} ok, {} failed; {} rows written to {}",
+                "experiment `{}`: {} cells, {} already done, {} not selected, {} ok, {} failed; {} rows written to {}",
                 exp.name,
                 s.cells_total,
                 s.cells_skipped,
+                s.cells_not_selected,
                 s.cells_ok,
                 s.cells_failed,
                 s.rows_written,

@@ -62,6 +62,14 @@ pub struct Row {
     pub throughput_batch: Option<u64>,
     pub throughput_img_s: Option<f64>,
     pub timed_path: Option<String>,
+    /// Batch-1 median latency on libtorch's native BF16 kernels (BF16-exact artifacts).
+    pub latency_ms_b1_median_bf16: Option<f64>,
+    /// Throughput-batch median latency on the native BF16 path.
+    pub latency_ms_bn_median_bf16: Option<f64>,
+    /// Images per second on the native BF16 path.
+    pub throughput_img_s_bf16: Option<f64>,
+    /// Whether the native BF16 timings met the validity rules.
+    pub timing_valid_bf16: Option<bool>,
     pub timing_valid: Option<bool>,
     pub timing_invalid_reasons: Option<String>,
     pub decode_ms: Option<f64>,
@@ -106,7 +114,8 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
         artifact_bytes_values, artifact_bytes_scales, artifact_sha256, model_bytes_fp32,
         latency_ms_b1_median, latency_ms_b1_ci_low, latency_ms_b1_ci_high, latency_ms_b1_p90,
         latency_ms_b1_p99, latency_ms_bn_median, latency_ms_bn_ci_low, latency_ms_bn_ci_high,
-        throughput_batch, throughput_img_s, timed_path, timing_valid, timing_invalid_reasons,
+        throughput_batch, throughput_img_s, timed_path, latency_ms_b1_median_bf16,
+        latency_ms_bn_median_bf16, throughput_img_s_bf16, timing_valid_bf16, timing_valid, timing_invalid_reasons,
         decode_ms, energy_j_per_img, energy_j_per_img_net, energy_dram_j_per_img_net, energy_idle_w,
         energy_window_s, energy_wraps, energy_source, compress_s,
         search_evaluations, peak_rss_bytes, weights_in_memory_bytes, device, harness_version,

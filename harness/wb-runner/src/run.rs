@@ -4,7 +4,7 @@
 use crate::experiment::{Cell, EvalSplit, Experiment};
 use crate::progress::{Bars, StepProgress};
 use crate::results::{self, ResultsDir, Row};
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub retry_failed: bool,
     /// Draw progress bars.
     pub progress: bool,
+    /// Run only the cells of these method ids (empty: all). Other cells are left as
+    /// they are, finished or not.
+    pub only_methods: Vec<String>,
 }
 
 /// What a run did.
@@ -45,6 +48,8 @@ pub struct RunSummary {
     pub cells_total: usize,
     /// Cells skipped because their result already existed.
     pub cells_skipped: usize,
+    /// Cells left out by `--method`.
+    pub cells_not_selected: usize,
     /// Cells run whose rows are all `ok`.
     pub cells_ok: usize,
     /// Cells run with at least one `failed` row.
@@ -70,6 +75,17 @@ fn now_stamp() -> String {
 
 /// Runs every cell of `exp` that has no result yet (all of them with `force`).
 pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
+    // A bad --method is refused before anything is created.
+    for m in &opts.only_methods {
+        if !exp.cells.iter().any(|c| &c.method == m) {
+            let mut ids: Vec<&str> = exp.cells.iter().map(|c| c.method.as_str()).collect();
+            ids.dedup();
+            bail!(
+                "--method `{m}`: the experiment has no cell of that method (it has: {})",
+                ids.join(", ")
+            );
+        }
+    }
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;
@@ -84,6 +100,10 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     let stamp = now_stamp().replace(':', "-");
     let mut pending: Vec<&Cell> = Vec::new();
     for cell in &exp.cells {
+        if !opts.only_methods.is_empty() && !opts.only_methods.contains(&cell.method) {
+            summary.cells_not_selected += 1;
+            continue;
+        }
         if dir.is_done(&cell.id) {
             if opts.force || (opts.retry_failed && dir.has_failed_rows(&cell.id)?) {
                 dir.supersede(&cell.id, &stamp)?;
@@ -268,6 +288,8 @@ struct GroupContext {
     baseline: wb_core::Accuracy,
     fp32_container_bytes: u64,
     timing_inputs: crate::timed::TimingInputs,
+    /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
+    bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
 }
 
 impl GroupContext {
@@ -323,6 +345,7 @@ impl GroupContext {
             baseline,
             fp32_container_bytes,
             timing_inputs,
+            bf16: None,
         })
     }
 
@@ -368,9 +391,14 @@ impl GroupContext {
                         trainer: None,
                         progress: &step,
                     };
-                    let c = method
-                        .compress(&original, &mut ctx)
-                        .with_context(|| format!("no search evaluator: {why}"))?;
+                    // Only a method that asked for an evaluator learns why there is none.
+                    let c = match method.compress(&original, &mut ctx) {
+                        Err(e @ wb_core::MethodError::NeedsEvaluator(_)) => {
+                            return Err(anyhow::Error::new(e)
+                                .context(format!("no search evaluator for this dataset: {why}")))
+                        }
+                        r => r?,
+                    };
                     (c, wb_core::EvalStats::default())
                 }
             }
@@ -472,8 +500,19 @@ impl GroupContext {
                 "{} {} {} [{}]: timing",
                 cell.model, cell.dataset, cell.method, r.candidate
             ));
+            let bf16 = if wb_torch::is_bf16_exact(&decoded) {
+                let (card, dev) = (self.model.card(), self.model.device());
+                let m = self.bf16.get_or_insert_with(|| {
+                    wb_torch::Bf16Model::load(card, dev).map_err(|e| e.to_string())
+                });
+                Some(m.as_mut().map_err(|e| e.clone()))
+            } else {
+                None
+            };
             crate::timed::timed_pass(
                 &self.model,
+                bf16,
+                &decoded,
                 &self.timing_inputs,
                 &exp.timing,
                 r,

@@ -6,8 +6,8 @@ use crate::experiment::TimingSettings;
 use crate::results::{write_parquet_atomic, ResultsDir, Row};
 use anyhow::{anyhow, Result};
 use polars::prelude::*;
-use tch::{Device, Tensor};
-use wb_torch::{Images, TorchModel};
+use tch::{Device, Kind, Tensor};
+use wb_torch::{Bf16Model, Images, TorchModel};
 
 /// Seed of the timing sample (fixed so every cell times the same images).
 const TIMING_SEED: u64 = 0x71_3E;
@@ -16,6 +16,8 @@ const TIMING_SEED: u64 = 0x71_3E;
 pub struct TimingInputs {
     b1: Tensor,
     bn: Tensor,
+    b1_bf16: Tensor,
+    bn_bf16: Tensor,
     batch: usize,
 }
 
@@ -28,9 +30,12 @@ impl TimingInputs {
             .map_err(|e| anyhow!("timing sample: {e}"))?;
         let sample = images.subset(&idx);
         let x = model.prepare(&sample)?.to_device(model.device());
+        let xb = x.to_kind(Kind::BFloat16);
         Ok(Self {
             b1: x.narrow(0, 0, 1).contiguous(),
             bn: x,
+            b1_bf16: xb.narrow(0, 0, 1).contiguous(),
+            bn_bf16: xb,
             batch,
         })
     }
@@ -42,9 +47,59 @@ fn sync(d: Device) {
     }
 }
 
+/// Timings of one path at batch 1 and the throughput batch.
+struct PathTiming {
+    t1: wb_measure::timing::Timing,
+    tn: wb_measure::timing::Timing,
+}
+
+impl PathTiming {
+    fn valid(&self) -> bool {
+        self.t1.validity.valid && self.tn.validity.valid
+    }
+    /// Invalidity reasons, each naming its batch size (and path, if given).
+    fn reasons(&self, batch: usize, path: &str) -> Vec<String> {
+        let p = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path} ")
+        };
+        let mut v: Vec<String> = (self.t1.validity.reasons.iter())
+            .map(|x| format!("{p}b1: {x}"))
+            .collect();
+        v.extend((self.tn.validity.reasons.iter()).map(|x| format!("{p}b{batch}: {x}")));
+        v
+    }
+}
+
+fn time_path<E>(
+    cfg: &wb_measure::timing::TimingConfig,
+    dev: Device,
+    forward: impl Fn(&Tensor) -> std::result::Result<Tensor, E>,
+    b1: &Tensor,
+    bn: &Tensor,
+) -> std::result::Result<PathTiming, E> {
+    let run = |x: &Tensor| -> std::result::Result<(), E> {
+        let y = forward(x)?;
+        sync(dev);
+        drop(y);
+        Ok(())
+    };
+    let t1 = wb_measure::timing::measure(cfg, || run(b1))?;
+    let tn = wb_measure::timing::measure(cfg, || run(bn))?;
+    Ok(PathTiming { t1, tn })
+}
+
 /// Times the weights currently installed in `model` and fills the row's timing columns.
+///
+/// `bf16` is given for an artifact whose compressible weights are all BF16 values: the
+/// artifact is then also timed on libtorch's native BF16 kernels (its own columns,
+/// `*_bf16`); the main columns always time the f32 path that every row shares.
+#[allow(clippy::too_many_arguments)]
 pub fn timed_pass(
     model: &TorchModel,
+    bf16: Option<std::result::Result<&mut Bf16Model, String>>,
+    decoded: &wb_core::WeightSet,
     inputs: &TimingInputs,
     settings: &TimingSettings,
     r: &mut Row,
@@ -59,14 +114,8 @@ pub fn timed_pass(
         ..Default::default()
     };
     let dev = model.device();
-    let run = |x: &Tensor| -> Result<(), wb_torch::TorchError> {
-        let y = model.forward(x)?;
-        sync(dev);
-        drop(y);
-        Ok(())
-    };
-    let t1 = wb_measure::timing::measure(&cfg, || run(&inputs.b1))?;
-    let tn = wb_measure::timing::measure(&cfg, || run(&inputs.bn))?;
+    let f32t = time_path(&cfg, dev, |x| model.forward(x), &inputs.b1, &inputs.bn)?;
+    let (t1, tn) = (&f32t.t1, &f32t.tn);
     r.timed_path = Some("f32-dense".into());
     r.latency_ms_b1_median = Some(t1.stats.median_ms);
     r.latency_ms_b1_ci_low = Some(t1.stats.ci_low_ms);
@@ -78,33 +127,85 @@ pub fn timed_pass(
     r.latency_ms_bn_ci_high = Some(tn.stats.ci_high_ms);
     r.throughput_batch = Some(inputs.batch as u64);
     r.throughput_img_s = Some(wb_measure::timing::throughput(inputs.batch, &tn.stats));
-    // Reasons say which batch size they concern.
-    let mut reasons: Vec<String> = t1.validity.reasons.iter().map(|x| format!("b1: {x}")).collect();
-    reasons.extend(tn.validity.reasons.iter().map(|x| format!("b{}: {x}", inputs.batch)));
-    let valid = t1.validity.valid && tn.validity.valid;
+    let valid = f32t.valid();
     r.timing_valid = Some(valid);
-    r.timing_invalid_reasons = (!valid).then(|| reasons.join("; "));
+    r.timing_invalid_reasons = (!valid).then(|| f32t.reasons(inputs.batch, "").join("; "));
+
+    // The native BF16 path, where the artifact allows it and libtorch runs it.
+    let mut bf16t = None;
+    match bf16 {
+        None => {}
+        Some(Err(why)) => {
+            r.timed_path = Some(format!("f32-dense (bf16-native unavailable: {why})"));
+        }
+        Some(Ok(m)) => {
+            let res = m
+                .install(decoded)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    time_path(
+                        &cfg,
+                        m.device(),
+                        |x| m.forward(x),
+                        &inputs.b1_bf16,
+                        &inputs.bn_bf16,
+                    )
+                    .map_err(anyhow::Error::from)
+                });
+            match res {
+                Ok(t) => {
+                    r.timed_path = Some("f32-dense+bf16-native".into());
+                    r.latency_ms_b1_median_bf16 = Some(t.t1.stats.median_ms);
+                    r.latency_ms_bn_median_bf16 = Some(t.tn.stats.median_ms);
+                    r.throughput_img_s_bf16 =
+                        Some(wb_measure::timing::throughput(inputs.batch, &t.tn.stats));
+                    r.timing_valid_bf16 = Some(t.valid());
+                    if !t.valid() {
+                        let extra = t.reasons(inputs.batch, "bf16-native").join("; ");
+                        r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
+                            Some(x) => format!("{x}; {extra}"),
+                            None => extra,
+                        });
+                    }
+                    bf16t = Some(t);
+                }
+                Err(e) => {
+                    r.timed_path = Some(format!("f32-dense (bf16-native failed: {e:#})"));
+                }
+            }
+        }
+    }
 
     if settings.energy {
         energy_pass(model, inputs, r)?;
     }
 
     // Raw samples, one row per timed call.
-    let n1 = t1.samples_ms.len();
-    let nn = tn.samples_ms.len();
-    let mut batch: Vec<u32> = vec![1; n1];
-    batch.extend(std::iter::repeat_n(inputs.batch as u32, nn));
-    let mut index: Vec<u32> = (0..n1 as u32).collect();
-    index.extend(0..nn as u32);
-    let mut ms = t1.samples_ms.clone();
-    ms.extend_from_slice(&tn.samples_ms);
-    let n = n1 + nn;
+    let mut path: Vec<String> = Vec::new();
+    let mut batch: Vec<u32> = Vec::new();
+    let mut index: Vec<u32> = Vec::new();
+    let mut ms: Vec<f64> = Vec::new();
+    let mut push = |p: &str, b: usize, m: &wb_measure::timing::Timing| {
+        for (i, x) in m.samples_ms.iter().enumerate() {
+            path.push(p.to_string());
+            batch.push(b as u32);
+            index.push(i as u32);
+            ms.push(*x);
+        }
+    };
+    push("f32-dense", 1, t1);
+    push("f32-dense", inputs.batch, tn);
+    if let Some(t) = &bf16t {
+        push("bf16-native", 1, &t.t1);
+        push("bf16-native", inputs.batch, &t.tn);
+    }
+    let n = ms.len();
     let mut df = DataFrame::new(
         n,
         vec![
             Column::new("cell_id".into(), vec![cell_id.to_string(); n]),
             Column::new("candidate".into(), vec![r.candidate.clone(); n]),
-            Column::new("timed_path".into(), vec!["f32-dense".to_string(); n]),
+            Column::new("timed_path".into(), path),
             Column::new("batch".into(), batch),
             Column::new("sample".into(), index),
             Column::new("ms".into(), ms),

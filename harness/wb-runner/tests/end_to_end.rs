@@ -48,6 +48,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         force,
         retry_failed: false,
         progress: false,
+        only_methods: Vec::new(),
     }
 }
 
@@ -186,6 +187,7 @@ fn run_resume_force_and_failures() {
     let superseded: Vec<_> = walk(&dir.root.join("superseded"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("cells")))
         .collect();
     assert_eq!(superseded.len(), 4, "{superseded:?}");
     assert_eq!(read_all(&dir).unwrap().height(), 4);
@@ -259,6 +261,62 @@ params = { k = 16 }
             .all(|s| s == "rapl" || s.starts_with("unavailable:")),
         "{src:?}"
     );
+}
+
+#[test]
+fn bf16_artifacts_are_also_timed_on_native_bf16_and_method_filter_selects_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+models = ["resnet8"]
+datasets = ["cifar10-exact932"]
+[timing]
+min_time_s = 0.05
+min_samples = 5
+throughput_batch = 8
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "bf16-cast"
+"#;
+    let path = write_exp(tmp.path(), "bf", body);
+    let exp = load(&path);
+    let results = tmp.path().join("results");
+    let mut o = opts(&results, false);
+
+    // An unknown method id is refused before anything runs, naming the ones there are.
+    o.only_methods = vec!["bf16".into()];
+    let e = wb_runner::run(&exp, &registry::methods(), &o).unwrap_err();
+    assert!(format!("{e:#}").contains("bf16-cast"), "{e:#}");
+    assert!(!results.join("bf").join("cells").exists());
+
+    o.only_methods = vec!["bf16-cast".into()];
+    let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
+    assert_eq!((s.rows_written, s.cells_not_selected), (1, 1));
+    o.only_methods.clear();
+    let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
+    assert_eq!((s.rows_written, s.cells_skipped), (1, 1));
+
+    let df = read_all(&ResultsDir::new(&results, "bf")).unwrap();
+    let bf = row_of(&df, "bf16-cast", "");
+    let fp = row_of(&df, "fp32", "");
+    let path = col_str(&df, "timed_path");
+    assert_eq!(path[bf], "f32-dense+bf16-native");
+    assert_eq!(path[fp], "f32-dense");
+    let thr = df.column("throughput_img_s_bf16").unwrap().f64().unwrap();
+    assert!(thr.get(bf).is_some_and(|x| x > 0.0));
+    assert!(thr.get(fp).is_none());
+    // Raw samples of both paths are kept.
+    let samples = walk(&results.join("bf").join("samples"));
+    let paths: Vec<String> = samples
+        .iter()
+        .flat_map(|p| {
+            let f = std::fs::File::open(p).unwrap();
+            let d = ParquetReader::new(f).finish().unwrap();
+            col_str(&d, "timed_path")
+        })
+        .collect();
+    assert!(paths.iter().any(|p| p == "bf16-native"));
+    assert!(paths.iter().any(|p| p == "f32-dense"));
 }
 
 fn bin() -> Command {

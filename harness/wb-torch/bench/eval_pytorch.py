@@ -1,8 +1,15 @@
 """PyTorch's own evaluation of a TorchScript model, for the side-by-side benchmark.
 
 Same file, same threads, same batch and the same preprocessing as weightbench (from the
-model card); prints images_per_s (best of --reps after one warm-up pass) and top1_correct.
+model card).
+
+The process loads everything once, runs one warm-up pass, prints `ready`, then runs one
+timed pass per line read on stdin and prints `seconds=<s> top1_correct=<n>` for each, so
+that the caller can interleave its own passes with PyTorch's: on a shared or virtual
+machine the speed drifts by tens of percent over minutes, and only paired, interleaved
+passes compare the two fairly.
 """
+import sys
 import argparse
 import time
 import tomllib
@@ -16,7 +23,6 @@ p.add_argument("--card", required=True)
 p.add_argument("--data", required=True)
 p.add_argument("--threads", type=int, required=True)
 p.add_argument("--batch", type=int, default=500)
-p.add_argument("--reps", type=int, default=3)
 a = p.parse_args()
 
 torch.set_num_interop_threads(1)
@@ -37,16 +43,18 @@ xs = [b.contiguous() for b in x.split(a.batch)]
 ys = list(labels.split(a.batch))
 
 model = torch.jit.load(a.model, map_location="cpu").eval()
-best = float("inf")
-correct = 0
+
+def one_pass():
+    correct = 0
+    t = time.perf_counter()
+    for xb, yb in zip(xs, ys):
+        correct += int((model(xb).argmax(1) == yb).sum())
+    return time.perf_counter() - t, correct
+
+
 with torch.inference_mode():
-    for rep in range(a.reps + 1):
-        t = time.perf_counter()
-        correct = 0
-        for xb, yb in zip(xs, ys):
-            correct += int((model(xb).argmax(1) == yb).sum())
-        dt = time.perf_counter() - t
-        if rep > 0:
-            best = min(best, dt)
-print(f"images_per_s={len(labels) / best}")
-print(f"top1_correct={correct}")
+    one_pass()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        dt, correct = one_pass()
+        print(f"seconds={dt} top1_correct={correct}", flush=True)

@@ -266,3 +266,87 @@ pub fn prepare_input(card: &ModelCard, images: &Images) -> Result<Tensor> {
     }
     Ok(x.contiguous())
 }
+
+/// The model with every parameter and buffer in bfloat16, for timing BF16 artifacts on
+/// libtorch's native BF16 kernels (the accuracy of record is always measured by
+/// [`TorchModel`] with the decoded f32 weights).
+///
+/// A second copy of the TorchScript module is loaded and converted with `module.to(…,
+/// BFloat16)`; biases and BatchNorm parameters and statistics are rounded to BF16 too,
+/// which is what running a network in BF16 means in libtorch.
+pub struct Bf16Model {
+    name: String,
+    module: CModule,
+    device: Device,
+    params: Vec<(String, Tensor)>,
+}
+
+impl std::fmt::Debug for Bf16Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bf16Model")
+            .field("name", &self.name)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl Bf16Model {
+    /// Loads the card's module on `device` and converts it to bfloat16.
+    pub fn load(card: &ModelCard, device: Device) -> Result<Bf16Model> {
+        let path = card.model_path();
+        let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
+            model: card.name.clone(),
+            message: format!("cannot load TorchScript `{}`: {e}", path.display()),
+        })?;
+        module.f_set_eval()?;
+        module.to(device, Kind::BFloat16, false);
+        let params = module.named_parameters()?;
+        Ok(Bf16Model {
+            name: card.name.clone(),
+            module,
+            device,
+            params,
+        })
+    }
+
+    /// Copies `weights` into the module (rounded to BF16, nearest even, by libtorch's
+    /// `copy_`; exact for weights that are already BF16 values).
+    pub fn install(&mut self, weights: &WeightSet) -> Result<()> {
+        let device = self.device;
+        tch::no_grad(|| -> Result<()> {
+            for (name, p) in self.params.iter_mut() {
+                let w = weights.get(name)?;
+                let shape: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
+                if shape != p.size() {
+                    return Err(TorchError::Model {
+                        model: self.name.clone(),
+                        message: format!("tensor `{name}`: shape {:?} does not fit", w.shape),
+                    });
+                }
+                let src = Tensor::from_slice(&w.data)
+                    .view(shape.as_slice())
+                    .to_device(device);
+                p.f_copy_(&src)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs the module on a bfloat16 input (no autograd).
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(tch::no_grad(|| self.module.forward_ts(&[input]))?)
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+}
+
+/// Whether every compressible tensor of `w` holds only BF16 values (the low 16 bits of
+/// every f32 are zero): such an artifact can run on BF16 kernels without changing its
+/// compressible weights.
+pub fn is_bf16_exact(w: &WeightSet) -> bool {
+    w.compressible()
+        .all(|t| t.data.iter().all(|v| v.to_bits() & 0xFFFF == 0))
+}
