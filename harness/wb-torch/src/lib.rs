@@ -11,9 +11,5 @@ pub use card::{find_card, list_cards, ModelCard};
 pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
-<<<<<<< HEAD
-pub use model::{device_name, parse_device, TorchModel};
-pub use train::{TorchFineTuner, TRAIN_DATASET};
-=======
 pub use model::{device_name, is_bf16_exact, parse_device, Bf16Model, TorchModel};
->>>>>>> main
+pub use train::{TorchFineTuner, TRAIN_DATASET};
