@@ -51,7 +51,7 @@ const EVAL_BATCH: usize = 500;
 
 enum State {
     Lazy {
-        card: ModelCard,
+        card: Box<ModelCard>,
         device: Device,
         data_dir: PathBuf,
     },
@@ -102,7 +102,7 @@ impl TorchFineTuner {
     pub fn lazy(card: ModelCard, device: Device, data_dir: PathBuf) -> Self {
         Self {
             state: State::Lazy {
-                card,
+                card: Box::new(card),
                 device,
                 data_dir,
             },
