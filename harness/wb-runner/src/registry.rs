@@ -6,6 +6,7 @@ use wb_core::MethodInfo;
 /// All registered methods, baselines first.
 pub fn methods() -> Vec<MethodInfo> {
     let mut v = wb_baselines::methods();
+    v.extend(bf16_approx::methods());
     v.extend(ws_dse::methods());
     v
 }

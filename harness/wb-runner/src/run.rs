@@ -290,6 +290,9 @@ struct GroupContext {
     timing_inputs: crate::timed::TimingInputs,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
     bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
+    /// Fine-tuning for methods that retrain: its own copy of the model and the training
+    /// images, loaded on first use so that methods that do not retrain pay nothing.
+    trainer: wb_torch::TorchFineTuner,
 }
 
 impl GroupContext {
@@ -346,6 +349,7 @@ impl GroupContext {
             fp32_container_bytes,
             timing_inputs,
             bf16: None,
+            trainer: wb_torch::TorchFineTuner::lazy(card, opts.device, opts.data_dir.clone()),
         })
     }
 
@@ -378,7 +382,7 @@ impl GroupContext {
                     let mut ctx = Context {
                         seed: cell.seed,
                         evaluator: Some(&mut ev),
-                        trainer: None,
+                        trainer: Some(&mut self.trainer),
                         progress: &step,
                     };
                     let c = method.compress(&original, &mut ctx)?;
@@ -388,7 +392,7 @@ impl GroupContext {
                     let mut ctx = Context {
                         seed: cell.seed,
                         evaluator: None,
-                        trainer: None,
+                        trainer: Some(&mut self.trainer),
                         progress: &step,
                     };
                     // Only a method that asked for an evaluator learns why there is none.
