@@ -5,6 +5,7 @@ mod load;
 mod pareto;
 mod plot;
 mod render;
+mod views;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -160,10 +161,16 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     })?;
     let mut files = Vec::new();
 
+    // Method views first: their figures are listed in the Markdown that follows.
+    let xrows = views::xrows(&ok_df).map_err(table_err)?;
+    let mut view_files = Vec::new();
+    let view_md = views::method_views(&xrows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");
-    let md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
+    let mut md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
+    md += &view_md;
     fsutil::write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);
+    files.extend(view_files);
 
     let tex_path = opts.out_dir.join("tables.tex");
     fsutil::write_atomic(&tex_path, render::latex(&opts.name, &sections).as_bytes())?;

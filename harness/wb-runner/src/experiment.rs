@@ -90,6 +90,8 @@ struct RawSearch {
     #[serde(default)]
     images: Option<Spanned<i64>>,
     #[serde(default)]
+    dataset: Option<Spanned<String>>,
+    #[serde(default)]
     seed: Option<Spanned<i64>>,
 }
 
@@ -203,6 +205,11 @@ pub struct Experiment {
     pub search_images: usize,
     /// Search subset seed.
     pub search_seed: u64,
+    /// Where the search subset is drawn from: `None` = the cell's own dataset (disjoint
+    /// from the evaluation split only with `split = "heldout"`), or another registered
+    /// dataset such as `cifar10-train-jpeg75`, which lets the evaluation use every test
+    /// image while the search never sees one.
+    pub search_dataset: Option<String>,
     /// Timed pass.
     pub timing: TimingSettings,
     /// Every cell of the grid.
@@ -217,6 +224,8 @@ pub struct Catalog<'a> {
     pub model: &'a dyn Fn(&str) -> Result<(), String>,
     /// Checks a dataset id; `Err` says why it cannot be used.
     pub dataset: &'a dyn Fn(&str) -> Result<(), String>,
+    /// Checks a dataset id named by `search.dataset` (training-only datasets allowed).
+    pub search_dataset: &'a dyn Fn(&str) -> Result<(), String>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -396,6 +405,15 @@ pub fn parse(
             v.max(10) as usize
         }
     };
+    let search_dataset = match &raw.search.dataset {
+        None => None,
+        Some(d) => {
+            if let Err(e) = (catalog.search_dataset)(d.get_ref()) {
+                at(d.span(), "search.dataset", e);
+            }
+            Some(d.get_ref().clone())
+        }
+    };
     let search_seed = match &raw.search.seed {
         None => 0,
         Some(s) => {
@@ -536,6 +554,7 @@ pub fn parse(
                         eval_split,
                         search_images,
                         search_seed,
+                        search_dataset.as_deref(),
                     );
                     cell.params_given = given.clone();
                     cells.push(cell);
@@ -553,6 +572,7 @@ pub fn parse(
         batch_size,
         search_images,
         search_seed,
+        search_dataset,
         timing,
         cells,
     })
@@ -568,14 +588,19 @@ fn make_cell(
     split: EvalSplit,
     search_images: usize,
     search_seed: u64,
+    search_dataset: Option<&str>,
 ) -> Cell {
     // Everything that changes a cell's result goes into its id; the batch size and
     // timing settings do not change accuracy and are not part of it.
-    let key = serde_json::json!({
+    let mut key = serde_json::json!({
         "model": model, "dataset": dataset, "method": method,
         "params": params.as_map(), "seed": seed, "split": split.name(),
         "search_images": search_images, "search_seed": search_seed,
     });
+    // Only when set, so that the ids of experiments without it stay what they were.
+    if let Some(d) = search_dataset {
+        key["search_dataset"] = d.into();
+    }
     let hash = Sha256::digest(key.to_string().as_bytes());
     let id = format!(
         "{model}__{dataset}__{method}__s{seed}__{}",
@@ -656,10 +681,18 @@ mod tests {
                 Err(format!("unknown dataset `{d}`"))
             }
         };
+        let search_dataset = |d: &str| {
+            if d.starts_with("cifar10-") {
+                Ok(())
+            } else {
+                Err(format!("unknown dataset `{d}`"))
+            }
+        };
         let cat = Catalog {
             methods: &m,
             model: &model,
             dataset: &dataset,
+            search_dataset: &search_dataset,
         };
         parse(text, Path::new("experiments/t.toml"), &cat)
     }

@@ -152,10 +152,24 @@ fn load_experiment(path: &Path, r: &Resolved) -> Result<experiment::Experiment> 
         }
         Ok(())
     };
+    let data_dir = r.data.clone();
+    let search_dataset = move |id: &str| -> Result<(), String> {
+        let p = wb_torch::dataset(id)
+            .map_err(|e| e.to_string())?
+            .path(&data_dir);
+        if !p.is_file() {
+            return Err(format!(
+                "dataset file not found: looked at `{}` (set --data-dir or WEIGHTBENCH_DATA)",
+                p.display()
+            ));
+        }
+        Ok(())
+    };
     let catalog = Catalog {
         methods: &methods,
         model: &model,
         dataset: &dataset,
+        search_dataset: &search_dataset,
     };
     Ok(experiment::load(path, &catalog)?)
 }

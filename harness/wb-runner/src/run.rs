@@ -310,6 +310,12 @@ impl GroupContext {
             let spec = wb_torch::dataset(dataset_id)?;
             datasets.insert(dataset_id.to_string(), spec.load(&opts.data_dir)?);
         }
+        if let Some(sd) = &exp.search_dataset {
+            if !datasets.contains_key(sd) {
+                let spec = wb_torch::dataset(sd)?;
+                datasets.insert(sd.clone(), spec.load(&opts.data_dir)?);
+            }
+        }
         let images = &datasets[dataset_id];
         let search_split = Split::Search {
             images: exp.search_images,
@@ -331,9 +337,18 @@ impl GroupContext {
         let eval = Batches::new(&model, &pick(eval_split)?, exp.batch_size)?;
         // A dataset too small for the search subset only matters to methods that search:
         // they get no evaluator and fail with this reason; the others run normally.
-        let search = pick(search_split)
-            .and_then(|imgs| Ok(Batches::new(&model, &imgs, exp.batch_size)?))
-            .map_err(|e| format!("{e:#}"));
+        let search = match &exp.search_dataset {
+            None => pick(search_split),
+            Some(sd) => {
+                let src = &datasets[sd];
+                search_split
+                    .indices(&src.labels)
+                    .map(|idx| src.subset(&idx))
+                    .map_err(|e| anyhow!("search split of {sd}: {e}"))
+            }
+        }
+        .and_then(|imgs| Ok(Batches::new(&model, &imgs, exp.batch_size)?))
+        .map_err(|e| format!("{e:#}"));
         bars.step
             .set_message(format!("{model_name} {dataset_id}: FP32 baseline accuracy"));
         let original = model.weights().clone();

@@ -32,6 +32,7 @@ fn load(path: &Path) -> experiment::Experiment {
         methods: &methods,
         model: &ok,
         dataset: &ok,
+        search_dataset: &ok,
     };
     experiment::load(path, &cat).unwrap()
 }

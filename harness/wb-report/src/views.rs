@@ -1,0 +1,522 @@
+//! Method views: the paper-style tables and figures of the published methods, added to a
+//! report whenever its results hold rows of that method. Each view reads the columns of
+//! the results schema and the method's own `extra_json` (documented in the method's
+//! README); a new method adds one function here and one line in [`method_views`].
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use polars::prelude::*;
+use serde_json::Value;
+
+use crate::fsutil::{commit, temp_sibling, write_atomic};
+use crate::load::FP32;
+use crate::render::{render_params, sanitize_name};
+use crate::ReportError;
+
+/// One ok row with the columns the views need.
+#[derive(Debug, Clone)]
+pub(crate) struct XRow {
+    pub model: String,
+    pub dataset: String,
+    pub method: String,
+    pub params: String,
+    pub params_json: Value,
+    pub candidate: String,
+    pub top1: Option<f64>,
+    pub delta_pp: Option<f64>,
+    pub ratio: Option<f64>,
+    pub artifact_bytes: Option<i64>,
+    pub latency_b1: Option<f64>,
+    pub throughput: Option<f64>,
+    pub energy_j_per_img: Option<f64>,
+    pub energy_source: Option<String>,
+    pub compress_s: Option<f64>,
+    pub evaluations: Option<i64>,
+    pub extra: Value,
+}
+
+/// The ok rows of `df` (already filtered and sorted by the caller).
+pub(crate) fn xrows(df: &DataFrame) -> PolarsResult<Vec<XRow>> {
+    let s = |n: &str| -> PolarsResult<Vec<Option<String>>> {
+        Ok(df
+            .column(n)?
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let f =
+        |n: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(df.column(n)?.f64()?.iter().collect()) };
+    let i =
+        |n: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(df.column(n)?.i64()?.iter().collect()) };
+    let (model, dataset, method, pj, cand, es, ex) = (
+        s("model")?,
+        s("dataset")?,
+        s("method")?,
+        s("params_json")?,
+        s("candidate")?,
+        s("energy_source")?,
+        s("extra_json")?,
+    );
+    let (top1, delta, ratio, lat, thr, ej, cs) = (
+        f("top1")?,
+        f("top1_delta_pp")?,
+        f("compression_ratio")?,
+        f("latency_ms_b1_median")?,
+        f("throughput_img_s")?,
+        f("energy_j_per_img")?,
+        f("compress_s")?,
+    );
+    let (bytes, evals) = (i("artifact_bytes")?, i("search_evaluations")?);
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null)
+    };
+    Ok((0..df.height())
+        .map(|k| XRow {
+            model: model[k].clone().unwrap_or_default(),
+            dataset: dataset[k].clone().unwrap_or_default(),
+            method: method[k].clone().unwrap_or_default(),
+            params: render_params(pj[k].as_deref()),
+            params_json: parse(&pj[k]),
+            candidate: cand[k].clone().unwrap_or_default(),
+            top1: top1[k],
+            delta_pp: delta[k],
+            ratio: ratio[k],
+            artifact_bytes: bytes[k],
+            latency_b1: lat[k],
+            throughput: thr[k],
+            energy_j_per_img: ej[k],
+            energy_source: es[k].clone(),
+            compress_s: cs[k],
+            evaluations: evals[k],
+            extra: parse(&ex[k]),
+        })
+        .collect())
+}
+
+/// Markdown of every applicable method view; figures are written to `out_dir` and added
+/// to `files`.
+pub(crate) fn method_views(
+    rows: &[XRow],
+    out_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<String, ReportError> {
+    let mut md = String::new();
+    if rows.iter().any(|r| r.method == "bf16-approx") {
+        md += &bf16_approx_view(rows, out_dir, files)?;
+    }
+    if rows.iter().any(|r| r.method == "ws-dse") {
+        md += &ws_dse_view(rows, out_dir, files)?;
+    }
+    Ok(md)
+}
+
+/// (model, dataset) pairs in first-seen order.
+fn pairs(rows: &[XRow], method: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.method == method) {
+        let p = (r.model.clone(), r.dataset.clone());
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    }
+    v
+}
+
+fn opt(v: Option<f64>, d: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.d$}"))
+}
+
+fn signed(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:+.2}"))
+}
+
+/// The energy cell: J/image, or NULL with the reason the measurement is missing.
+fn energy_cell(r: &XRow) -> String {
+    match (r.energy_j_per_img, &r.energy_source) {
+        (Some(j), _) => format!("{j:.4}"),
+        (None, Some(s)) => format!("NULL ({s})"),
+        (None, None) => "NULL".into(),
+    }
+}
+
+fn fp32_top1(rows: &[XRow], model: &str, dataset: &str) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.method == FP32 && r.model == model && r.dataset == dataset)
+        .and_then(|r| r.top1)
+}
+
+/// TECS 2024 view: per model, every `bf16-approx` variant with its memory saving against
+/// BF16 (the paper's metric), accuracy, inference time and energy; and a figure of saving
+/// against accuracy drop, retraining-free and retrained.
+fn bf16_approx_view(
+    rows: &[XRow],
+    out_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<String, ReportError> {
+    let mut md = String::from(
+        "\n# bf16-approx (Kashikar et al., TECS 2024)\n\n\
+         Memory saving is against BF16 (1 sign + b exponent-index + m′ mantissa bits per \
+         weight + 8 bits per exponent-table entry, against 16 bits per weight), the paper's \
+         accounting; the compression ratio is against FP32. `retrained` = fine-tuned with \
+         projection, best epoch chosen on held-out training images. Paper: ≥ 20 % saving \
+         with very minor loss without retraining, ≥ 30 % (up to 43 %) with retraining.\n",
+    );
+    for (model, dataset) in pairs(rows, "bf16-approx") {
+        let fp32 = fp32_top1(rows, &model, &dataset);
+        let _ = writeln!(
+            md,
+            "\n## {model} on {dataset}\n\nFP32 top-1 {} %\n\n\
+             | variant | retrained | top-1 % | Δ pp vs FP32 | saving vs BF16 % | bits/weight | CR vs FP32 | latency b1 ms | throughput img/s | energy J/img |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+            opt(fp32, 2)
+        );
+        let mine: Vec<&XRow> = rows
+            .iter()
+            .filter(|r| {
+                r.model == model
+                    && r.dataset == dataset
+                    && matches!(r.method.as_str(), "bf16-approx" | "bf16-cast" | FP32)
+            })
+            .collect();
+        let mut free = Vec::new();
+        let mut retrained = Vec::new();
+        for r in &mine {
+            let is_rt = r.method == "bf16-approx"
+                && r.params_json
+                    .get("retrain_epochs")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|e| e > 0);
+            let saving = match r.method.as_str() {
+                "bf16-approx" => r.extra.get("saving_vs_bf16_pct").and_then(Value::as_f64),
+                "bf16-cast" => Some(0.0),
+                _ => None,
+            };
+            let bpw = r.extra.get("bits_per_weight").and_then(Value::as_f64);
+            let variant = if r.method == "bf16-approx" {
+                r.params.clone()
+            } else {
+                r.method.clone()
+            };
+            let _ = writeln!(
+                md,
+                "| {variant} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                if is_rt { "yes" } else { "no" },
+                opt(r.top1, 2),
+                signed(r.delta_pp),
+                opt(saving, 1),
+                opt(bpw, 2),
+                r.ratio.map_or("-".into(), |v| format!("{v:.2}×")),
+                opt(r.latency_b1, 3),
+                opt(r.throughput, 0),
+                energy_cell(r),
+            );
+            if r.method == "bf16-approx" {
+                if let (Some(s), Some(d)) = (saving, r.delta_pp) {
+                    if is_rt {
+                        retrained.push((s, d));
+                    } else {
+                        free.push((s, d));
+                    }
+                }
+            }
+        }
+        let best = |pts: &[(f64, f64)], limit: f64| {
+            pts.iter()
+                .filter(|p| p.1 >= -limit)
+                .map(|p| p.0)
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+        };
+        let _ = writeln!(
+            md,
+            "\nBest saving with ≤ 0.5 pp loss: retraining-free {} %, retrained {} %.",
+            opt(best(&free, 0.5), 1),
+            opt(best(&retrained, 0.5), 1)
+        );
+        let stem = format!("tecs_{}_{}", sanitize_name(&model), sanitize_name(&dataset));
+        let fig = Scatter {
+            title: format!("bf16-approx: {model} on {dataset}"),
+            x_desc: "Memory saving vs BF16 (%)".into(),
+            y_desc: "Top-1 change vs FP32 (pp)".into(),
+            series: vec![
+                ("retraining-free".into(), free, false),
+                ("retrained".into(), retrained, false),
+            ],
+            hline: Some(-0.5),
+        };
+        write_scatter(&fig, out_dir, &stem, files)?;
+        let _ = writeln!(md, "\n![saving vs accuracy]({stem}.png)");
+    }
+    Ok(md)
+}
+
+/// ASP-DAC 2022 view: per model, the chosen ws-dse point (highest compression ratio with
+/// top-1 ≥ 99 % of FP32 on the evaluation split) beside the best uniform k-means point
+/// meeting the same target, with the cost of the exploration; figures of the per-layer
+/// bit-widths of the chosen point and of the hypervolume against evaluations.
+fn ws_dse_view(
+    rows: &[XRow],
+    out_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<String, ReportError> {
+    let mut md = String::from(
+        "\n# ws-dse (Dupuis et al., ASP-DAC 2022)\n\n\
+         Chosen point: the highest compression ratio (indices at ⌈log2 k_l⌉ bits + FP32 \
+         codebook per layer, conv and linear weights; the paper's accounting) among the \
+         re-scored front with top-1 ≥ quality × FP32 top-1 on the evaluation split; the \
+         uniform baseline is the best `kmeans-uniform` point meeting the same target. \
+         Paper: over 5× \"in less than 10 hours\" per ImageNet CNN.\n\n\
+         | model | dataset | FP32 top-1 % | target % | ws-dse top-1 % | ws-dse CR | artifact bytes | best uniform k-means (meeting target) | DSE time | evaluations | front size |\n\
+         |---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|\n",
+    );
+    let mut figs = String::new();
+    for (model, dataset) in pairs(rows, "ws-dse") {
+        let fp32 = fp32_top1(rows, &model, &dataset);
+        let dse: Vec<&XRow> = rows
+            .iter()
+            .filter(|r| r.model == model && r.dataset == dataset && r.method == "ws-dse")
+            .collect();
+        let quality = dse
+            .iter()
+            .find_map(|r| r.extra.get("quality").and_then(Value::as_f64))
+            .unwrap_or(0.99);
+        let target = fp32.map(|f| f * quality);
+        let meets = |r: &&XRow| match (r.top1, target) {
+            (Some(t), Some(g)) => t >= g - 1e-9,
+            _ => false,
+        };
+        fn best_of<'a>(v: Vec<&'a XRow>, meets: impl Fn(&&'a XRow) -> bool) -> Option<&'a XRow> {
+            v.into_iter()
+                .filter(meets)
+                .max_by(|a, b| a.ratio.unwrap_or(0.0).total_cmp(&b.ratio.unwrap_or(0.0)))
+        }
+        let chosen = best_of(dse.clone(), meets);
+        let uniform = best_of(
+            rows.iter()
+                .filter(|r| {
+                    r.model == model && r.dataset == dataset && r.method == "kmeans-uniform"
+                })
+                .collect(),
+            meets,
+        );
+        let log = dse
+            .iter()
+            .find_map(|r| r.extra.get("search").filter(|v| !v.is_null()));
+        let _ = writeln!(
+            md,
+            "| {model} | {dataset} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            opt(fp32, 2),
+            opt(target, 2),
+            opt(chosen.and_then(|r| r.top1), 2),
+            chosen
+                .and_then(|r| r.ratio)
+                .map_or("none meets target".into(), |v| format!("{v:.2}×")),
+            chosen
+                .and_then(|r| r.artifact_bytes)
+                .map_or("-".into(), |v| v.to_string()),
+            uniform.map_or("none".into(), |u| format!(
+                "{}: {}×, {} %",
+                u.params,
+                opt(u.ratio, 2),
+                opt(u.top1, 2)
+            )),
+            dse.first()
+                .and_then(|r| r.compress_s)
+                .map_or("-".into(), |s| format!("{:.1} min", s / 60.0)),
+            dse.first()
+                .and_then(|r| r.evaluations)
+                .map_or("-".into(), |v| v.to_string()),
+            dse.len(),
+        );
+        let stem_base = format!("{}_{}", sanitize_name(&model), sanitize_name(&dataset));
+        if let Some(c) = chosen {
+            if let Some(bits) = c.extra.get("bits").and_then(Value::as_array) {
+                let pts: Vec<(f64, f64)> = bits
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, b)| b.as_f64().map(|b| (i as f64, b)))
+                    .collect();
+                let stem = format!("wsdse_bits_{stem_base}");
+                let fig = Scatter {
+                    title: format!("ws-dse {model}: per-layer index bits of {}", c.candidate),
+                    x_desc: "Layer (compressible tensors in model order)".into(),
+                    y_desc: "Index bits ⌈log2 k⌉".into(),
+                    series: vec![(
+                        format!("{} ({:.2}×)", c.candidate, c.ratio.unwrap_or(0.0)),
+                        pts,
+                        true,
+                    )],
+                    hline: None,
+                };
+                write_scatter(&fig, out_dir, &stem, files)?;
+                let _ = writeln!(figs, "\n![per-layer bits {model}]({stem}.png)");
+            }
+        }
+        if let Some(gens) = log
+            .and_then(|l| l.get("generations"))
+            .and_then(Value::as_array)
+        {
+            let pts: Vec<(f64, f64)> = gens
+                .iter()
+                .filter_map(|g| {
+                    Some((
+                        g.get("evaluations")?.as_f64()?,
+                        g.get("hypervolume")?.as_f64()?,
+                    ))
+                })
+                .collect();
+            let stem = format!("wsdse_hv_{stem_base}");
+            let fig = Scatter {
+                title: format!("ws-dse {model}: hypervolume of the search front"),
+                x_desc: "Evaluations (baseline and sweep included)".into(),
+                y_desc: "Hypervolume (top-1 fraction × CR_obj)".into(),
+                series: vec![("NSGA-II".into(), pts, true)],
+                hline: None,
+            };
+            write_scatter(&fig, out_dir, &stem, files)?;
+            let _ = writeln!(figs, "\n![hypervolume {model}]({stem}.png)");
+        }
+    }
+    md += "\nThe final fronts with the baselines on the same axes are the accuracy-vs-compression figures above.\n";
+    md += &figs;
+    Ok(md)
+}
+
+/// (legend name, points, joined by a line)
+type Series = (String, Vec<(f64, f64)>, bool);
+
+/// A simple scatter/line figure.
+struct Scatter {
+    title: String,
+    x_desc: String,
+    y_desc: String,
+    /// (legend name, points, joined by a line)
+    series: Vec<Series>,
+    /// A dashed horizontal reference line.
+    hline: Option<f64>,
+}
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+];
+
+fn draw_scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    fig: &Scatter,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let all: Vec<(f64, f64)> = fig
+        .series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .collect();
+    let lim = |v: &mut dyn Iterator<Item = f64>| {
+        let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        if !lo.is_finite() {
+            return (0.0, 1.0);
+        }
+        let pad = ((hi - lo) * 0.08).max(0.5);
+        (lo - pad, hi + pad)
+    };
+    let (xlo, xhi) = lim(&mut all.iter().map(|p| p.0));
+    let mut ys = all.iter().map(|p| p.1).chain(fig.hline);
+    let (ylo, yhi) = lim(&mut ys);
+    let mut chart = ChartBuilder::on(root)
+        .caption(&fig.title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(xlo..xhi, ylo..yhi)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc(fig.x_desc.as_str())
+        .y_desc(fig.y_desc.as_str())
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 20))
+        .light_line_style(RGBColor(240, 240, 240))
+        .draw()
+        .map_err(e)?;
+    if let Some(h) = fig.hline {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(xlo, h), (xhi, h)],
+                6,
+                4,
+                RGBColor(120, 120, 120).stroke_width(1),
+            ))
+            .map_err(e)?;
+    }
+    for (i, (name, pts, line)) in fig.series.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        if *line {
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))
+                .map_err(e)?;
+        }
+        let anno = if i % 2 == 0 {
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
+                .map_err(e)?
+        } else {
+            chart
+                .draw_series(pts.iter().map(|&p| TriangleMarker::new(p, 7, c.filled())))
+                .map_err(e)?
+        };
+        anno.label(name.as_str())
+            .legend(move |(x, y)| Circle::new((x, y), 5, c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 18))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+fn write_scatter(
+    fig: &Scatter,
+    out_dir: &Path,
+    stem: &str,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), ReportError> {
+    let png = out_dir.join(format!("{stem}.png"));
+    let svg = out_dir.join(format!("{stem}.svg"));
+    let err = |path: &Path, message: String| ReportError::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    let tmp = temp_sibling(&png, true);
+    let res = (|| {
+        let root = BitMapBackend::new(&tmp, (1000, 650)).into_drawing_area();
+        draw_scatter(&root, fig)?;
+        root.present().map_err(|e| e.to_string())
+    })();
+    if let Err(m) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(&png, m));
+    }
+    commit(&tmp, &png)?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, (1000, 650)).into_drawing_area();
+        draw_scatter(&root, fig).map_err(|m| err(&svg, m))?;
+        root.present().map_err(|e| err(&svg, e.to_string()))?;
+    }
+    write_atomic(&svg, text.as_bytes())?;
+    files.push(png);
+    files.push(svg);
+    Ok(())
+}
