@@ -7,6 +7,7 @@ pub mod progress;
 pub mod registry;
 pub mod results;
 pub mod run;
+pub mod search_log;
 pub mod timed;
 
 pub use experiment::{Cell, Experiment, ExperimentError};

@@ -424,6 +424,9 @@ impl GroupContext {
         };
         let compress_s = t0.elapsed().as_secs_f64();
         anyhow::ensure!(!candidates.is_empty(), "method returned no candidate");
+        let extras: Vec<&serde_json::Value> = candidates.iter().map(|c| &c.extra).collect();
+        crate::search_log::write_search_logs(dir, &cell.id, &extras)
+            .context("writing the search log")?;
         let mut rows = Vec::new();
         for cand in candidates {
             bars.step.set_message(format!(
