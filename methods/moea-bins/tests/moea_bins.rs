@@ -321,9 +321,9 @@ fn synthetic(
 ) -> impl FnMut(&[usize], usize) -> Result<Option<usize>, ()> + '_ {
     move |starts: &[usize], thr: usize| {
         let mut c = base as i64;
-        for b in 1..bins {
+        for (b, &cb) in cost.iter().enumerate().take(bins).skip(1) {
             if !starts.contains(&b) {
-                c -= cost[b] as i64;
+                c -= cb as i64;
             }
         }
         let c = c.max(0) as usize;
