@@ -6,8 +6,11 @@
 //! magic "WBCONT01" (8) | n_shared u32 | n_tensors u32                      fixed header, 16 B
 //!   or, when the artifact has shared exponent tables (version 2):
 //! magic "WBCONT02" (8) | n_shared u32 | n_tensors u32 | n_exp u32          fixed header, 20 B
+//!   or, when the artifact has shared Huffman code tables (version 3):
+//! magic "WBCONT03" (8) | n_shared u32 | n_tensors u32 | n_exp u32 | n_code u32   24 B
 //! n_shared × ( k u32 | k × f32 )                                           shared codebooks
-//! n_exp × ( k u32 | k × u8 )                          shared exponent tables (version 2 only)
+//! n_exp × ( k u32 | k × u8 )                    shared exponent tables (versions 2 and 3)
+//! n_code × ( k u32 | k × u8 code-length byte )   shared Huffman code tables (version 3)
 //! n_tensors × ( name_len u16 | name | ndim u8 | ndim × u32 | flags u8 | kind u8 | payload )
 //!   kind 0 f32:      n × f32
 //!   kind 1 bf16:     n × u16
@@ -20,21 +23,33 @@
 //!                    | ⌈n·b/8⌉ bytes of packed exponent indices
 //!                    | ⌈n·(1+m)/8⌉ bytes of packed (sign << m | mantissa) codes
 //!   kind 6 bf16-table: k u32 | bits u8 | k × u16 | ⌈n·bits/8⌉ bytes of packed indices
+//!   kind 7 huffman-codebook: cb ref u8 (0 local, 1 shared) | k u32 (local) or id u32
+//!                    | table ref u8 (0 local, 1 shared) | t u32 (local) or id u32
+//!                    | stream bits u64 | local: k × f32 | local: t × u8 code-length bytes
+//!                    | ⌈stream bits/8⌉ bytes of canonical Huffman codes, MSB first
 //! sha256 of everything above (32)                                           trailer
 //! ```
 //!
-//! A writer emits version 1 whenever the artifact has no shared exponent table, so the
-//! bytes of every artifact that does not use them are unchanged; the reader takes both.
+//! A code-length byte is 0 for a codebook entry without code and `1 + length` otherwise
+//! (a lone symbol has a 0-bit code, byte 1); the canonical code follows from the
+//! lengths ([`wb_kernels::huffman`]).
+//!
+//! A writer emits version 1 whenever the artifact has neither shared exponent tables
+//! nor shared code tables, version 2 when it has only the former, so the bytes of
+//! every artifact that does not use them are unchanged; the reader takes all three.
 //!
 //! [`crate::Artifact::size`] predicts every byte of this layout; [`write_with_spans`]
 //! reports what was actually written so tests can compare the two per tensor.
 
 use crate::bf16fields::{sign_mantissa_codes, split_sign_mantissa};
 use crate::bitpack::{pack, packed_len, unpack};
-use crate::encoding::{Artifact, CodebookRef, EncodedTensor, Encoding, ExpTableRef};
+use crate::encoding::{
+    Artifact, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor, Encoding, ExpTableRef,
+};
 use crate::error::{CoreError, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use wb_kernels::huffman::CanonicalCode;
 
 /// File magic, including the format version.
 pub const MAGIC: &[u8; 8] = b"WBCONT01";
@@ -44,15 +59,39 @@ pub const MAGIC_V2: &[u8; 8] = b"WBCONT02";
 pub const FIXED_HEADER_BYTES: u64 = 16;
 /// Bytes of the version-2 fixed header (magic + three counts).
 pub const FIXED_HEADER_BYTES_V2: u64 = 20;
+/// Magic of version 3: version 2 plus shared Huffman code tables.
+pub const MAGIC_V3: &[u8; 8] = b"WBCONT03";
+/// Bytes of the version-3 fixed header (magic + four counts).
+pub const FIXED_HEADER_BYTES_V3: u64 = 24;
 
-/// Bytes of the fixed header `artifact` is written with (version 2 only when it has
-/// shared exponent tables).
-pub fn header_bytes(artifact: &Artifact) -> u64 {
-    if artifact.shared_exp_tables.is_empty() {
-        FIXED_HEADER_BYTES
+/// Container version `artifact` is written with: 3 with shared code tables, else 2
+/// with shared exponent tables, else 1.
+pub fn version(artifact: &Artifact) -> u8 {
+    if !artifact.shared_code_tables.is_empty() {
+        3
+    } else if !artifact.shared_exp_tables.is_empty() {
+        2
     } else {
-        FIXED_HEADER_BYTES_V2
+        1
     }
+}
+
+/// Bytes of the fixed header `artifact` is written with (see [`version`]).
+pub fn header_bytes(artifact: &Artifact) -> u64 {
+    match version(artifact) {
+        1 => FIXED_HEADER_BYTES,
+        2 => FIXED_HEADER_BYTES_V2,
+        _ => FIXED_HEADER_BYTES_V3,
+    }
+}
+
+/// Stored byte of one code-length table entry (0 = no code, else 1 + length).
+fn code_length_byte(l: Option<u8>) -> u8 {
+    l.map_or(0, |l| l + 1)
+}
+
+fn code_length_from_byte(b: u8) -> Option<u8> {
+    b.checked_sub(1)
 }
 /// Bytes of the checksum trailer.
 pub const TRAILER_BYTES: u64 = 32;
@@ -77,12 +116,19 @@ pub fn write(artifact: &Artifact) -> Result<Vec<u8>> {
 pub fn write_with_spans(artifact: &Artifact) -> Result<(Vec<u8>, Vec<TensorSpan>)> {
     artifact.validate()?;
     let mut out = Vec::with_capacity(artifact.size().total_bytes as usize);
-    let v2 = !artifact.shared_exp_tables.is_empty();
-    out.extend_from_slice(if v2 { MAGIC_V2 } else { MAGIC });
+    let v = version(artifact);
+    out.extend_from_slice(match v {
+        1 => MAGIC,
+        2 => MAGIC_V2,
+        _ => MAGIC_V3,
+    });
     out.extend_from_slice(&(artifact.shared_codebooks.len() as u32).to_le_bytes());
     out.extend_from_slice(&(artifact.tensors.len() as u32).to_le_bytes());
-    if v2 {
+    if v >= 2 {
         out.extend_from_slice(&(artifact.shared_exp_tables.len() as u32).to_le_bytes());
+    }
+    if v >= 3 {
+        out.extend_from_slice(&(artifact.shared_code_tables.len() as u32).to_le_bytes());
     }
     for cb in &artifact.shared_codebooks {
         out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
@@ -92,10 +138,14 @@ pub fn write_with_spans(artifact: &Artifact) -> Result<(Vec<u8>, Vec<TensorSpan>
         out.extend_from_slice(&(t.len() as u32).to_le_bytes());
         out.extend_from_slice(t);
     }
+    for t in &artifact.shared_code_tables {
+        out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        out.extend(t.iter().map(|l| code_length_byte(*l)));
+    }
     let mut spans = Vec::with_capacity(artifact.tensors.len());
     for t in &artifact.tensors {
         let start = out.len() as u64;
-        write_tensor(&mut out, t);
+        write_tensor(&mut out, t, &artifact.shared_code_tables)?;
         spans.push(TensorSpan {
             name: t.name.clone(),
             start,
@@ -113,7 +163,7 @@ fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
     }
 }
 
-fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor) {
+fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor, shared_code: &[CodeLengths]) -> Result<()> {
     out.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
     out.extend_from_slice(t.name.as_bytes());
     out.push(t.shape.len() as u8);
@@ -194,7 +244,55 @@ fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor) {
             }
             out.extend_from_slice(&pack(indices, *bits));
         }
+        Encoding::HuffmanCodebook {
+            codebook,
+            code,
+            stream_bits,
+            indices,
+        } => {
+            match codebook {
+                CodebookRef::Local(cb) => {
+                    out.push(0);
+                    out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
+                }
+                CodebookRef::Shared(id) => {
+                    out.push(1);
+                    out.extend_from_slice(&id.to_le_bytes());
+                }
+            }
+            let table: &[Option<u8>] = match code {
+                CodeTableRef::Local(tab) => {
+                    out.push(0);
+                    out.extend_from_slice(&(tab.len() as u32).to_le_bytes());
+                    tab
+                }
+                CodeTableRef::Shared(id) => {
+                    out.push(1);
+                    out.extend_from_slice(&id.to_le_bytes());
+                    &shared_code[*id as usize]
+                }
+            };
+            out.extend_from_slice(&stream_bits.to_le_bytes());
+            if let CodebookRef::Local(cb) = codebook {
+                put_f32s(out, cb);
+            }
+            if let CodeTableRef::Local(tab) = code {
+                out.extend(tab.iter().map(|l| code_length_byte(*l)));
+            }
+            // Validated before writing, so the code exists and the length matches.
+            let invalid = |e: wb_kernels::KernelError| CoreError::InvalidEncoding {
+                name: t.name.clone(),
+                reason: e.to_string(),
+            };
+            let (bytes, bits) = CanonicalCode::new(table)
+                .map_err(invalid)?
+                .encode(indices)
+                .map_err(invalid)?;
+            debug_assert_eq!(bits, *stream_bits);
+            out.extend_from_slice(&bytes);
+        }
     }
+    Ok(())
 }
 
 /// Writes `artifact` to `path` atomically (temporary file in the same directory, then
@@ -289,9 +387,10 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
             bytes.len()
         )));
     }
-    let v2 = match &bytes[..8] {
-        m if m == MAGIC => false,
-        m if m == MAGIC_V2 => true,
+    let version = match &bytes[..8] {
+        m if m == MAGIC => 1,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V3 => 3,
         _ => {
             return Err(malformed(
                 "bad magic (not a weightbench container, or another version)",
@@ -305,10 +404,16 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     let mut r = Reader { b: body, pos: 8 };
     let n_shared = r.u32()? as usize;
     let n_tensors = r.u32()? as usize;
-    let n_exp = if v2 { r.u32()? as usize } else { 0 };
-    if v2 && n_exp == 0 {
+    let n_exp = if version >= 2 { r.u32()? as usize } else { 0 };
+    let n_code = if version >= 3 { r.u32()? as usize } else { 0 };
+    if version == 2 && n_exp == 0 {
         return Err(malformed(
             "version-2 container without shared exponent tables (must be written as version 1)",
+        ));
+    }
+    if version == 3 && n_code == 0 {
+        return Err(malformed(
+            "version-3 container without shared code tables (must be written as version 1 or 2)",
         ));
     }
     let mut shared_codebooks = Vec::with_capacity(n_shared.min(1 << 16));
@@ -320,6 +425,16 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     for _ in 0..n_exp {
         let k = r.u32()? as usize;
         shared_exp_tables.push(r.take(k)?.to_vec());
+    }
+    let mut shared_code_tables: Vec<CodeLengths> = Vec::with_capacity(n_code.min(1 << 16));
+    for _ in 0..n_code {
+        let k = r.u32()? as usize;
+        shared_code_tables.push(
+            r.take(k)?
+                .iter()
+                .map(|b| code_length_from_byte(*b))
+                .collect(),
+        );
     }
     let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16));
     for _ in 0..n_tensors {
@@ -426,6 +541,59 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
                     indices: unpack(packed, n, bits),
                 }
             }
+            7 => {
+                let cb_tag = r.u8()?;
+                let k_or_id = r.u32()?;
+                let tab_tag = r.u8()?;
+                let t_or_id = r.u32()?;
+                let stream_bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+                let codebook = match cb_tag {
+                    0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
+                    1 => CodebookRef::Shared(k_or_id),
+                    t => {
+                        return Err(malformed(format!(
+                            "tensor `{name}`: unknown codebook reference {t}"
+                        )))
+                    }
+                };
+                let code = match tab_tag {
+                    0 => CodeTableRef::Local(
+                        r.take(t_or_id as usize)?
+                            .iter()
+                            .map(|b| code_length_from_byte(*b))
+                            .collect(),
+                    ),
+                    1 => CodeTableRef::Shared(t_or_id),
+                    t => {
+                        return Err(malformed(format!(
+                            "tensor `{name}`: unknown code table reference {t}"
+                        )))
+                    }
+                };
+                let table: &[Option<u8>] = match &code {
+                    CodeTableRef::Local(t) => t,
+                    CodeTableRef::Shared(id) => {
+                        shared_code_tables.get(*id as usize).ok_or_else(|| {
+                            malformed(format!(
+                                "tensor `{name}`: shared code table {id} does not exist"
+                            ))
+                        })?
+                    }
+                };
+                let canon = CanonicalCode::new(table)
+                    .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+                let n_bytes = usize::try_from(stream_bits.div_ceil(8))
+                    .map_err(|_| malformed("stream length overflow"))?;
+                let indices = canon
+                    .decode(r.take(n_bytes)?, stream_bits, n)
+                    .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+                Encoding::HuffmanCodebook {
+                    codebook,
+                    code,
+                    stream_bits,
+                    indices,
+                }
+            }
             k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
         };
         tensors.push(EncodedTensor {
@@ -444,6 +612,7 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     let artifact = Artifact {
         shared_codebooks,
         shared_exp_tables,
+        shared_code_tables,
         tensors,
     };
     artifact.validate()?;

@@ -6,6 +6,12 @@ use crate::bitpack::index_bits;
 use crate::error::{CoreError, Result};
 use crate::weights::{Tensor, WeightSet};
 use half::{bf16, f16};
+use wb_kernels::huffman::CanonicalCode;
+
+/// A Huffman code table: one entry per codebook entry, `None` for an entry that has no
+/// code (never used), `Some(len)` for its code length in bits. The canonical code is a
+/// function of the lengths alone ([`wb_kernels::huffman`]).
+pub type CodeLengths = Vec<Option<u8>>;
 
 /// Where a codebook encoding finds its shared values.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +29,16 @@ pub enum ExpTableRef {
     Local(Vec<u8>),
     /// The tensor uses table number `id` of [`Artifact::shared_exp_tables`] (e.g. one
     /// model-wide table).
+    Shared(u32),
+}
+
+/// Where a [`Encoding::HuffmanCodebook`] encoding finds its Huffman code table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeTableRef {
+    /// The tensor carries its own code table (one Huffman tree per layer).
+    Local(CodeLengths),
+    /// The tensor uses table number `id` of [`Artifact::shared_code_tables`] (e.g. one
+    /// Huffman tree for the whole model).
     Shared(u32),
 }
 
@@ -82,6 +98,20 @@ pub enum Encoding {
         /// One index per value, row-major.
         indices: Vec<u32>,
     },
+    /// Weight sharing with Huffman-coded indices: every value is `codebook[index]`;
+    /// the indices are stored as one canonical-Huffman bit stream under the code
+    /// table, centroids as FP32, the table at one byte per codebook entry.
+    HuffmanCodebook {
+        /// The shared values.
+        codebook: CodebookRef,
+        /// The code lengths (as many entries as the codebook).
+        code: CodeTableRef,
+        /// Length of the coded index stream in bits (`Σ length(code[index])`); checked
+        /// against the table by `validate`.
+        stream_bits: u64,
+        /// One index per value, row-major.
+        indices: Vec<u32>,
+    },
 }
 
 impl Encoding {
@@ -108,6 +138,66 @@ impl Encoding {
             bits,
             indices,
         }
+    }
+
+    /// A Huffman-coded codebook encoding of `indices` under the code table `lengths`
+    /// (which `code` refers to: the local table itself or the shared one's entries),
+    /// with the stream length computed.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidEncoding`] (tensor name `?`) when `lengths` is not a valid
+    /// code or an index has no code.
+    pub fn huffman_codebook(
+        codebook: CodebookRef,
+        code: CodeTableRef,
+        lengths: &[Option<u8>],
+        indices: Vec<u32>,
+    ) -> Result<Self> {
+        let invalid = |e: wb_kernels::KernelError| CoreError::InvalidEncoding {
+            name: "?".into(),
+            reason: e.to_string(),
+        };
+        let stream_bits = CanonicalCode::new(lengths)
+            .map_err(invalid)?
+            .encoded_bits(&indices)
+            .map_err(invalid)?;
+        Ok(Encoding::HuffmanCodebook {
+            codebook,
+            code,
+            stream_bits,
+            indices,
+        })
+    }
+
+    /// A Huffman-coded codebook encoding with its own codebook and its own code table,
+    /// built from the frequencies of `indices` (one tree for this tensor).
+    pub fn huffman_local(codebook: Vec<f32>, indices: Vec<u32>) -> Result<Self> {
+        let mut freqs = vec![0u64; codebook.len()];
+        for &i in &indices {
+            match freqs.get_mut(i as usize) {
+                Some(f) => *f += 1,
+                None => {
+                    return Err(CoreError::InvalidEncoding {
+                        name: "?".into(),
+                        reason: format!(
+                            "index {i} out of range for a codebook of {}",
+                            codebook.len()
+                        ),
+                    })
+                }
+            }
+        }
+        let lengths =
+            wb_kernels::huffman::code_lengths(&freqs).map_err(|e| CoreError::InvalidEncoding {
+                name: "?".into(),
+                reason: e.to_string(),
+            })?;
+        Self::huffman_codebook(
+            CodebookRef::Local(codebook),
+            CodeTableRef::Local(lengths.clone()),
+            &lengths,
+            indices,
+        )
     }
 
     /// Splits bfloat16 bit patterns into a [`Encoding::Bf16Fields`] with its own exponent
@@ -196,6 +286,14 @@ impl Encoding {
                 ..
             } => "bf16-fields-shared",
             Encoding::Bf16Table { .. } => "bf16-table",
+            Encoding::HuffmanCodebook {
+                codebook: CodebookRef::Local(_),
+                ..
+            } => "huffman-codebook",
+            Encoding::HuffmanCodebook {
+                codebook: CodebookRef::Shared(_),
+                ..
+            } => "huffman-codebook-shared",
         }
     }
 
@@ -208,6 +306,7 @@ impl Encoding {
             Encoding::Int8PerChannel { .. } => 4,
             Encoding::Bf16Fields { .. } => 5,
             Encoding::Bf16Table { .. } => 6,
+            Encoding::HuffmanCodebook { .. } => 7,
         }
     }
 
@@ -216,9 +315,9 @@ impl Encoding {
         match self {
             Encoding::F32(v) => v.len(),
             Encoding::Bf16(v) | Encoding::F16(v) => v.len(),
-            Encoding::Codebook { indices, .. } | Encoding::Bf16Table { indices, .. } => {
-                indices.len()
-            }
+            Encoding::Codebook { indices, .. }
+            | Encoding::Bf16Table { indices, .. }
+            | Encoding::HuffmanCodebook { indices, .. } => indices.len(),
             Encoding::Int8PerChannel { q, .. } => q.len(),
             Encoding::Bf16Fields { signs, .. } => signs.len(),
         }
@@ -272,8 +371,20 @@ impl EncodedTensor {
     }
 
     /// Checks the encoding against the shape and the artifact's shared codebooks and
-    /// exponent tables.
+    /// exponent tables (for an artifact without shared Huffman code tables; see
+    /// [`Self::validate_with`]).
     pub fn validate(&self, shared: &[Vec<f32>], shared_exp: &[Vec<u8>]) -> Result<()> {
+        self.validate_with(shared, shared_exp, &[])
+    }
+
+    /// Checks the encoding against the shape and the artifact's shared codebooks,
+    /// exponent tables and Huffman code tables.
+    pub fn validate_with(
+        &self,
+        shared: &[Vec<f32>],
+        shared_exp: &[Vec<u8>],
+        shared_code: &[CodeLengths],
+    ) -> Result<()> {
         // A checked product: a wrapped one (e.g. four dimensions of 2^16 wrap to 0) would
         // accept an encoding the reader then refuses ("shape overflows").
         let n = self
@@ -410,9 +521,72 @@ impl EncodedTensor {
                     )));
                 }
             }
+            Encoding::HuffmanCodebook {
+                codebook,
+                code,
+                stream_bits,
+                indices,
+            } => {
+                let k = self.codebook_len(codebook, shared)?;
+                if k == 0 {
+                    return Err(self.invalid("empty codebook"));
+                }
+                let table = self.code_table(code, shared_code)?;
+                if table.len() != k {
+                    return Err(self.invalid(format!(
+                        "code table of {} entries for a codebook of {k}",
+                        table.len()
+                    )));
+                }
+                let canon = CanonicalCode::new(table).map_err(|e| self.invalid(e.to_string()))?;
+                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
+                    return Err(self.invalid(format!(
+                        "index {v} at position {i} out of range for a codebook of {k}"
+                    )));
+                }
+                let bits = canon
+                    .encoded_bits(indices)
+                    .map_err(|e| self.invalid(e.to_string()))?;
+                if bits != *stream_bits {
+                    return Err(self.invalid(format!(
+                        "stream length {stream_bits} bits but the indices code to {bits}"
+                    )));
+                }
+            }
             _ => {}
         }
         Ok(())
+    }
+
+    fn codebook_len(&self, codebook: &CodebookRef, shared: &[Vec<f32>]) -> Result<usize> {
+        match codebook {
+            CodebookRef::Local(cb) => Ok(cb.len()),
+            CodebookRef::Shared(id) => shared.get(*id as usize).map(Vec::len).ok_or_else(|| {
+                self.invalid(format!(
+                    "shared codebook {id} does not exist ({} present)",
+                    shared.len()
+                ))
+            }),
+        }
+    }
+
+    fn code_table<'s>(
+        &self,
+        r: &'s CodeTableRef,
+        shared_code: &'s [CodeLengths],
+    ) -> Result<&'s [Option<u8>]> {
+        match r {
+            CodeTableRef::Local(t) => Ok(t),
+            CodeTableRef::Shared(id) => shared_code
+                .get(*id as usize)
+                .map(Vec::as_slice)
+                .ok_or_else(|| {
+                    self.invalid(format!(
+                        "shared code table {id} does not exist ({} present)",
+                        shared_code.len()
+                    ))
+                }),
+        }
     }
 
     fn exp_table<'s>(&self, r: &'s ExpTableRef, shared_exp: &'s [Vec<u8>]) -> Result<&'s [u8]> {
@@ -432,14 +606,28 @@ impl EncodedTensor {
         }
     }
 
-    /// Decodes to f32 values (exactly what the container reader reproduces).
+    /// Decodes to f32 values (exactly what the container reader reproduces), for an
+    /// artifact without shared Huffman code tables; see [`Self::decode_with`].
     pub fn decode(&self, shared: &[Vec<f32>], shared_exp: &[Vec<u8>]) -> Result<Vec<f32>> {
-        self.validate(shared, shared_exp)?;
+        self.decode_with(shared, shared_exp, &[])
+    }
+
+    /// Decodes to f32 values given all of the artifact's shared sections.
+    pub fn decode_with(
+        &self,
+        shared: &[Vec<f32>],
+        shared_exp: &[Vec<u8>],
+        shared_code: &[CodeLengths],
+    ) -> Result<Vec<f32>> {
+        self.validate_with(shared, shared_exp, shared_code)?;
         Ok(match &self.encoding {
             Encoding::F32(v) => v.clone(),
             Encoding::Bf16(v) => v.iter().map(|b| bf16::from_bits(*b).to_f32()).collect(),
             Encoding::F16(v) => v.iter().map(|b| f16::from_bits(*b).to_f32()).collect(),
             Encoding::Codebook {
+                codebook, indices, ..
+            }
+            | Encoding::HuffmanCodebook {
                 codebook, indices, ..
             } => {
                 let cb: &[f32] = match codebook {
@@ -537,6 +725,27 @@ impl EncodedTensor {
                 s.value_bits = (1 + *mantissa_bits as u64) * n;
                 s.values = s.value_bits.div_ceil(8);
             }
+            Encoding::HuffmanCodebook {
+                codebook,
+                code,
+                stream_bits,
+                ..
+            } => {
+                // codebook ref u8 + (k | id) u32 + table ref u8 + (entries | id) u32
+                // + stream length u64
+                header += 1 + 4 + 1 + 4 + 8;
+                if let CodebookRef::Local(cb) = codebook {
+                    s.codebook_bits += 32 * cb.len() as u64;
+                    s.codebook += 4 * cb.len() as u64;
+                }
+                // A local code table is a table like the codebook: one byte per entry.
+                if let CodeTableRef::Local(t) = code {
+                    s.codebook_bits += 8 * t.len() as u64;
+                    s.codebook += t.len() as u64;
+                }
+                s.index_bits = *stream_bits;
+                s.indices = stream_bits.div_ceil(8);
+            }
             Encoding::Bf16Table { values, bits, .. } => {
                 // k u32 + bits u8
                 header += 4 + 1;
@@ -558,7 +767,8 @@ impl EncodedTensor {
 pub struct TensorSize {
     /// Name, shape, kind tag and codebook metadata, in bytes.
     pub header: u64,
-    /// Local table bytes: FP32 codebook, 8-bit exponent table or 16-bit value table.
+    /// Local table bytes: FP32 codebook, 8-bit exponent table, 16-bit value table, or
+    /// FP32 codebook plus 8-bit Huffman code table.
     pub codebook: u64,
     /// Packed index bytes.
     pub indices: u64,
@@ -568,7 +778,7 @@ pub struct TensorSize {
     pub scales: u64,
     /// Analytic bits of the local codebook.
     pub codebook_bits: u64,
-    /// Analytic bits of the indices (n · bits).
+    /// Analytic bits of the indices (n · bits, or the Huffman stream length).
     pub index_bits: u64,
     /// Analytic bits of dense values.
     pub value_bits: u64,
@@ -600,6 +810,10 @@ pub struct Artifact {
     /// Exponent tables shared across layers (8-bit biased exponents), referenced by
     /// [`ExpTableRef::Shared`]. When empty the container keeps its version-1 layout.
     pub shared_exp_tables: Vec<Vec<u8>>,
+    /// Huffman code tables shared across layers (one byte per entry), referenced by
+    /// [`CodeTableRef::Shared`]. When empty the container keeps its version-1 or -2
+    /// layout.
+    pub shared_code_tables: Vec<CodeLengths>,
     /// One entry per model parameter, in the model's order.
     pub tensors: Vec<EncodedTensor>,
 }
@@ -616,12 +830,14 @@ pub struct ArtifactSize {
     pub shared_codebooks: u64,
     /// Shared exponent table entries, in bytes (= bits / 8: one byte per entry).
     pub shared_exp_tables: u64,
+    /// Shared Huffman code table entries, in bytes (= bits / 8: one byte per entry).
+    pub shared_code_tables: u64,
     /// Weights counted by the paper accounting (compressible tensors).
     pub counted_params: u64,
     /// 32 × counted_params.
     pub bits_baseline: u64,
-    /// Payload bits of the compressible tensors plus the shared codebooks and exponent
-    /// tables.
+    /// Payload bits of the compressible tensors plus the shared codebooks, exponent
+    /// tables and Huffman code tables.
     pub bits_compressed: u64,
     /// Exact size of the container file.
     pub total_bytes: u64,
@@ -674,11 +890,21 @@ impl Artifact {
         })
     }
 
-    /// Checks every tensor's encoding.
+    /// Checks every shared code table and every tensor's encoding.
     pub fn validate(&self) -> Result<()> {
-        self.tensors
-            .iter()
-            .try_for_each(|t| t.validate(&self.shared_codebooks, &self.shared_exp_tables))
+        for (id, t) in self.shared_code_tables.iter().enumerate() {
+            CanonicalCode::new(t).map_err(|e| CoreError::InvalidEncoding {
+                name: format!("<shared code table {id}>"),
+                reason: e.to_string(),
+            })?;
+        }
+        self.tensors.iter().try_for_each(|t| {
+            t.validate_with(
+                &self.shared_codebooks,
+                &self.shared_exp_tables,
+                &self.shared_code_tables,
+            )
+        })
     }
 
     /// Decodes every tensor back to f32.
@@ -690,7 +916,11 @@ impl Artifact {
                 Tensor::new(
                     t.name.clone(),
                     t.shape.clone(),
-                    t.decode(&self.shared_codebooks, &self.shared_exp_tables)?,
+                    t.decode_with(
+                        &self.shared_codebooks,
+                        &self.shared_exp_tables,
+                        &self.shared_code_tables,
+                    )?,
                     t.compressible,
                 )
             })
@@ -707,9 +937,11 @@ impl Artifact {
             .collect();
         let shared_values: u64 = self.shared_codebooks.iter().map(|c| c.len() as u64).sum();
         let shared_exp: u64 = self.shared_exp_tables.iter().map(|t| t.len() as u64).sum();
+        let shared_code: u64 = self.shared_code_tables.iter().map(|t| t.len() as u64).sum();
         let container_overhead = crate::container::header_bytes(self)
             + 4 * self.shared_codebooks.len() as u64
             + 4 * self.shared_exp_tables.len() as u64
+            + 4 * self.shared_code_tables.len() as u64
             + crate::container::TRAILER_BYTES;
         let counted_params: u64 = self
             .tensors
@@ -725,16 +957,19 @@ impl Artifact {
             .map(|(_, (_, s))| s.payload_bits())
             .sum::<u64>()
             + 32 * shared_values
-            + 8 * shared_exp;
+            + 8 * shared_exp
+            + 8 * shared_code;
         let total_bytes = container_overhead
             + 4 * shared_values
             + shared_exp
+            + shared_code
             + tensors.iter().map(|(_, s)| s.bytes()).sum::<u64>();
         ArtifactSize {
             tensors,
             container_overhead,
             shared_codebooks: 4 * shared_values,
             shared_exp_tables: shared_exp,
+            shared_code_tables: shared_code,
             counted_params,
             bits_baseline: 32 * counted_params,
             bits_compressed,

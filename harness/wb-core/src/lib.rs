@@ -13,7 +13,8 @@ pub mod train;
 pub mod weights;
 
 pub use encoding::{
-    Artifact, ArtifactSize, CodebookRef, EncodedTensor, Encoding, ExpTableRef, TensorSize,
+    Artifact, ArtifactSize, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor, Encoding,
+    ExpTableRef, TensorSize,
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};

@@ -6,8 +6,8 @@ use proptest::strategy::Union;
 use wb_core::bitpack::{index_bits, pack, packed_len, unpack};
 use wb_core::container::{self, TensorSpan};
 use wb_core::{
-    bf16fields, Artifact, CodebookRef, CoreError, EncodedTensor, Encoding, ExpTableRef, Tensor,
-    WeightSet,
+    bf16fields, Artifact, CodeLengths, CodeTableRef, CodebookRef, CoreError, EncodedTensor,
+    Encoding, ExpTableRef, Tensor, WeightSet,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -65,13 +65,46 @@ fn bf16_fields(n: usize, k: usize, exp_table: ExpTableRef) -> impl Strategy<Valu
     })
 }
 
+/// A Huffman code table for a codebook of `k` entries: the optimal lengths of random
+/// frequencies (some entries unused, at least one used).
+fn code_table(k: usize) -> impl Strategy<Value = CodeLengths> {
+    prop::collection::vec(prop_oneof![1 => Just(0u64), 2 => 1u64..50], k).prop_map(|mut f| {
+        if f.iter().all(|&x| x == 0) {
+            f[0] = 1;
+        }
+        wb_kernels::huffman::code_lengths(&f).unwrap()
+    })
+}
+
+/// `n` indices drawn from the entries of `table` that have a code.
+fn coded_indices(table: &CodeLengths, n: usize) -> impl Strategy<Value = Vec<u32>> {
+    let used: Vec<u32> = (0..table.len() as u32)
+        .filter(|&s| table[s as usize].is_some())
+        .collect();
+    prop::collection::vec(any::<prop::sample::Index>(), n)
+        .prop_map(move |ix| ix.iter().map(|i| used[i.index(used.len())]).collect())
+}
+
+fn huffman(
+    codebook: CodebookRef,
+    code: CodeTableRef,
+    table: CodeLengths,
+    n: usize,
+) -> impl Strategy<Value = Encoding> {
+    coded_indices(&table, n).prop_map(move |indices| {
+        Encoding::huffman_codebook(codebook.clone(), code.clone(), &table, indices).unwrap()
+    })
+}
+
 /// An encoding of `n` values for a tensor with `c` output channels, given the sizes of
-/// the artifact's shared codebooks and shared exponent tables.
+/// the artifact's shared codebooks and shared exponent tables, and the shared Huffman
+/// code tables (table `i`, when present, has as many entries as shared codebook `i`).
 fn encoding(
     n: usize,
     c: usize,
     shared: Vec<usize>,
     shared_exp: Vec<usize>,
+    shared_code: Vec<CodeLengths>,
 ) -> BoxedStrategy<Encoding> {
     let mut options: Vec<BoxedStrategy<Encoding>> = vec![
         prop::collection::vec(any_f32(), n)
@@ -119,6 +152,59 @@ fn encoding(
             })
             .boxed(),
     ];
+    // Huffman-coded codebook, local codebook and local table.
+    options.push(
+        (1usize..=300)
+            .prop_flat_map(move |k| (prop::collection::vec(any_f32(), k), code_table(k)))
+            .prop_flat_map(move |(cb, table)| {
+                huffman(
+                    CodebookRef::Local(cb),
+                    CodeTableRef::Local(table.clone()),
+                    table,
+                    n,
+                )
+            })
+            .boxed(),
+    );
+    if !shared.is_empty() {
+        // Shared codebook with a local table.
+        let shared = shared.clone();
+        options.push(
+            (0..shared.len())
+                .prop_flat_map(move |id| (Just(id), code_table(shared[id])))
+                .prop_flat_map(move |(id, table)| {
+                    huffman(
+                        CodebookRef::Shared(id as u32),
+                        CodeTableRef::Local(table.clone()),
+                        table,
+                        n,
+                    )
+                })
+                .boxed(),
+        );
+    }
+    if !shared_code.is_empty() {
+        // Shared codebook and shared table (one model-wide tree), or a local codebook
+        // of the table's size with the shared table.
+        let sc = shared_code.clone();
+        options.push(
+            (
+                0..sc.len(),
+                any::<bool>(),
+                prop::collection::vec(any_f32(), 300),
+            )
+                .prop_flat_map(move |(id, local_cb, values)| {
+                    let table = sc[id].clone();
+                    let codebook = if local_cb {
+                        CodebookRef::Local(values[..table.len()].to_vec())
+                    } else {
+                        CodebookRef::Shared(id as u32)
+                    };
+                    huffman(codebook, CodeTableRef::Shared(id as u32), table, n)
+                })
+                .boxed(),
+        );
+    }
     if !shared_exp.is_empty() {
         options.push(
             (0..shared_exp.len())
@@ -147,11 +233,22 @@ fn encoding(
     Union::new(options).boxed()
 }
 
-fn tensor(shared: Vec<usize>, shared_exp: Vec<usize>) -> impl Strategy<Value = EncodedTensor> {
+fn tensor(
+    shared: Vec<usize>,
+    shared_exp: Vec<usize>,
+    shared_code: Vec<CodeLengths>,
+) -> impl Strategy<Value = EncodedTensor> {
     (name(), shape(), any::<bool>()).prop_flat_map(move |(name, shape, compressible)| {
         let n = shape.iter().product();
         let c = shape.first().copied().unwrap_or(1).max(1);
-        encoding(n, c, shared.clone(), shared_exp.clone()).prop_map(move |encoding| EncodedTensor {
+        encoding(
+            n,
+            c,
+            shared.clone(),
+            shared_exp.clone(),
+            shared_code.clone(),
+        )
+        .prop_map(move |encoding| EncodedTensor {
             name: name.clone(),
             shape: shape.clone(),
             compressible,
@@ -161,26 +258,42 @@ fn tensor(shared: Vec<usize>, shared_exp: Vec<usize>) -> impl Strategy<Value = E
 }
 
 /// A valid artifact: 0 to 3 shared codebooks of 1 to 300 values, 0 to 2 shared exponent
-/// tables of 1 to 256 entries, 0 to 6 tensors with unique names.
+/// tables of 1 to 256 entries, half the time one shared Huffman code table per shared
+/// codebook (of its size), 0 to 6 tensors with unique names.
 fn artifact() -> impl Strategy<Value = Artifact> {
     (
         prop::collection::vec(prop::collection::vec(any_f32(), 1..=300), 0..=3),
         prop::collection::vec(prop::collection::vec(any::<u8>(), 1..=256), 0..=2),
+        any::<bool>(),
     )
-        .prop_flat_map(|(shared_codebooks, shared_exp_tables)| {
+        .prop_flat_map(|(shared_codebooks, shared_exp_tables, with_code)| {
             let ks: Vec<usize> = shared_codebooks.iter().map(Vec::len).collect();
-            let es: Vec<usize> = shared_exp_tables.iter().map(Vec::len).collect();
-            prop::collection::vec(tensor(ks, es), 0..=6).prop_map(move |mut tensors| {
-                for (i, t) in tensors.iter_mut().enumerate() {
-                    t.name = format!("{i}:{}", t.name);
-                }
-                Artifact {
-                    shared_codebooks: shared_codebooks.clone(),
-                    shared_exp_tables: shared_exp_tables.clone(),
-                    tensors,
-                }
-            })
+            let tables: Vec<BoxedStrategy<CodeLengths>> = if with_code {
+                ks.iter().map(|&k| code_table(k).boxed()).collect()
+            } else {
+                vec![]
+            };
+            (Just(shared_codebooks), Just(shared_exp_tables), tables)
         })
+        .prop_flat_map(
+            |(shared_codebooks, shared_exp_tables, shared_code_tables)| {
+                let ks: Vec<usize> = shared_codebooks.iter().map(Vec::len).collect();
+                let es: Vec<usize> = shared_exp_tables.iter().map(Vec::len).collect();
+                prop::collection::vec(tensor(ks, es, shared_code_tables.clone()), 0..=6).prop_map(
+                    move |mut tensors| {
+                        for (i, t) in tensors.iter_mut().enumerate() {
+                            t.name = format!("{i}:{}", t.name);
+                        }
+                        Artifact {
+                            shared_codebooks: shared_codebooks.clone(),
+                            shared_exp_tables: shared_exp_tables.clone(),
+                            shared_code_tables: shared_code_tables.clone(),
+                            tensors,
+                        }
+                    },
+                )
+            },
+        )
 }
 
 /// A weight set of finite values, at least one value in total.
@@ -239,6 +352,29 @@ fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
             Encoding::Int8PerChannel { scales: sa, q: qa },
             Encoding::Int8PerChannel { scales: sb, q: qb },
         ) => f32_bits(sa) == f32_bits(sb) && qa == qb,
+        (
+            Encoding::HuffmanCodebook {
+                codebook: ca,
+                code: ta,
+                stream_bits: sa,
+                indices: ia,
+            },
+            Encoding::HuffmanCodebook {
+                codebook: cb,
+                code: tb,
+                stream_bits: sb,
+                indices: ib,
+            },
+        ) => {
+            ta == tb
+                && sa == sb
+                && ia == ib
+                && match (ca, cb) {
+                    (CodebookRef::Local(x), CodebookRef::Local(y)) => f32_bits(x) == f32_bits(y),
+                    (CodebookRef::Shared(x), CodebookRef::Shared(y)) => x == y,
+                    _ => false,
+                }
+        }
         // No floats inside: structural equality is bit equality.
         (Encoding::Bf16Fields { .. }, Encoding::Bf16Fields { .. })
         | (Encoding::Bf16Table { .. }, Encoding::Bf16Table { .. }) => a == b,
@@ -248,6 +384,7 @@ fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
 
 fn same_artifact(a: &Artifact, b: &Artifact) -> bool {
     a.shared_exp_tables == b.shared_exp_tables
+        && a.shared_code_tables == b.shared_code_tables
         && a.shared_codebooks.len() == b.shared_codebooks.len()
         && a.shared_codebooks
             .iter()
@@ -311,8 +448,12 @@ proptest! {
         // back, then the trailer.
         let shared_bytes: u64 =
             a.shared_codebooks.iter().map(|c| 4 + 4 * c.len() as u64).sum::<u64>()
-            + a.shared_exp_tables.iter().map(|t| 4 + t.len() as u64).sum::<u64>();
-        let header = if a.shared_exp_tables.is_empty() {
+            + a.shared_exp_tables.iter().map(|t| 4 + t.len() as u64).sum::<u64>()
+            + a.shared_code_tables.iter().map(|t| 4 + t.len() as u64).sum::<u64>();
+        let header = if !a.shared_code_tables.is_empty() {
+            prop_assert_eq!(&bytes[..8], container::MAGIC_V3);
+            container::FIXED_HEADER_BYTES_V3
+        } else if a.shared_exp_tables.is_empty() {
             prop_assert_eq!(&bytes[..8], container::MAGIC);
             container::FIXED_HEADER_BYTES
         } else {
@@ -329,6 +470,7 @@ proptest! {
             size.container_overhead
                 + size.shared_codebooks
                 + size.shared_exp_tables
+                + size.shared_code_tables
                 + size.component(|s| s.bytes()),
             size.total_bytes
         );
@@ -343,6 +485,7 @@ proptest! {
         prop_assert_eq!(
             size.bits_compressed,
             payload + 8 * size.shared_codebooks + 8 * size.shared_exp_tables
+                + 8 * size.shared_code_tables
         );
         // Paper accounting of each tensor: the analytic bits round up to its payload bytes.
         for t in &a.tensors {
@@ -829,4 +972,113 @@ fn bf16_table_accounting() {
         f32_bits(&d),
         v.iter().map(|b| (*b as u32) << 16).collect::<Vec<_>>()
     );
+}
+
+/// A version-3 header that announces no code table is not canonical and refused.
+#[test]
+fn version_3_without_code_tables_is_refused() {
+    use sha2::{Digest, Sha256};
+    let mut body = b"WBCONT03".to_vec();
+    body.extend_from_slice(&[0; 16]);
+    let digest = Sha256::digest(&body);
+    body.extend_from_slice(&digest);
+    assert!(matches!(
+        container::read(&body),
+        Err(CoreError::MalformedContainer { .. })
+    ));
+}
+
+/// Huffman-coded codebook: the stream is Σ code lengths bits, the local table one byte
+/// per codebook entry, and a model-wide table is stored (and counted) once.
+#[test]
+fn huffman_codebook_accounting_and_shared_table() {
+    // Frequencies 4, 2, 1, 1 → lengths 1, 2, 3, 3 → 4·1 + 2·2 + 3 + 3 = 14 bits.
+    let idx = vec![0u32, 0, 1, 0, 2, 1, 3, 0];
+    let cb = vec![-1.0f32, 0.0, 0.5, 2.0];
+    let enc = Encoding::huffman_local(cb.clone(), idx.clone()).unwrap();
+    let t = EncodedTensor {
+        name: "a".into(),
+        shape: vec![2, 4],
+        compressible: true,
+        encoding: enc,
+    };
+    let s = t.size();
+    assert_eq!(s.index_bits, 14);
+    assert_eq!(s.indices, 2);
+    assert_eq!(s.codebook_bits, 4 * 32 + 4 * 8);
+    assert_eq!(s.header, 2 + 1 + 1 + 8 + 1 + 1 + 1 + 4 + 1 + 4 + 8);
+    let d = t.decode(&[], &[]).unwrap();
+    assert_eq!(d, idx.iter().map(|&i| cb[i as usize]).collect::<Vec<_>>());
+
+    // Two tensors on one shared codebook and one shared table (a model-wide tree).
+    let table = wb_kernels::huffman::code_lengths(&[6, 2, 1, 1]).unwrap();
+    let mk = |name: &str, indices: Vec<u32>| EncodedTensor {
+        name: name.into(),
+        shape: vec![indices.len()],
+        compressible: true,
+        encoding: Encoding::huffman_codebook(
+            CodebookRef::Shared(0),
+            CodeTableRef::Shared(0),
+            &table,
+            indices,
+        )
+        .unwrap(),
+    };
+    let a = Artifact {
+        shared_codebooks: vec![cb.clone()],
+        shared_code_tables: vec![table.clone()],
+        tensors: vec![mk("x", vec![0, 0, 1, 2, 0]), mk("y", vec![0, 3, 1, 0, 0])],
+        ..Default::default()
+    };
+    let size = a.size();
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(&bytes[..8], container::MAGIC_V3);
+    assert_eq!(bytes.len() as u64, size.total_bytes);
+    assert_eq!(size.shared_code_tables, 4);
+    let stream: u64 = size.component(|s| s.index_bits);
+    assert_eq!(stream, 6 + 2 * 2 + 3 + 3);
+    assert_eq!(size.bits_compressed, stream + 4 * 32 + 4 * 8);
+    let back = container::read(&bytes).unwrap();
+    assert_eq!(back, a);
+    assert!(back.decode().unwrap().bit_identical(&a.decode().unwrap()));
+
+    // A stream length that does not match the indices, an index without code, a table
+    // of the wrong size: refused before writing.
+    let mut bad = a.clone();
+    if let Encoding::HuffmanCodebook { stream_bits, .. } = &mut bad.tensors[0].encoding {
+        *stream_bits += 1;
+    }
+    assert!(container::write(&bad).is_err());
+    let short = wb_kernels::huffman::code_lengths(&[1, 1, 0, 0]).unwrap();
+    assert!(Encoding::huffman_codebook(
+        CodebookRef::Local(cb.clone()),
+        CodeTableRef::Local(short.clone()),
+        &short,
+        vec![2],
+    )
+    .is_err());
+    let mut wrong = a.clone();
+    wrong.shared_code_tables = vec![vec![Some(1), Some(1)]];
+    assert!(wrong.validate().is_err());
+}
+
+/// One shared value: a 0-bit code, an empty stream.
+#[test]
+fn huffman_single_symbol_costs_no_index_bits() {
+    let enc = Encoding::huffman_local(vec![0.25], vec![0; 100]).unwrap();
+    let a = Artifact {
+        tensors: vec![EncodedTensor {
+            name: "w".into(),
+            shape: vec![100],
+            compressible: true,
+            encoding: enc,
+        }],
+        ..Default::default()
+    };
+    let size = a.size();
+    assert_eq!(size.component(|s| s.index_bits), 0);
+    assert_eq!(size.component(|s| s.indices), 0);
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(bytes.len() as u64, size.total_bytes);
+    assert_eq!(container::read(&bytes).unwrap(), a);
 }

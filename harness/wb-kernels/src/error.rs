@@ -41,4 +41,14 @@ pub enum KernelError {
         /// Human-readable description of the allowed range.
         allowed: &'static str,
     },
+
+    /// The input violates the kernel's format or contract (a symbol without a code,
+    /// a truncated or malformed bit stream, an invalid code table, …).
+    #[error("{kernel}: {reason}")]
+    InvalidInput {
+        /// Name of the kernel that rejected the input.
+        kernel: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }

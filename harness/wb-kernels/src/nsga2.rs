@@ -337,6 +337,36 @@ pub fn hypervolume_2d(points: &[[f64; 2]], reference: [f64; 2]) -> f64 {
 pub fn nsga2<E>(
     bounds: &[(i64, i64)],
     params: &Nsga2Params,
+    evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
+    observe: impl FnMut(&GenerationInfo<'_>),
+) -> Result<Nsga2Result, Nsga2Error<E>> {
+    run(bounds, params, None, evaluate, observe)
+}
+
+/// Like [`nsga2`], but generation 1 is the given `initial` population instead of a
+/// random sample (pymoo's `sampling=<array>`, e.g. the linearly spaced population of
+/// `moea-bins`). With `eliminate_duplicates`, repeated vectors are dropped (the first
+/// occurrence kept), as pymoo does, so the first population may be smaller than
+/// `pop_size`; later generations refill it. More than `pop_size` vectors are all
+/// evaluated and cut to `pop_size` by survival.
+///
+/// # Errors
+/// As [`nsga2`], plus [`Nsga2Error::Invalid`] for an empty `initial`, a vector of the
+/// wrong length or one outside `bounds`.
+pub fn nsga2_with_initial<E>(
+    bounds: &[(i64, i64)],
+    params: &Nsga2Params,
+    initial: &[Vec<i64>],
+    evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
+    observe: impl FnMut(&GenerationInfo<'_>),
+) -> Result<Nsga2Result, Nsga2Error<E>> {
+    run(bounds, params, Some(initial), evaluate, observe)
+}
+
+fn run<E>(
+    bounds: &[(i64, i64)],
+    params: &Nsga2Params,
+    given: Option<&[Vec<i64>]>,
     mut evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
     mut observe: impl FnMut(&GenerationInfo<'_>),
 ) -> Result<Nsga2Result, Nsga2Error<E>> {
@@ -372,10 +402,34 @@ pub fn nsga2<E>(
         Ok::<_, Nsga2Error<E>>(out)
     };
 
-    // Generation 1: random sampling without duplicates.
+    // Generation 1: the given population, or random sampling without duplicates.
     let mut seen: HashSet<Vec<i64>> = HashSet::new();
     let mut initial: Vec<Vec<i64>> = Vec::with_capacity(params.pop_size);
-    for _ in 0..MAX_DUPLICATE_ROUNDS {
+    if let Some(given) = given {
+        if given.is_empty() {
+            return Err(invalid("initial", "[]".into(), "at least one vector").into());
+        }
+        for (i, x) in given.iter().enumerate() {
+            let inside = x.len() == bounds.len()
+                && x.iter().zip(bounds).all(|(v, b)| b.0 <= *v && *v <= b.1);
+            if !inside {
+                return Err(invalid(
+                    "initial",
+                    format!("vector {i}: {x:?}"),
+                    "one integer per variable, inside the bounds",
+                )
+                .into());
+            }
+            if !params.eliminate_duplicates || seen.insert(x.clone()) {
+                initial.push(x.clone());
+            }
+        }
+    }
+    for _ in 0..if given.is_some() {
+        0
+    } else {
+        MAX_DUPLICATE_ROUNDS
+    } {
         while initial.len() < params.pop_size {
             let x: Vec<i64> = bounds
                 .iter()

@@ -280,3 +280,40 @@ fn invalid_input_is_rejected() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn given_initial_population_is_generation_one_without_duplicates() {
+    use wb_kernels::nsga2_with_initial;
+    let params = Nsga2Params {
+        pop_size: 6,
+        generations: 1,
+        seed: 3,
+        ..Nsga2Params::default()
+    };
+    let initial: Vec<Vec<i64>> = vec![vec![2], vec![5], vec![5], vec![9], vec![12]];
+    let mut seen = Vec::new();
+    let r = nsga2_with_initial(
+        &[(2, 12)],
+        &params,
+        &initial,
+        |x| {
+            seen.push(x[0]);
+            Ok::<_, ()>(vec![x[0] as f64, -(x[0] as f64)])
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(seen, vec![2, 5, 9, 12], "duplicates dropped, order kept");
+    assert_eq!(r.population.len(), 4);
+    // Outside the box or the wrong length: refused before any evaluation.
+    for bad in [vec![vec![13]], vec![vec![2, 3]], vec![]] {
+        let e = nsga2_with_initial(
+            &[(2, 12)],
+            &params,
+            &bad,
+            |_| Ok::<_, ()>(vec![0.0]),
+            |_| {},
+        );
+        assert!(e.is_err());
+    }
+}

@@ -30,10 +30,10 @@ pub fn write_search_logs(
                 continue;
             }
             let mut df = records_to_frame(items)?;
-            let path = dir
-                .root
-                .join("search")
-                .join(format!("{cell_id}__{}.parquet", wb_report::sanitize_name(key)));
+            let path = dir.root.join("search").join(format!(
+                "{cell_id}__{}.parquet",
+                wb_report::sanitize_name(key)
+            ));
             write_parquet_atomic(&mut df, &path)?;
             written.push(path);
         }
@@ -57,7 +57,10 @@ pub fn records_to_frame(items: &[Value]) -> PolarsResult<DataFrame> {
     }
     let mut cols = Vec::with_capacity(keys.len());
     for k in &keys {
-        let vals: Vec<&Value> = items.iter().map(|it| it.get(k).unwrap_or(&Value::Null)).collect();
+        let vals: Vec<&Value> = items
+            .iter()
+            .map(|it| it.get(k).unwrap_or(&Value::Null))
+            .collect();
         let present = || vals.iter().filter(|v| !v.is_null());
         let name = PlSmallStr::from(k.as_str());
         let col = if present().all(|v| v.is_i64() || v.is_u64()) {

@@ -1,0 +1,890 @@
+//! The method: model-wide uniform binning, NSGA-II over k, merge, Huffman coding.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use wb_core::bitpack::index_bits;
+use wb_core::{
+    Artifact, Candidate, CodeTableRef, CodebookRef, Context, CoreError, EncodedTensor, Encoding,
+    EvalError, Evaluator, Method, MethodError, ParamError, Params, Progress, Threshold, WeightSet,
+};
+use wb_kernels::huffman::{code_lengths, coded_bits};
+use wb_kernels::{
+    hypervolume_2d, non_dominated_sort, nsga2_with_initial, uniform_bins, Nsga2Error, Nsga2Params,
+    UniformBins,
+};
+
+use crate::merge::{group_counts, group_of_bin, group_values, merge_bins, MergeOrder};
+
+const ID: &str = "moea-bins";
+
+/// What the method runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// NSGA-II over k, then the merge of the qualifying front solutions.
+    Moea,
+    /// Uniform binning at `k = ub` only (the paper's "Random UB" row).
+    RandomUb,
+}
+
+/// Which tensors go into the model-wide vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The tensors the harness marks compressible (conv and linear weights by default).
+    ConvLinear,
+    /// Every parameter tensor of the weight set.
+    All,
+}
+
+/// Which front solutions are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeWhich {
+    /// Search error not above the FP32 model's.
+    NotWorse,
+    /// Search error strictly below the FP32 model's (the 2024 code).
+    Better,
+    /// Every front solution.
+    All,
+}
+
+/// How the indices of the artifact are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// One Huffman tree (shared code table) for the whole model.
+    HuffmanModel,
+    /// One Huffman tree (local code table) per tensor.
+    HuffmanLayer,
+    /// Fixed width ⌈log2 B⌉ bits per index.
+    Fixed,
+}
+
+impl Coding {
+    fn name(self) -> &'static str {
+        match self {
+            Coding::HuffmanModel => "huffman-model",
+            Coding::HuffmanLayer => "huffman-layer",
+            Coding::Fixed => "fixed",
+        }
+    }
+}
+
+/// The `moea-bins` method with its parameters (see the crate documentation).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MoeaBins {
+    /// Search and merge, or Random UB only.
+    pub mode: Mode,
+    /// Tensors binned together.
+    pub scope: Scope,
+    /// Smallest k searched.
+    pub lb: usize,
+    /// Largest k searched (and the k of Random UB).
+    pub ub: usize,
+    /// NSGA-II population.
+    pub pop_size: usize,
+    /// NSGA-II generations, the initial population included.
+    pub generations: usize,
+    /// SBX probability per pair.
+    pub sbx_prob: f64,
+    /// SBX distribution index.
+    pub sbx_eta: f64,
+    /// Polynomial-mutation distribution index.
+    pub pm_eta: f64,
+    /// Probability that k is mutated.
+    pub pm_prob: f64,
+    /// Merge order, `None` for no merge.
+    pub merge: Option<MergeOrder>,
+    /// Which front solutions are merged.
+    pub merge_which: MergeWhich,
+    /// Index coding of the artifact.
+    pub coding: Coding,
+    /// Also emit the paper's table rows as candidates.
+    pub emit_stages: bool,
+}
+
+impl Default for MoeaBins {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Moea,
+            scope: Scope::ConvLinear,
+            lb: crate::DEFAULT_LB as usize,
+            ub: crate::DEFAULT_UB as usize,
+            pop_size: 100,
+            generations: 100,
+            sbx_prob: 0.9,
+            sbx_eta: 15.0,
+            pm_eta: 20.0,
+            pm_prob: 0.5,
+            merge: Some(MergeOrder::LeftToRight),
+            merge_which: MergeWhich::NotWorse,
+            coding: Coding::HuffmanModel,
+            emit_stages: false,
+        }
+    }
+}
+
+impl MoeaBins {
+    /// Builds the method from checked parameters and runs the cross-field checks.
+    ///
+    /// # Errors
+    /// [`ParamError`] naming the field (e.g. `lb` above `ub`).
+    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
+        let uint = |name: &str| -> Result<usize, ParamError> {
+            let v = p.int(name)?;
+            usize::try_from(v).map_err(|_| ParamError::new(name, format!("{v} is negative")))
+        };
+        let m = Self {
+            mode: match p.str("mode")? {
+                "random-ub" => Mode::RandomUb,
+                _ => Mode::Moea,
+            },
+            scope: match p.str("scope")? {
+                "all" => Scope::All,
+                _ => Scope::ConvLinear,
+            },
+            lb: uint("lb")?,
+            ub: uint("ub")?,
+            pop_size: uint("pop_size")?,
+            generations: uint("generations")?,
+            sbx_prob: p.float("sbx_prob")?,
+            sbx_eta: p.float("sbx_eta")?,
+            pm_eta: p.float("pm_eta")?,
+            pm_prob: p.float("pm_prob")?,
+            merge: match p.str("merge")? {
+                "none" => None,
+                "center_to_end" => Some(MergeOrder::CenterToEnd),
+                _ => Some(MergeOrder::LeftToRight),
+            },
+            merge_which: match p.str("merge_which")? {
+                "better" => MergeWhich::Better,
+                "all" => MergeWhich::All,
+                _ => MergeWhich::NotWorse,
+            },
+            coding: match p.str("huffman")? {
+                "layer" => Coding::HuffmanLayer,
+                "none" => Coding::Fixed,
+                _ => Coding::HuffmanModel,
+            },
+            emit_stages: p.bool("emit_stages")?,
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Checks every field and the cross-field constraints, before any work.
+    ///
+    /// # Errors
+    /// [`ParamError`] naming the first offending field.
+    pub fn check(&self) -> Result<(), ParamError> {
+        let max = crate::MAX_K as usize;
+        if self.lb < 1 || self.lb > max {
+            return Err(ParamError::new(
+                "lb",
+                format!("lb = {} is outside 1..={max}", self.lb),
+            ));
+        }
+        if self.ub < 1 || self.ub > max {
+            return Err(ParamError::new(
+                "ub",
+                format!("ub = {} is outside 1..={max}", self.ub),
+            ));
+        }
+        if self.lb > self.ub {
+            return Err(ParamError::new(
+                "ub",
+                format!("ub = {} is below lb = {}", self.ub, self.lb),
+            ));
+        }
+        if self.pop_size < 2 {
+            return Err(ParamError::new("pop_size", "must be at least 2"));
+        }
+        if self.generations < 1 {
+            return Err(ParamError::new("generations", "must be at least 1"));
+        }
+        for (name, v) in [("sbx_prob", self.sbx_prob), ("pm_prob", self.pm_prob)] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(ParamError::new(name, format!("{v} is outside [0, 1]")));
+            }
+        }
+        for (name, v) in [("sbx_eta", self.sbx_eta), ("pm_eta", self.pm_eta)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(ParamError::new(
+                    name,
+                    format!("{v} must be finite and >= 0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The initial population: `linspace(lb, ub, pop_size)` truncated to integers (the
+    /// paper's Algorithm 1, the code's `np.linspace(...).astype(int)`), duplicates
+    /// included (NSGA-II drops them).
+    pub fn initial_population(&self) -> Vec<i64> {
+        let (lb, ub, n) = (self.lb as f64, self.ub as f64, self.pop_size);
+        (0..n)
+            .map(|i| {
+                let x = if i + 1 == n {
+                    ub
+                } else {
+                    lb + i as f64 * (ub - lb) / (n - 1) as f64
+                };
+                x as i64
+            })
+            .collect()
+    }
+
+    fn nsga_params(&self, seed: u64) -> Nsga2Params {
+        Nsga2Params {
+            pop_size: self.pop_size,
+            generations: self.generations,
+            sbx_prob: self.sbx_prob,
+            sbx_prob_var: 0.5,
+            sbx_eta: self.sbx_eta,
+            pm_eta: self.pm_eta,
+            pm_prob: Some(self.pm_prob),
+            eliminate_duplicates: true,
+            seed,
+        }
+    }
+}
+
+/// The tensors in scope, concatenated into one vector.
+struct Scoped {
+    /// Position in the scope of each tensor of the weight set.
+    position: Vec<Option<usize>>,
+    /// Tensor index of each scoped tensor.
+    tensors: Vec<usize>,
+    /// Offsets of the scoped tensors in `data` (one more than tensors).
+    offsets: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Scoped {
+    fn new(weights: &WeightSet, scope: Scope) -> Result<Self, MethodError> {
+        let mut s = Scoped {
+            position: vec![None; weights.tensors.len()],
+            tensors: Vec::new(),
+            offsets: vec![0],
+            data: Vec::new(),
+        };
+        for (i, t) in weights.tensors.iter().enumerate() {
+            if (scope == Scope::All || t.compressible) && t.numel() > 0 {
+                s.position[i] = Some(s.tensors.len());
+                s.tensors.push(i);
+                s.data.extend_from_slice(&t.data);
+                s.offsets.push(s.data.len());
+            }
+        }
+        if s.data.is_empty() {
+            return Err(MethodError::Other(format!(
+                "{ID}: no weight in scope (no compressible tensor with values)"
+            )));
+        }
+        Ok(s)
+    }
+
+    /// `weights` with the scoped tensors replaced by `decoded`.
+    fn install(&self, weights: &WeightSet, decoded: &[f32]) -> WeightSet {
+        let mut ws = weights.clone();
+        for (p, &ti) in self.tensors.iter().enumerate() {
+            ws.tensors[ti]
+                .data
+                .copy_from_slice(&decoded[self.offsets[p]..self.offsets[p + 1]]);
+        }
+        ws
+    }
+}
+
+/// A uniform binning with a grouping of its bins: the final shared values and labels.
+struct Quantized {
+    values: Vec<f32>,
+    counts: Vec<u64>,
+    labels: Vec<u32>,
+}
+
+impl Quantized {
+    fn new(ub: &UniformBins, starts: &[usize]) -> Self {
+        let gob = group_of_bin(starts, ub.len());
+        Quantized {
+            values: group_values(starts, &ub.counts, &ub.sums),
+            counts: group_counts(starts, &ub.counts),
+            labels: ub.labels.iter().map(|&l| gob[l as usize]).collect(),
+        }
+    }
+
+    fn decoded(&self) -> Vec<f32> {
+        self.labels
+            .iter()
+            .map(|&l| self.values[l as usize])
+            .collect()
+    }
+}
+
+fn identity(bins: usize) -> Vec<usize> {
+    (0..bins).collect()
+}
+
+fn binning(data: &[f32], k: usize) -> Result<UniformBins, MethodError> {
+    uniform_bins(data, k).map_err(|e| MethodError::Other(format!("{ID}: k = {k}: {e}")))
+}
+
+/// Correct predictions of `decoded` when they reach `threshold`, else `None`.
+fn score(
+    ev: &mut dyn Evaluator,
+    weights: &WeightSet,
+    scoped: &Scoped,
+    decoded: &[f32],
+    threshold: usize,
+) -> Result<Option<usize>, EvalError> {
+    let ws = scoped.install(weights, decoded);
+    Ok(match ev.evaluate_threshold(&ws, threshold)? {
+        Threshold::Reached(a) => Some(a.top1_correct),
+        Threshold::Below { .. } => None,
+    })
+}
+
+fn named(name: &str, e: CoreError) -> CoreError {
+    match e {
+        CoreError::InvalidEncoding { reason, .. } => CoreError::InvalidEncoding {
+            name: name.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// The artifact of one quantization: one shared FP32 codebook, indices coded as asked.
+fn build_artifact(
+    weights: &WeightSet,
+    scoped: &Scoped,
+    q: &Quantized,
+    coding: Coding,
+) -> Result<Artifact, MethodError> {
+    let g = q.values.len();
+    let model_table = match coding {
+        Coding::HuffmanModel => {
+            Some(code_lengths(&q.counts).map_err(|e| MethodError::Other(format!("{ID}: {e}")))?)
+        }
+        _ => None,
+    };
+    let mut tensors = Vec::with_capacity(weights.tensors.len());
+    for (ti, t) in weights.tensors.iter().enumerate() {
+        let Some(p) = scoped.position[ti] else {
+            tensors.push(EncodedTensor::dense(t));
+            continue;
+        };
+        let idx = q.labels[scoped.offsets[p]..scoped.offsets[p + 1]].to_vec();
+        let enc = match (coding, &model_table) {
+            (Coding::Fixed, _) => Encoding::Codebook {
+                codebook: CodebookRef::Shared(0),
+                bits: index_bits(g),
+                indices: idx,
+            },
+            (Coding::HuffmanModel, Some(table)) => Encoding::huffman_codebook(
+                CodebookRef::Shared(0),
+                CodeTableRef::Shared(0),
+                table,
+                idx,
+            )
+            .map_err(|e| named(&t.name, e))?,
+            _ => {
+                let mut freqs = vec![0u64; g];
+                for &i in &idx {
+                    freqs[i as usize] += 1;
+                }
+                let table = code_lengths(&freqs)
+                    .map_err(|e| MethodError::Other(format!("{ID}: `{}`: {e}", t.name)))?;
+                Encoding::huffman_codebook(
+                    CodebookRef::Shared(0),
+                    CodeTableRef::Local(table.clone()),
+                    &table,
+                    idx,
+                )
+                .map_err(|e| named(&t.name, e))?
+            }
+        };
+        tensors.push(EncodedTensor::with(t, enc));
+    }
+    let artifact = Artifact {
+        shared_codebooks: vec![q.values.clone()],
+        shared_code_tables: model_table.into_iter().collect(),
+        tensors,
+        ..Default::default()
+    };
+    artifact.validate()?;
+    Ok(artifact)
+}
+
+/// `a / b`, `null` in JSON when not finite (a 0-bit code gives an infinite ratio).
+fn ratio(a: f64, b: f64) -> Value {
+    let r = a / b;
+    if r.is_finite() {
+        json!(r)
+    } else {
+        Value::Null
+    }
+}
+
+/// Memory accounting of one quantization and its artifact (README, "Memory").
+fn accounting(artifact: &Artifact, scoped: &Scoped, q: &Quantized, dense_bytes: u64) -> Value {
+    let n = scoped.data.len() as u64;
+    let g = q.values.len() as u64;
+    let model_lengths = code_lengths(&q.counts).unwrap_or_default();
+    let huff_bits = coded_bits(&q.counts, &model_lengths).unwrap_or(0);
+    let avg_huff = huff_bits as f64 / n as f64;
+    let fixed = u64::from(index_bits(q.values.len()));
+    let fixed_total = n * fixed + 32 * g;
+    let huff_total = huff_bits + 32 * g + 8 * g;
+    let size = artifact.size();
+    let artifact_index_bits: u64 = scoped
+        .tensors
+        .iter()
+        .map(|&ti| size.tensors[ti].1.index_bits)
+        .sum();
+    json!({
+        "counted_weights": n,
+        "shared_values": g,
+        "avg_bits_huffman": avg_huff,
+        "cr_paper": ratio(32.0, avg_huff),
+        "huffman_index_bits": huff_bits,
+        "huffman_total_bits": huff_total,
+        "cr_huffman_counted": ratio((32 * n) as f64, huff_total as f64),
+        "fixed_bits_per_weight": fixed,
+        "fixed_total_bits": fixed_total,
+        "cr_fixed_paper": ratio(32.0, fixed as f64),
+        "cr_fixed_counted": ratio((32 * n) as f64, fixed_total as f64),
+        "artifact_avg_index_bits": artifact_index_bits as f64 / n as f64,
+        "artifact_bits_compressed": size.bits_compressed,
+        "cr_counted": ratio(size.bits_baseline as f64, size.bits_compressed as f64),
+        "artifact_bytes": size.total_bytes,
+        "dense_artifact_bytes": dense_bytes,
+        "cr_artifact_bytes": ratio(dense_bytes as f64, size.total_bytes as f64),
+    })
+}
+
+/// One solution of the front, before and after its merge.
+struct Solution {
+    k: usize,
+    bins: usize,
+    correct_before: usize,
+    starts: Vec<usize>,
+    correct_after: usize,
+    merged: bool,
+    merge_evaluations: usize,
+    merges_accepted: usize,
+}
+
+fn pct(c: usize, n: usize) -> f64 {
+    100.0 * c as f64 / n as f64
+}
+
+fn err(c: Option<usize>, n: usize) -> Value {
+    c.map_or(Value::Null, |c| json!(1.0 - c as f64 / n as f64))
+}
+
+impl Method for MoeaBins {
+    fn compress(
+        &self,
+        weights: &WeightSet,
+        ctx: &mut Context<'_>,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        self.check()?;
+        weights.check_finite()?;
+        let seed = ctx.seed;
+        let progress: &dyn Progress = ctx.progress;
+        let mut ev: Option<&mut dyn Evaluator> = ctx.evaluator.as_deref_mut();
+        if self.mode == Mode::Moea && ev.is_none() {
+            return Err(MethodError::NeedsEvaluator(ID));
+        }
+        let scoped = Scoped::new(weights, self.scope)?;
+        let start_evaluations = ev.as_deref().map_or(0, |e| e.stats().evaluations);
+        let n_weights = scoped.data.len();
+        let dense_bytes = Artifact::dense(weights).size().total_bytes;
+        progress.set_length((2 + self.pop_size * self.generations) as u64);
+
+        // Baseline and Random UB (k = ub) on the search subset.
+        progress.message("moea-bins: FP32 baseline and Random UB on the search subset");
+        let (c0, images) = match ev.as_deref_mut() {
+            Some(e) => {
+                let a = e.evaluate(weights)?;
+                if a.total == 0 {
+                    return Err(MethodError::Other(format!(
+                        "{ID}: the search subset holds no image"
+                    )));
+                }
+                (Some(a.top1_correct), a.total)
+            }
+            None => (None, 0),
+        };
+        progress.inc(1);
+        let rub = binning(&scoped.data, self.ub)?;
+        let rub_q = Quantized::new(&rub, &identity(rub.len()));
+        let rub_correct = match ev.as_deref_mut() {
+            Some(e) => Some(
+                e.evaluate(&scoped.install(weights, &rub_q.decoded()))?
+                    .top1_correct,
+            ),
+            None => None,
+        };
+        progress.inc(1);
+        let stage_extra = |stage: &str, k: usize, bins_ub: usize, correct: Option<usize>| {
+            json!({
+                "stage": stage,
+                "k": k,
+                "bins_ub": bins_ub,
+                "search_images": images,
+                "search_baseline_top1_correct": c0,
+                "search_error_baseline": err(c0, images),
+                "search_top1_correct": correct,
+                "search_error": err(correct, images),
+                "search_top1_pct": correct.map(|c| pct(c, images)),
+                "scope": match self.scope { Scope::ConvLinear => "conv-linear", Scope::All => "all" },
+            })
+        };
+        let with = |mut base: Value, more: Value| {
+            if let (Value::Object(b), Value::Object(m)) = (&mut base, more) {
+                b.extend(m);
+            }
+            base
+        };
+        let rub_candidate = |coding: Coding, label: &str| -> Result<Candidate, MethodError> {
+            let artifact = build_artifact(weights, &scoped, &rub_q, coding)?;
+            let acc = accounting(&artifact, &scoped, &rub_q, dense_bytes);
+            let mut extra = with(
+                stage_extra("random_ub", self.ub, rub.len(), rub_correct),
+                acc,
+            );
+            extra["encoding"] = json!(coding.name());
+            Ok(Candidate {
+                label: label.into(),
+                artifact,
+                extra,
+            })
+        };
+
+        if self.mode == Mode::RandomUb {
+            let mut c = rub_candidate(self.coding, "random-ub")?;
+            c.extra["search"] = json!({
+                "mode": "random-ub",
+                "counted_weights": n_weights,
+                "codebook": rub_q.values.iter().zip(&rub_q.counts).enumerate()
+                    .map(|(i, (v, n))| json!({"candidate": "random-ub", "index": i, "value": v, "count": n}))
+                    .collect::<Vec<_>>(),
+            });
+            return Ok(vec![c]);
+        }
+        let ev: &mut dyn Evaluator = ev.expect("checked above");
+        let c0 = c0.expect("evaluator present");
+
+        // NSGA-II over k: objectives 1 − top-1 (search subset) and the number of
+        // non-empty bins, evaluations cached by k.
+        let mut cache: HashMap<usize, (usize, usize)> = HashMap::new();
+        cache.insert(self.ub, (rub.len(), rub_correct.expect("evaluated")));
+        let mut calls_cached = 0u64;
+        let computed = Cell::new(ev.stats().evaluations);
+        let mut history: Vec<Value> = Vec::new();
+        let initial: Vec<Vec<i64>> = self
+            .initial_population()
+            .into_iter()
+            .map(|k| vec![k])
+            .collect();
+        let generations = self.generations;
+        let hv_ref = [1.0, (self.ub + 1) as f64];
+        let result = {
+            let evaluate = |x: &[i64]| -> Result<Vec<f64>, MethodError> {
+                let k = x[0] as usize;
+                let (bins, correct) = match cache.get(&k) {
+                    Some(&v) => {
+                        calls_cached += 1;
+                        v
+                    }
+                    None => {
+                        let ub = binning(&scoped.data, k)?;
+                        let ws = scoped.install(weights, &ub.dequantize());
+                        let c = ev.evaluate(&ws)?.top1_correct;
+                        cache.insert(k, (ub.len(), c));
+                        (ub.len(), c)
+                    }
+                };
+                computed.set(ev.stats().evaluations);
+                progress.inc(1);
+                Ok(vec![1.0 - correct as f64 / images as f64, bins as f64])
+            };
+            let observe = |g: &wb_kernels::GenerationInfo<'_>| {
+                let front: Vec<[f64; 2]> = g
+                    .population
+                    .iter()
+                    .filter(|i| i.rank == 0)
+                    .map(|i| [i.f[0], i.f[1]])
+                    .collect();
+                let hv = hypervolume_2d(&front, hv_ref);
+                let min_bins = front.iter().map(|p| p[1] as u64).min();
+                let best_err = front.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+                history.push(json!({
+                    "generation": g.generation,
+                    "evaluations": computed.get(),
+                    "nsga_evaluations": g.evaluations,
+                    "hypervolume": hv,
+                    "front_size": front.len(),
+                    "front_min_bins": min_bins,
+                    "front_min_error": best_err,
+                }));
+                progress.message(&format!(
+                    "moea-bins NSGA-II: generation {}/{generations}, front {}, HV {hv:.2}",
+                    g.generation,
+                    front.len()
+                ));
+            };
+            nsga2_with_initial(
+                &[(self.lb as i64, self.ub as i64)],
+                &self.nsga_params(seed),
+                &initial,
+                evaluate,
+                observe,
+            )
+            .map_err(|e| match e {
+                Nsga2Error::Invalid(k) => MethodError::Other(format!("{ID} NSGA-II: {k}")),
+                Nsga2Error::Evaluation(e) => e,
+            })?
+        };
+        let nsga_calls = result.evaluations;
+        let nsga_computed = ev.stats().evaluations;
+
+        // The final front, unique k, by increasing number of bins.
+        let mut front_k: Vec<usize> = result.front().iter().map(|i| i.x[0] as usize).collect();
+        front_k.sort_by_key(|k| (cache[k].0, *k));
+        front_k.dedup();
+        let qualifies = |c: usize| match self.merge_which {
+            MergeWhich::NotWorse => c >= c0,
+            MergeWhich::Better => c > c0,
+            MergeWhich::All => true,
+        };
+
+        // Merge of the qualifying solutions.
+        let mut solutions: Vec<Solution> = Vec::with_capacity(front_k.len());
+        let mut merge_log: Vec<Value> = Vec::new();
+        for &k in &front_k {
+            let (bins, correct) = cache[&k];
+            let mut s = Solution {
+                k,
+                bins,
+                correct_before: correct,
+                starts: identity(bins),
+                correct_after: correct,
+                merged: false,
+                merge_evaluations: 0,
+                merges_accepted: 0,
+            };
+            if let (Some(order), true) = (self.merge, qualifies(correct)) {
+                progress.message(&format!("moea-bins: merging k = {k} ({bins} bins)"));
+                let ub = binning(&scoped.data, k)?;
+                let out = merge_bins(bins, correct, order, |starts, thr| {
+                    let q = Quantized::new(&ub, starts);
+                    let r = score(ev, weights, &scoped, &q.decoded(), thr);
+                    progress.inc(1);
+                    r
+                })?;
+                for (i, st) in out.steps.iter().enumerate() {
+                    merge_log.push(json!({
+                        "k": k,
+                        "step": i,
+                        "boundary_bin": st.boundary,
+                        "side": st.side,
+                        "threshold_top1_correct": st.threshold,
+                        "top1_correct": st.correct,
+                        "accepted": st.accepted,
+                        "groups": st.groups,
+                    }));
+                }
+                s.starts = out.starts;
+                s.correct_after = out.correct;
+                s.merged = true;
+                s.merge_evaluations = out.evaluations;
+                s.merges_accepted = out.accepted;
+            }
+            solutions.push(s);
+        }
+
+        // Final front after merge: the non-dominated (error, shared values) points,
+        // by increasing compression (decreasing number of shared values).
+        let objectives: Vec<[f64; 2]> = solutions
+            .iter()
+            .map(|s| [-(s.correct_after as f64), s.starts.len() as f64])
+            .collect();
+        let first = non_dominated_sort(&objectives)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let mut finals: Vec<usize> = first;
+        finals.sort_by(|&a, &b| {
+            let (sa, sb) = (&solutions[a], &solutions[b]);
+            sb.starts
+                .len()
+                .cmp(&sa.starts.len())
+                .then(sb.correct_after.cmp(&sa.correct_after))
+                .then(sa.k.cmp(&sb.k))
+        });
+
+        let width = finals.len().saturating_sub(1).to_string().len().max(2);
+        let mut out: Vec<Candidate> = Vec::new();
+        let mut front_after: Vec<Value> = Vec::new();
+        let mut codebooks: Vec<Value> = Vec::new();
+        let mut stage_cands: Vec<Candidate> = Vec::new();
+        for (i, &si) in finals.iter().enumerate() {
+            let s = &solutions[si];
+            let ub = binning(&scoped.data, s.k)?;
+            let q = Quantized::new(&ub, &s.starts);
+            let label = format!("p{i:0width$}");
+            let artifact = build_artifact(weights, &scoped, &q, self.coding)?;
+            let acc = accounting(&artifact, &scoped, &q, dense_bytes);
+            let stage = match (s.merged, self.coding) {
+                (true, Coding::Fixed) => "mo_ub_merge",
+                (true, _) => "mo_ub_merge_huffman",
+                (false, Coding::Fixed) => "mo_ub",
+                (false, _) => "mo_ub_huffman",
+            };
+            let mut extra = with(
+                stage_extra(stage, s.k, s.bins, Some(s.correct_after)),
+                acc.clone(),
+            );
+            extra["encoding"] = json!(self.coding.name());
+            extra["merged"] = json!(s.merged);
+            extra["merge_method"] = json!(match (s.merged, self.merge) {
+                (true, Some(MergeOrder::LeftToRight)) => Some("left_to_right"),
+                (true, Some(MergeOrder::CenterToEnd)) => Some("center_to_end"),
+                _ => None,
+            });
+            extra["search_top1_correct_before_merge"] = json!(s.correct_before);
+            extra["search_error_before_merge"] = err(Some(s.correct_before), images);
+            extra["search_error_after_merge"] = err(Some(s.correct_after), images);
+            extra["merge_evaluations"] = json!(s.merge_evaluations);
+            extra["merges_accepted"] = json!(s.merges_accepted);
+            front_after.push(with(
+                json!({
+                    "candidate": label,
+                    "k": s.k,
+                    "bins_before": s.bins,
+                    "bins_after": s.starts.len(),
+                    "top1_correct_before": s.correct_before,
+                    "top1_correct_after": s.correct_after,
+                    "error_before": err(Some(s.correct_before), images),
+                    "error_after": err(Some(s.correct_after), images),
+                    "merged": s.merged,
+                    "merge_evaluations": s.merge_evaluations,
+                    "merges_accepted": s.merges_accepted,
+                }),
+                acc,
+            ));
+            for (j, (v, c)) in q.values.iter().zip(&q.counts).enumerate() {
+                codebooks.push(json!({"candidate": label, "index": j, "value": v, "count": c}));
+            }
+            if self.emit_stages && self.coding != Coding::Fixed {
+                let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;
+                let acc = accounting(&artifact, &scoped, &q, dense_bytes);
+                let mut extra = with(
+                    stage_extra(
+                        if s.merged { "mo_ub_merge" } else { "mo_ub" },
+                        s.k,
+                        s.bins,
+                        Some(s.correct_after),
+                    ),
+                    acc,
+                );
+                extra["encoding"] = json!("fixed");
+                extra["merged"] = json!(s.merged);
+                stage_cands.push(Candidate {
+                    label: format!("merge-p{i:0width$}"),
+                    artifact,
+                    extra,
+                });
+            }
+            out.push(Candidate {
+                label,
+                artifact,
+                extra,
+            });
+        }
+        if self.emit_stages {
+            stage_cands.push(rub_candidate(Coding::Fixed, "random-ub")?);
+            for (i, s) in solutions.iter().enumerate() {
+                let ub = binning(&scoped.data, s.k)?;
+                let q = Quantized::new(&ub, &identity(ub.len()));
+                let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;
+                let acc = accounting(&artifact, &scoped, &q, dense_bytes);
+                let mut extra = with(
+                    stage_extra("mo_ub", s.k, s.bins, Some(s.correct_before)),
+                    acc,
+                );
+                extra["encoding"] = json!("fixed");
+                extra["merged"] = json!(false);
+                stage_cands.push(Candidate {
+                    label: format!("ub-p{i:0width$}"),
+                    artifact,
+                    extra,
+                });
+            }
+        }
+
+        let stats = ev.stats();
+        let front_before: Vec<Value> = solutions
+            .iter()
+            .map(|s| {
+                json!({
+                    "k": s.k,
+                    "bins": s.bins,
+                    "top1_correct": s.correct_before,
+                    "error": err(Some(s.correct_before), images),
+                    "qualifies_for_merge": qualifies(s.correct_before),
+                })
+            })
+            .collect();
+        let mut evaluated_k: Vec<(usize, usize, usize)> =
+            cache.iter().map(|(&k, &(b, c))| (k, b, c)).collect();
+        evaluated_k.sort_unstable();
+        let search_log = json!({
+            "mode": "moea",
+            "counted_weights": n_weights,
+            "search_images": images,
+            "baseline_top1_correct": c0,
+            "baseline_error": err(Some(c0), images),
+            "random_ub": {"k": self.ub, "bins": rub.len(), "top1_correct": rub_correct},
+            "lb": self.lb,
+            "ub": self.ub,
+            "initial_population": self.initial_population(),
+            "generations": history,
+            "front_before_merge": front_before,
+            "front_after_merge": front_after,
+            "codebook": codebooks,
+            "merge_steps": merge_log,
+            "evaluated_k": evaluated_k.iter().map(|(k, b, c)| json!({
+                "k": k, "bins": b, "top1_correct": c, "error": err(Some(*c), images),
+            })).collect::<Vec<_>>(),
+            "nsga2": {
+                "pop_size": self.pop_size,
+                "generations": result.generations,
+                "sbx_prob": self.sbx_prob,
+                "sbx_prob_var": 0.5,
+                "sbx_eta": self.sbx_eta,
+                "pm_eta": self.pm_eta,
+                "pm_prob": self.pm_prob,
+                "objective_calls": nsga_calls,
+                "distinct_k": cache.len(),
+                "method_cache_hits": calls_cached,
+            },
+            "hypervolume_reference": {"error": hv_ref[0], "bins": hv_ref[1]},
+            "evaluations": {
+                "baseline_and_random_ub": 2,
+                "nsga2": nsga_computed.saturating_sub(start_evaluations + 2),
+                "merge": stats.evaluations.saturating_sub(nsga_computed),
+                "total_computed": stats.evaluations.saturating_sub(start_evaluations),
+                "evaluator_cache_hits": stats.cache_hits,
+            },
+        });
+        if let Some(first) = out.first_mut() {
+            first.extra["search"] = search_log;
+        }
+        out.extend(stage_cands);
+        Ok(out)
+    }
+}
