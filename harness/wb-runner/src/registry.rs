@@ -8,5 +8,6 @@ pub fn methods() -> Vec<MethodInfo> {
     let mut v = wb_baselines::methods();
     v.extend(bf16_approx::methods());
     v.extend(ws_dse::methods());
+    v.extend(moea_bins::methods());
     v
 }

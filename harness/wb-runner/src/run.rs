@@ -512,10 +512,29 @@ impl GroupContext {
             Some(100.0 * (1.0 - size.bits_compressed as f64 / size.bits_baseline as f64));
         r.artifact_bytes = Some(file_bytes);
         r.artifact_bytes_header = Some(size.container_overhead + size.component(|t| t.header));
-        r.artifact_bytes_codebooks = Some(size.shared_codebooks + size.component(|t| t.codebook));
+        // Every table: codebooks, exponent tables and Huffman code tables, shared or not,
+        // so that the components add up to the file.
+        r.artifact_bytes_codebooks = Some(
+            size.shared_codebooks
+                + size.shared_exp_tables
+                + size.shared_code_tables
+                + size.component(|t| t.codebook),
+        );
         r.artifact_bytes_indices = Some(size.component(|t| t.indices));
         r.artifact_bytes_values = Some(size.component(|t| t.values));
         r.artifact_bytes_scales = Some(size.component(|t| t.scales));
+        let parts = [
+            r.artifact_bytes_header,
+            r.artifact_bytes_codebooks,
+            r.artifact_bytes_indices,
+            r.artifact_bytes_values,
+            r.artifact_bytes_scales,
+        ];
+        let sum: u64 = parts.iter().flatten().sum();
+        anyhow::ensure!(
+            sum == file_bytes,
+            "the artifact's components add up to {sum} B, the file holds {file_bytes} B"
+        );
         r.model_bytes_fp32 = Some(self.fp32_container_bytes);
         if exp.timing.enabled {
             bars.step.set_message(format!(
