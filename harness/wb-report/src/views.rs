@@ -589,6 +589,17 @@ fn moea_bins_view(
     Ok(md)
 }
 
+/// An axis label without a spurious `.0` on whole numbers.
+fn tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// (legend name, points, joined by a line)
 type Series = (String, Vec<(f64, f64)>, bool);
 
@@ -647,6 +658,8 @@ fn draw_scatter<DB: DrawingBackend>(
         .y_desc(fig.y_desc.as_str())
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 20))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(e)?;
