@@ -240,7 +240,7 @@ impl Split {
 
 /// splitmix64: a tiny, well-known deterministic generator, so the split depends only on
 /// the seed (and never on a crate version).
-fn splitmix64(state: &mut u64) -> u64 {
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

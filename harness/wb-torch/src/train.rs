@@ -130,17 +130,10 @@ impl TorchFineTuner {
     }
 }
 
-/// splitmix64, as for the data splits: the order depends only on the seed.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Seeded Fisher–Yates shuffle of `idx` for `epoch`.
 fn shuffle(idx: &mut [usize], seed: u64, epoch: usize) {
+    // The same generator as the data splits: the order depends only on the seed.
+    use crate::data::splitmix64;
     let mut s = seed ^ 0x7A1E_5EED ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for i in (1..idx.len()).rev() {
         let j = (splitmix64(&mut s) % (i as u64 + 1)) as usize;
