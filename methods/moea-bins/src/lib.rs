@@ -3,7 +3,7 @@
 mod merge;
 mod method;
 
-pub use merge::{merge_bins, MergeOrder, MergeOutcome, MergeStep};
+pub use merge::{merge_bins, merge_bins_budget, MergeOrder, MergeOutcome, MergeStep};
 pub use method::{Coding, MergeWhich, Mode, MoeaBins, Scope};
 
 use wb_core::{MethodInfo, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
@@ -12,6 +12,9 @@ use wb_core::{MethodInfo, ParamDefault, ParamError, ParamKind, ParamSpec, Params
 pub const DEFAULT_LB: i64 = 2;
 /// Default upper bound of k (the 2025 code: 1024; "Random UB" uses k = ub).
 pub const DEFAULT_UB: i64 = 1024;
+/// Default evaluation budget of the merge phase (not in the paper, whose merge is
+/// unbounded: one or two evaluations per bin of every merged solution).
+pub const DEFAULT_MERGE_BUDGET: i64 = 800;
 /// Largest k accepted (the binning kernel's limit).
 pub const MAX_K: i64 = wb_kernels::binning::MAX_BINS as i64;
 
@@ -105,6 +108,17 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: Some(ParamDefault::Str("not_worse")),
         doc: "front solutions merged: search error <= FP32 error (not_worse), < (better, the \
               2024 code) or every one (all)",
+    },
+    ParamSpec {
+        name: "merge_budget",
+        kind: ParamKind::Int {
+            min: 0,
+            max: 1_000_000,
+        },
+        default: Some(ParamDefault::Int(DEFAULT_MERGE_BUDGET)),
+        doc: "most evaluations the merge phase may spend, over all merged solutions (fewest \
+              bins first); a pass cut by it keeps its accepted merges and says merge_complete \
+              = false (the paper sets no bound)",
     },
     ParamSpec {
         name: "huffman",

@@ -54,6 +54,10 @@ pub struct MergeOutcome {
     pub accepted: usize,
     /// Every tried merge, in order.
     pub steps: Vec<MergeStep>,
+    /// Whether the pass ran to its end; `false` when the evaluation budget of
+    /// [`merge_bins_budget`] stopped it first (the grouping is still valid: every
+    /// accepted merge kept the score).
+    pub complete: bool,
 }
 
 /// Runs one merge pass over `bins` uniform bins whose unmerged grouping scores
@@ -68,8 +72,26 @@ pub fn merge_bins<E>(
     bins: usize,
     start_correct: usize,
     order: MergeOrder,
+    score: impl FnMut(&[usize], usize) -> Result<Option<usize>, E>,
+) -> Result<MergeOutcome, E> {
+    merge_bins_budget(bins, start_correct, order, usize::MAX, score)
+}
+
+/// [`merge_bins`] with at most `budget` scores requested. The pass stops before a
+/// step whose scores would exceed the budget (a `left_to_right` step needs two, a
+/// `center_to_end` step one), so the outcome is the same as the unbounded pass cut at
+/// that step, and [`MergeOutcome::complete`] says whether it was cut.
+///
+/// # Errors
+/// The first error of `score`.
+pub fn merge_bins_budget<E>(
+    bins: usize,
+    start_correct: usize,
+    order: MergeOrder,
+    budget: usize,
     mut score: impl FnMut(&[usize], usize) -> Result<Option<usize>, E>,
 ) -> Result<MergeOutcome, E> {
+    let mut complete = true;
     let mut starts: Vec<usize> = (0..bins).collect();
     let mut best = start_correct;
     let mut steps = Vec::new();
@@ -83,6 +105,10 @@ pub fn merge_bins<E>(
         MergeOrder::LeftToRight => {
             let mut i = 1usize;
             while i + 1 < starts.len() {
+                if budget - evaluations < 2 {
+                    complete = false;
+                    break;
+                }
                 let left = without(&starts, i);
                 let right = without(&starts, i + 1);
                 let (bl, br) = (starts[i], starts[i + 1]);
@@ -138,6 +164,10 @@ pub fn merge_bins<E>(
                 }
             }
             for j in order {
+                if evaluations >= budget {
+                    complete = false;
+                    break;
+                }
                 let b = boundaries[j];
                 let g = starts
                     .iter()
@@ -170,6 +200,7 @@ pub fn merge_bins<E>(
         evaluations,
         accepted,
         steps,
+        complete,
     })
 }
 

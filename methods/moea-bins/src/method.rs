@@ -15,7 +15,7 @@ use wb_kernels::{
     UniformBins,
 };
 
-use crate::merge::{group_counts, group_of_bin, group_values, merge_bins, MergeOrder};
+use crate::merge::{group_counts, group_of_bin, group_values, merge_bins_budget, MergeOrder};
 
 const ID: &str = "moea-bins";
 
@@ -96,6 +96,8 @@ pub struct MoeaBins {
     pub merge: Option<MergeOrder>,
     /// Which front solutions are merged.
     pub merge_which: MergeWhich,
+    /// Most evaluations of the merge phase, over all merged solutions.
+    pub merge_budget: usize,
     /// Index coding of the artifact.
     pub coding: Coding,
     /// Also emit the paper's table rows as candidates.
@@ -117,6 +119,7 @@ impl Default for MoeaBins {
             pm_prob: 0.5,
             merge: Some(MergeOrder::LeftToRight),
             merge_which: MergeWhich::NotWorse,
+            merge_budget: crate::DEFAULT_MERGE_BUDGET as usize,
             coding: Coding::HuffmanModel,
             emit_stages: false,
         }
@@ -160,6 +163,7 @@ impl MoeaBins {
                 "all" => MergeWhich::All,
                 _ => MergeWhich::NotWorse,
             },
+            merge_budget: uint("merge_budget")?,
             coding: match p.str("huffman")? {
                 "layer" => Coding::HuffmanLayer,
                 "none" => Coding::Fixed,
@@ -473,6 +477,8 @@ struct Solution {
     merged: bool,
     merge_evaluations: usize,
     merges_accepted: usize,
+    /// The merge pass ran to its end (false when not merged or cut by the budget).
+    merge_complete: bool,
 }
 
 fn pct(c: usize, n: usize) -> f64 {
@@ -501,7 +507,7 @@ impl Method for MoeaBins {
         let start_evaluations = ev.as_deref().map_or(0, |e| e.stats().evaluations);
         let n_weights = scoped.data.len();
         let dense_bytes = Artifact::dense(weights).size().total_bytes;
-        progress.set_length((2 + self.pop_size * self.generations) as u64);
+        progress.set_length((2 + self.pop_size * self.generations + self.merge_budget) as u64);
 
         // Baseline and Random UB (k = ub) on the search subset.
         progress.message("moea-bins: FP32 baseline and Random UB on the search subset");
@@ -664,6 +670,7 @@ impl Method for MoeaBins {
         // Merge of the qualifying solutions.
         let mut solutions: Vec<Solution> = Vec::with_capacity(front_k.len());
         let mut merge_log: Vec<Value> = Vec::new();
+        let mut merge_spent = 0usize;
         for &k in &front_k {
             let (bins, correct) = cache[&k];
             let mut s = Solution {
@@ -675,11 +682,17 @@ impl Method for MoeaBins {
                 merged: false,
                 merge_evaluations: 0,
                 merges_accepted: 0,
+                merge_complete: false,
             };
-            if let (Some(order), true) = (self.merge, qualifies(correct)) {
-                progress.message(&format!("moea-bins: merging k = {k} ({bins} bins)"));
+            // The budget is spent on the solutions with the fewest bins first (the
+            // front is sorted that way): they give the smallest codebooks.
+            let left = self.merge_budget.saturating_sub(merge_spent);
+            if let (Some(order), true, true) = (self.merge, qualifies(correct), left > 0) {
+                progress.message(&format!(
+                    "moea-bins: merging k = {k} ({bins} bins, {left} evaluations left)"
+                ));
                 let ub = binning(&scoped.data, k)?;
-                let out = merge_bins(bins, correct, order, |starts, thr| {
+                let out = merge_bins_budget(bins, correct, order, left, |starts, thr| {
                     let q = Quantized::new(&ub, starts);
                     let r = score(ev, weights, &scoped, &q.decoded(), thr);
                     progress.inc(1);
@@ -699,9 +712,12 @@ impl Method for MoeaBins {
                 }
                 s.starts = out.starts;
                 s.correct_after = out.correct;
-                s.merged = true;
+                // A pass the budget stopped before its first step did nothing.
+                s.merged = out.complete || out.evaluations > 0;
                 s.merge_evaluations = out.evaluations;
                 s.merges_accepted = out.accepted;
+                s.merge_complete = out.complete;
+                merge_spent += out.evaluations;
             }
             solutions.push(s);
         }
@@ -760,6 +776,7 @@ impl Method for MoeaBins {
             extra["search_error_after_merge"] = err(Some(s.correct_after), images);
             extra["merge_evaluations"] = json!(s.merge_evaluations);
             extra["merges_accepted"] = json!(s.merges_accepted);
+            extra["merge_complete"] = json!(s.merge_complete);
             front_after.push(with(
                 json!({
                     "candidate": label,
@@ -773,6 +790,7 @@ impl Method for MoeaBins {
                     "merged": s.merged,
                     "merge_evaluations": s.merge_evaluations,
                     "merges_accepted": s.merges_accepted,
+                    "merge_complete": s.merge_complete,
                 }),
                 acc,
             ));
@@ -836,6 +854,8 @@ impl Method for MoeaBins {
                     "top1_correct": s.correct_before,
                     "error": err(Some(s.correct_before), images),
                     "qualifies_for_merge": qualifies(s.correct_before),
+                    "merged": s.merged,
+                    "merge_complete": s.merge_complete,
                 })
             })
             .collect();
@@ -857,6 +877,8 @@ impl Method for MoeaBins {
             "front_after_merge": front_after,
             "codebook": codebooks,
             "merge_steps": merge_log,
+            "merge_budget": self.merge_budget,
+            "merge_evaluations": merge_spent,
             "evaluated_k": evaluated_k.iter().map(|(k, b, c)| json!({
                 "k": k, "bins": b, "top1_correct": c, "error": err(Some(*c), images),
             })).collect::<Vec<_>>(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use moea_bins::{merge_bins, methods, MergeOrder, MoeaBins, MOEA_BINS};
+use moea_bins::{merge_bins, merge_bins_budget, methods, MergeOrder, MoeaBins, MOEA_BINS};
 use serde_json::{json, Value};
 use wb_core::{
     check_params, container, Candidate, Context, Encoding, Evaluator, FakeEvaluator, Method,
@@ -391,4 +391,31 @@ fn center_to_end_visits_from_the_middle_outwards() {
     assert_eq!(visited, vec![3, 2, 4, 1, 5]);
     assert_eq!(out.accepted, 0);
     assert_eq!(out.starts, vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn merge_budget_cuts_the_pass_without_changing_its_prefix() {
+    let cost = [0, 0, 3, 0, 0, 7, 0, 0, 1, 0, 0, 0];
+    for order in [MergeOrder::LeftToRight, MergeOrder::CenterToEnd] {
+        let full = merge_bins(12, 100, order, synthetic(12, 100, &cost)).unwrap();
+        assert!(full.complete);
+        for budget in 0..full.evaluations {
+            let cut = merge_bins_budget(12, 100, order, budget, synthetic(12, 100, &cost)).unwrap();
+            assert!(cut.evaluations <= budget, "{order:?} budget {budget}");
+            assert!(!cut.complete, "{order:?} budget {budget}");
+            // The same steps as the unbounded pass, in the same order, up to the cut.
+            assert_eq!(cut.steps[..], full.steps[..cut.steps.len()], "{order:?}");
+            assert!(cut.correct >= 100);
+            // A left_to_right step needs two scores, so at most one is left unused.
+            let unused = budget - cut.evaluations;
+            assert!(
+                unused <= usize::from(order == MergeOrder::LeftToRight),
+                "{order:?}"
+            );
+        }
+        let exact =
+            merge_bins_budget(12, 100, order, full.evaluations, synthetic(12, 100, &cost)).unwrap();
+        assert!(exact.complete);
+        assert_eq!(exact, full);
+    }
 }
