@@ -4,6 +4,7 @@ pub mod card;
 pub mod data;
 pub mod error;
 pub mod eval;
+mod infer;
 pub mod model;
 pub mod train;
 
@@ -11,5 +12,6 @@ pub use card::{find_card, list_cards, ModelCard};
 pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
+pub use infer::{inference_mode, INFERENCE_MODE};
 pub use model::{device_name, is_bf16_exact, parse_device, Bf16Model, TorchModel};
 pub use train::{TorchFineTuner, TRAIN_DATASET};

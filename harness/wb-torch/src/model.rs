@@ -207,9 +207,11 @@ impl TorchModel {
         prepare_input(&self.card, images)
     }
 
-    /// Runs the module on an input batch (no autograd); returns logits `[N, classes]`.
+    /// Runs the module on an input batch under libtorch's inference mode
+    /// ([`crate::inference_mode`]); returns logits `[N, classes]` (an inference tensor:
+    /// read it, do not modify it in place).
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        let out = tch::no_grad(|| self.module.forward_ts(&[input]))?;
+        let out = crate::inference_mode(|| self.module.forward_ts(&[input]))?;
         let size = out.size();
         if size.len() != 2 || size[1] != self.card.num_classes as i64 {
             return Err(TorchError::Model {
@@ -332,9 +334,9 @@ impl Bf16Model {
         })
     }
 
-    /// Runs the module on a bfloat16 input (no autograd).
+    /// Runs the module on a bfloat16 input under libtorch's inference mode.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(tch::no_grad(|| self.module.forward_ts(&[input]))?)
+        Ok(crate::inference_mode(|| self.module.forward_ts(&[input]))?)
     }
 
     /// The device the model runs on.

@@ -722,17 +722,33 @@ impl Method for MoeaBins {
             solutions.push(s);
         }
 
-        // Final front after merge: the non-dominated (error, shared values) points,
-        // by increasing compression (decreasing number of shared values).
-        let objectives: Vec<[f64; 2]> = solutions
+        // The solutions reported: those that qualify for the merge (the paper's MO-UB
+        // rows list only front solutions at least as good as the baseline), or the
+        // whole front when none does, so that a cell always has candidates.
+        let reported: Vec<usize> = {
+            let q: Vec<usize> = (0..solutions.len())
+                .filter(|&i| qualifies(solutions[i].correct_before))
+                .collect();
+            if q.is_empty() {
+                (0..solutions.len()).collect()
+            } else {
+                q
+            }
+        };
+        // Final front after merge: the non-dominated (error, shared values) points among
+        // them, by increasing compression (decreasing number of shared values).
+        let objectives: Vec<[f64; 2]> = reported
             .iter()
-            .map(|s| [-(s.correct_after as f64), s.starts.len() as f64])
+            .map(|&i| {
+                let s = &solutions[i];
+                [-(s.correct_after as f64), s.starts.len() as f64]
+            })
             .collect();
         let first = non_dominated_sort(&objectives)
             .into_iter()
             .next()
             .unwrap_or_default();
-        let mut finals: Vec<usize> = first;
+        let mut finals: Vec<usize> = first.into_iter().map(|j| reported[j]).collect();
         finals.sort_by(|&a, &b| {
             let (sa, sb) = (&solutions[a], &solutions[b]);
             sb.starts
@@ -742,7 +758,13 @@ impl Method for MoeaBins {
                 .then(sa.k.cmp(&sb.k))
         });
 
-        let width = finals.len().saturating_sub(1).to_string().len().max(2);
+        let width = finals
+            .len()
+            .max(reported.len())
+            .saturating_sub(1)
+            .to_string()
+            .len()
+            .max(2);
         let mut out: Vec<Candidate> = Vec::new();
         let mut front_after: Vec<Value> = Vec::new();
         let mut codebooks: Vec<Value> = Vec::new();
@@ -825,7 +847,7 @@ impl Method for MoeaBins {
         }
         if self.emit_stages {
             stage_cands.push(rub_candidate(Coding::Fixed, "random-ub")?);
-            for (i, s) in solutions.iter().enumerate() {
+            for (i, s) in reported.iter().map(|&i| &solutions[i]).enumerate() {
                 let ub = binning(&scoped.data, s.k)?;
                 let q = Quantized::new(&ub, &identity(ub.len()));
                 let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;

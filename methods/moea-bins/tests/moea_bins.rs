@@ -203,6 +203,8 @@ fn front_is_merged_without_losing_accuracy_and_artifacts_are_exact() {
         let before = e["search_top1_correct_before_merge"].as_u64().unwrap();
         let after = e["search_top1_correct"].as_u64().unwrap();
         assert!(after >= before, "merge never raises the search error");
+        // Some front solution qualifies here, so only qualifying ones are reported.
+        assert!(before >= base, "{}: {before} < baseline {base}", c.label);
         if e["merged"] == json!(true) {
             merged_any = true;
             assert!(before >= base, "only not-worse solutions are merged");
@@ -417,5 +419,39 @@ fn merge_budget_cuts_the_pass_without_changing_its_prefix() {
             merge_bins_budget(12, 100, order, full.evaluations, synthetic(12, 100, &cost)).unwrap();
         assert!(exact.complete);
         assert_eq!(exact, full);
+    }
+}
+
+#[test]
+fn merge_budget_bounds_the_merge_phase() {
+    let (full, _) = run(&small(json!({})), 7);
+    let spent_full = full[0].extra["search"]["merge_evaluations"]
+        .as_u64()
+        .unwrap();
+    assert!(spent_full > 3, "the fake model needs a real merge phase");
+    for budget in [0u64, 1, 3, spent_full - 1, spent_full] {
+        let (cut, _) = run(&small(json!({ "merge_budget": budget })), 7);
+        let search = &cut[0].extra["search"];
+        let spent = search["merge_evaluations"].as_u64().unwrap();
+        assert!(spent <= budget, "budget {budget}: spent {spent}");
+        let steps = search["merge_steps"].as_array().unwrap().len() as u64;
+        assert_eq!(steps, spent, "one logged step per evaluation");
+        // Every qualifying solution merged to the end of its pass, or not.
+        let complete = search["front_before_merge"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["qualifies_for_merge"] == json!(true))
+            .all(|s| s["merged"] == json!(true) && s["merge_complete"] == json!(true));
+        assert_eq!(complete, budget >= spent_full, "budget {budget}");
+        if budget == 0 {
+            assert!(cut.iter().all(|c| c.extra["merged"] == json!(false)));
+        }
+        for c in &cut {
+            let e = &c.extra;
+            assert!(
+                e["search_top1_correct"].as_u64() >= e["search_top1_correct_before_merge"].as_u64()
+            );
+        }
     }
 }
