@@ -589,6 +589,40 @@ fn moea_bins_view(
                 }
             }
         }
+        // The search cost, from the candidate that carries the search log.
+        if let Some(r) = mine.iter().find(|r| r.extra.get("search").is_some()) {
+            let srch = &r.extra["search"];
+            let ev = |k: &str| srch["evaluations"].get(k).and_then(Value::as_i64);
+            let complete = srch["front_before_merge"].as_array().map(|a| {
+                let merged: Vec<&Value> = a.iter().filter(|s| s["merged"] == true).collect();
+                let done = merged
+                    .iter()
+                    .filter(|s| s["merge_complete"] == true)
+                    .count();
+                format!("{done}/{}", merged.len())
+            });
+            let _ = writeln!(
+                md,
+                "\nSearch cost (method wall time; evaluations on the search subset):\n\n\
+                 | search wall time | distinct evaluations | NSGA-II distinct k | \
+                 NSGA-II objective calls | merge evaluations computed | \
+                 merge evaluations asked (budget) | merge passes complete |\n\
+                 |---|--:|--:|--:|--:|--:|--:|\n\
+                 | {} | {} | {} | {} | {} | {} ({}) | {} |",
+                r.compress_s
+                    .map_or("-".into(), |t| format!("{:.1} min", t / 60.0)),
+                opt(ev("total_computed").map(|v| v as f64), 0),
+                opt(srch["nsga2"].get("distinct_k").and_then(Value::as_f64), 0),
+                opt(
+                    srch["nsga2"].get("objective_calls").and_then(Value::as_f64),
+                    0
+                ),
+                opt(ev("merge").map(|v| v as f64), 0),
+                opt(srch.get("merge_evaluations").and_then(Value::as_f64), 0),
+                opt(srch.get("merge_budget").and_then(Value::as_f64), 0),
+                complete.unwrap_or_else(|| "-".into()),
+            );
+        }
         let best = mine
             .iter()
             .filter(|r| {

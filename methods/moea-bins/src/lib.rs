@@ -131,7 +131,7 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         name: "emit_stages",
         kind: ParamKind::Bool,
         default: Some(ParamDefault::Bool(false)),
-        doc: "also emit the paper's table rows as candidates: random-ub, ub-pNN (front before \
+        doc: "also emit the paper's table rows as candidates: random-ub, ub-pNN (qualifying front before \
               merge, fixed width), merge-pNN (merged, fixed width)",
     },
 ];
