@@ -667,6 +667,19 @@ impl Method for MoeaBins {
             MergeWhich::All => true,
         };
 
+        // Now that the front is known, bound the bar's merge part by what the passes can
+        // ask (at most two scores per bin) instead of the whole budget.
+        if self.merge.is_some() {
+            let most: usize = front_k
+                .iter()
+                .filter(|k| qualifies(cache[k].1))
+                .map(|k| 2 * cache[k].0)
+                .sum();
+            progress.set_length(
+                (2 + self.pop_size * self.generations + most.min(self.merge_budget)) as u64,
+            );
+        }
+
         // Merge of the qualifying solutions.
         let mut solutions: Vec<Solution> = Vec::with_capacity(front_k.len());
         let mut merge_log: Vec<Value> = Vec::new();
