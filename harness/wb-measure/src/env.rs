@@ -56,6 +56,10 @@ pub struct Manifest {
     pub threads_intra: Option<usize>,
     /// Inter-op threads used (set by the caller).
     pub threads_inter: Option<usize>,
+    /// Allocator settings in effect for the tensors (set by the caller), e.g. the glibc
+    /// `mallopt` parameters; absent in manifests written before this field existed.
+    #[serde(default)]
+    pub allocator: Option<String>,
     /// cpufreq governor of CPU 0.
     pub governor: Option<String>,
     /// Turbo state, e.g. `"on (intel_pstate/no_turbo=0)"` or
@@ -119,6 +123,7 @@ impl Manifest {
                 .and_then(|s| status_value(&s, "Cpus_allowed_list")),
             threads_intra: None,
             threads_inter: None,
+            allocator: None,
             governor: read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
             turbo: turbo_from(
                 read("/sys/devices/system/cpu/intel_pstate/no_turbo").as_deref(),

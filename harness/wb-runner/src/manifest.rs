@@ -16,6 +16,7 @@ pub fn write_manifest(dir: &ResultsDir, opts: &RunOptions) -> Result<Manifest> {
     m.threads_intra = Some(opts.threads);
     m.threads_inter = Some(opts.interop_threads);
     m.device = Some(wb_torch::device_name(opts.device));
+    m.allocator = Some(wb_torch::tune_allocator().to_string());
     let mdir = dir.root.join("manifests");
     std::fs::create_dir_all(&mdir).with_context(|| format!("creating {}", mdir.display()))?;
     let path = mdir.join(format!("{}.json", m.id()));

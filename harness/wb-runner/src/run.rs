@@ -382,6 +382,9 @@ impl GroupContext {
             .find(|m| m.id == cell.method)
             .ok_or_else(|| anyhow!("method `{}` is not registered", cell.method))?;
         let method = (meth.build)(&cell.params)?;
+        // Heap memory the tuned allocator kept from earlier cells goes back to the kernel
+        // first, so that the cell's peak RSS starts from live memory only.
+        wb_torch::release_free_memory();
         let _ = wb_measure::memory::reset_peak();
         bars.step.set_message(format!(
             "{} {} {}: compressing",

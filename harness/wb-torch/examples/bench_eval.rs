@@ -8,9 +8,17 @@
 //! tens of percent within minutes, best-of-N of two separate runs would compare the
 //! machine's moods, not the two implementations.
 //!
+//! weightbench's side runs with its allocator settings (`wb_torch::alloc`: freed
+//! activations stay in the heap instead of being returned to the kernel and zeroed again
+//! on the next pass); PyTorch's side runs as a user would start it, with glibc's
+//! defaults. `--pytorch-malloc tuned` gives the PyTorch process the same settings
+//! through glibc's `MALLOC_*_` environment variables, to show what is left once both
+//! sides allocate alike.
+//!
 //! `just bench-eval` runs it; by hand:
 //! `cargo run --release -p wb-torch --example bench_eval -- --python .venv/bin/python
-//! [--rounds 9] [--batch 500] [--threads N] [--models resnet20,resnet56]`.
+//! [--rounds 9] [--batch 500] [--threads N] [--models resnet20,resnet56]
+//! [--pytorch-malloc default|tuned]`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -59,6 +67,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(9)
         .max(1);
+    let py_malloc = arg("--pytorch-malloc").unwrap_or_else(|| "default".into());
+    // The environment equivalents of `wb_torch::alloc`'s mallopt calls.
+    let py_env: &[(&str, &str)] = match py_malloc.as_str() {
+        "default" => &[],
+        "tuned" => &[
+            ("MALLOC_MMAP_THRESHOLD_", "33554432"),
+            ("MALLOC_TRIM_THRESHOLD_", "1073741824"),
+            ("MALLOC_TOP_PAD_", "67108864"),
+        ],
+        other => {
+            return Err(
+                format!("--pytorch-malloc: `{other}` is neither `default` nor `tuned`").into(),
+            )
+        }
+    };
     let models = arg("--models").unwrap_or_else(|| "resnet20,resnet56".into());
     let ds = "cifar10-jpeg75";
     tch::set_num_interop_threads(1);
@@ -68,6 +91,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "evaluation throughput on {ds} ({} images), batch {batch}, {threads} intra-op thread(s), 1 inter-op; {rounds} interleaved rounds after one warm-up pass each",
         images.len()
+    );
+    println!(
+        "allocator: weightbench {}; pytorch glibc {py_malloc}",
+        wb_torch::tune_allocator()
     );
     println!(
         "{:<10} {:>14} {:>14} {:>8} {:>17} {:>9}",
@@ -93,6 +120,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "--batch",
                 &batch.to_string(),
             ])
+            .envs(py_env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -11,7 +11,8 @@
 //! The model's parameters are created and written outside, so installing weights and
 //! fine-tuning are unaffected.
 //!
-//! This module is the workspace's only `unsafe` code: two FFI calls into the shim.
+//! This module and `alloc` (glibc `mallopt`) hold the workspace's only `unsafe` code:
+//! two FFI calls into the shim.
 #![allow(unsafe_code)]
 
 /// Whether [`inference_mode`] really enters libtorch's inference mode (the shim was

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alloc;
 pub mod card;
 pub mod data;
 pub mod error;
@@ -8,6 +9,7 @@ mod infer;
 pub mod model;
 pub mod train;
 
+pub use alloc::{release_free_memory, tune_allocator};
 pub use card::{find_card, list_cards, ModelCard};
 pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};

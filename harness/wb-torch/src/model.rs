@@ -65,6 +65,9 @@ impl std::fmt::Debug for TorchModel {
 impl TorchModel {
     /// Loads the card's TorchScript file on `device` and extracts its FP32 weights.
     pub fn load(card: &ModelCard, device: Device) -> Result<TorchModel> {
+        // Every forward pass allocates its activations anew: keep freed blocks in the heap
+        // (see `alloc`), before the first tensor of the model exists.
+        crate::tune_allocator();
         let path = card.model_path();
         if !path.exists() {
             return Err(TorchError::Missing {
@@ -295,6 +298,7 @@ impl std::fmt::Debug for Bf16Model {
 impl Bf16Model {
     /// Loads the card's module on `device` and converts it to bfloat16.
     pub fn load(card: &ModelCard, device: Device) -> Result<Bf16Model> {
+        crate::tune_allocator();
         let path = card.model_path();
         let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
             model: card.name.clone(),
