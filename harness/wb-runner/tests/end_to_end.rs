@@ -453,3 +453,40 @@ params = { k = [2, 4, 8] }
         .iter()
         .all(|p| !p.to_string_lossy().ends_with(".tmp")));
 }
+
+/// Every shipped experiment file parses and names registered methods with valid
+/// parameters, real model cards and known datasets, so that `just run-experiment <name>`
+/// does not fail on a typo after hours of other cells.
+#[test]
+fn shipped_experiment_files_are_valid() {
+    let methods = registry::methods();
+    let models_dir = repo_root().join("models");
+    let model = |name: &str| {
+        wb_torch::find_card(&models_dir, name)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let dataset = |id: &str| wb_torch::dataset(id).map(|_| ()).map_err(|e| e.to_string());
+    let cat = Catalog {
+        methods: &methods,
+        model: &model,
+        dataset: &dataset,
+        search_dataset: &dataset,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "experiment files: {files:?}");
+    for f in &files {
+        let exp = experiment::load(f, &cat).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            exp.name,
+            f.file_stem().unwrap().to_str().unwrap(),
+            "{}: the experiment's name should be its file stem",
+            f.display()
+        );
+    }
+}
