@@ -540,7 +540,10 @@ mod tests {
     #[test]
     fn git_state_of_a_repository() {
         // The workspace itself, when it is a git checkout.
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let ws = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+            .join("../..");
         if ws.join(".git").exists() {
             let m = Manifest::collect(&ws);
             let sha = m.git_sha.expect("HEAD of the workspace");

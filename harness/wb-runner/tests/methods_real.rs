@@ -8,7 +8,13 @@ use wb_core::{check_params, Context, WeightSet};
 use wb_runner::registry;
 
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it, so that a test
+    // binary reused from a shared target directory built in another checkout still
+    // reads this checkout's files.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 fn data_dir() -> PathBuf {
