@@ -1,6 +1,8 @@
 //! The runner end to end on a real model, real images and real libtorch: rows, real bytes,
 //! resume, force, failures as rows, determinism, bad input, and SIGKILL recovery.
 
+mod common;
+use common::{data_dir, repo_root};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,22 +10,6 @@ use std::time::{Duration, Instant};
 use wb_runner::experiment::{self, Catalog};
 use wb_runner::results::{read_all, ResultsDir};
 use wb_runner::{registry, RunOptions};
-
-fn repo_root() -> PathBuf {
-    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it, so that a test
-    // binary reused from a shared target directory built in another checkout still
-    // reads this checkout's files.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("WEIGHTBENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"))
-}
 
 fn write_exp(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(format!("{name}.toml"));

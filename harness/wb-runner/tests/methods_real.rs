@@ -1,27 +1,12 @@
 //! Published methods on a real model, real images and real libtorch (the unit tests of
 //! each method crate use synthetic weights; these check what only the real model shows).
 
-use std::path::PathBuf;
+mod common;
+use common::{data_dir, repo_root};
 
 use serde_json::json;
 use wb_core::{check_params, Context, WeightSet};
 use wb_runner::registry;
-
-fn repo_root() -> PathBuf {
-    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it, so that a test
-    // binary reused from a shared target directory built in another checkout still
-    // reads this checkout's files.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("WEIGHTBENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"))
-}
 
 /// The decoded weights of `id` with `params` (retraining-free methods only).
 fn compress(id: &str, params: serde_json::Value, w: &WeightSet) -> WeightSet {

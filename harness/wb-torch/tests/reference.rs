@@ -1,29 +1,10 @@
 //! Real models, real images, real libtorch: every exported model against the golden
 //! logits, the FP32 accuracies, and exact weight installation.
 
-use std::path::PathBuf;
+mod common;
+use common::{card, data_dir, repo_root};
 use wb_core::{Encoding, Evaluator};
-use wb_torch::{dataset, list_cards, Batches, ModelCard, TorchEvaluator, TorchModel};
-
-fn repo_root() -> PathBuf {
-    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it, so that a test
-    // binary reused from a shared target directory built in another checkout still
-    // reads this checkout's files.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("WEIGHTBENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"))
-}
-
-fn card(name: &str) -> ModelCard {
-    wb_torch::find_card(&repo_root().join("models"), name).unwrap()
-}
+use wb_torch::{dataset, list_cards, Batches, TorchEvaluator, TorchModel};
 
 #[test]
 fn every_model_matches_reference_logits() {

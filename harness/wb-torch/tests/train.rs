@@ -1,32 +1,14 @@
 //! Fine-tuning with a projection hook on the real ResNet20 and training images.
 
+mod common;
+use common::{card, data_dir};
 use std::cell::Cell;
 use std::path::PathBuf;
 
 use wb_core::{
     CoreError, Encoding, FineTuneConfig, FineTuner, NoProgress, Projection, Tensor, WeightSet,
 };
-use wb_torch::{dataset, ModelCard, TorchFineTuner, TorchModel, TRAIN_DATASET};
-
-fn repo_root() -> PathBuf {
-    // `cargo test` sets CARGO_MANIFEST_DIR at run time too; prefer it, so that a test
-    // binary reused from a shared target directory built in another checkout still
-    // reads this checkout's files.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-        .join("../..")
-}
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("WEIGHTBENCH_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("../shared/data"))
-}
-
-fn card(name: &str) -> ModelCard {
-    wb_torch::find_card(&repo_root().join("models"), name).unwrap()
-}
+use wb_torch::{dataset, TorchFineTuner, TorchModel, TRAIN_DATASET};
 
 /// Rounds compressible weights to bfloat16 in `finalize`; in `step` only clamps them to
 /// ±`limit`, counting calls and whether any weight had moved since the start.

@@ -272,6 +272,24 @@ fn codings_and_stages() {
             panic!("huffman expected");
         };
         assert!(matches!(code, wb_core::CodeTableRef::Local(_)));
+        // The per-layer-tree accounting is what a per-layer artifact really stores:
+        // its index bits, and codebook + one local table per tensor on top.
+        let size = c.artifact.size();
+        let index_bits: u64 = size.tensors.iter().map(|(_, t)| t.index_bits).sum();
+        assert_eq!(
+            index_bits,
+            c.extra["huffman_layer_index_bits"].as_u64().unwrap()
+        );
+        assert_eq!(
+            size.bits_compressed,
+            c.extra["huffman_layer_total_bits"].as_u64().unwrap()
+        );
+        // A tree per layer never codes the stream longer than one tree for the model
+        // (each layer's tree is optimal for its own counts).
+        assert!(
+            c.extra["huffman_layer_index_bits"].as_u64().unwrap()
+                <= c.extra["huffman_index_bits"].as_u64().unwrap()
+        );
     }
     let (all, _) = run(&small(json!({"emit_stages": true})), 3);
     let labels: Vec<&str> = all.iter().map(|c| c.label.as_str()).collect();
