@@ -1,6 +1,8 @@
 //! The runner end to end on a real model, real images and real libtorch: rows, real bytes,
 //! resume, force, failures as rows, determinism, bad input, and SIGKILL recovery.
 
+// The same path helpers as wb-torch's tests (both crates sit in harness/).
+#[path = "../../wb-torch/tests/common/mod.rs"]
 mod common;
 use common::{data_dir, repo_root};
 use polars::prelude::*;

@@ -1,6 +1,8 @@
 //! Published methods on a real model, real images and real libtorch (the unit tests of
 //! each method crate use synthetic weights; these check what only the real model shows).
 
+// The same path helpers as wb-torch's tests (both crates sit in harness/).
+#[path = "../../wb-torch/tests/common/mod.rs"]
 mod common;
 use common::{data_dir, repo_root};
 

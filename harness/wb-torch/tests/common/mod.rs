@@ -1,4 +1,4 @@
-//! Paths shared by this crate's integration tests.
+//! Paths shared by the integration tests of wb-torch and wb-runner (included by path).
 
 // Each test file compiles this module on its own and uses only some of it.
 #![allow(dead_code)]
