@@ -11,6 +11,6 @@ pub use error::KernelError;
 pub use huffman::{code_lengths, CanonicalCode};
 pub use kmeans::{kmeans_1d, kmeans_1d_naive, KMeans1d, KMeans1dParams};
 pub use nsga2::{
-    crowding_distance, dominates, hypervolume_2d, non_dominated_sort, nsga2, nsga2_with_initial,
-    GenerationInfo, Individual, Nsga2Error, Nsga2Params, Nsga2Result,
+    crowding_distance, dominates, hypervolume_2d, non_dominated_sort, nsga2, nsga2_seeded,
+    nsga2_with_initial, GenerationInfo, Individual, Nsga2Error, Nsga2Params, Nsga2Result,
 };

@@ -340,7 +340,7 @@ pub fn nsga2<E>(
     evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
     observe: impl FnMut(&GenerationInfo<'_>),
 ) -> Result<Nsga2Result, Nsga2Error<E>> {
-    run(bounds, params, None, evaluate, observe)
+    run(bounds, params, None, true, evaluate, observe)
 }
 
 /// Like [`nsga2`], but generation 1 is the given `initial` population instead of a
@@ -360,13 +360,36 @@ pub fn nsga2_with_initial<E>(
     evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
     observe: impl FnMut(&GenerationInfo<'_>),
 ) -> Result<Nsga2Result, Nsga2Error<E>> {
-    run(bounds, params, Some(initial), evaluate, observe)
+    run(bounds, params, Some(initial), false, evaluate, observe)
+}
+
+/// Like [`nsga2_with_initial`], but the given `seeds` are only the start of
+/// generation 1: after them (duplicates dropped), random samples fill the population
+/// up to `pop_size`, as [`nsga2`] draws them. This is pymoo's `sampling=<Population>`
+/// built from a few known configurations plus `int_random` samples (`ws-dse`'s
+/// `init = "uniform"`). More than `pop_size` seeds are all evaluated and cut by
+/// survival, as in [`nsga2_with_initial`]. Without seeds it is [`nsga2`], draw for
+/// draw.
+///
+/// # Errors
+/// As [`nsga2_with_initial`].
+pub fn nsga2_seeded<E>(
+    bounds: &[(i64, i64)],
+    params: &Nsga2Params,
+    seeds: &[Vec<i64>],
+    evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
+    observe: impl FnMut(&GenerationInfo<'_>),
+) -> Result<Nsga2Result, Nsga2Error<E>> {
+    // No seeds: exactly `nsga2` (same random stream).
+    let given = if seeds.is_empty() { None } else { Some(seeds) };
+    run(bounds, params, given, true, evaluate, observe)
 }
 
 fn run<E>(
     bounds: &[(i64, i64)],
     params: &Nsga2Params,
     given: Option<&[Vec<i64>]>,
+    fill_random: bool,
     mut evaluate: impl FnMut(&[i64]) -> Result<Vec<f64>, E>,
     mut observe: impl FnMut(&GenerationInfo<'_>),
 ) -> Result<Nsga2Result, Nsga2Error<E>> {
@@ -425,11 +448,7 @@ fn run<E>(
             }
         }
     }
-    for _ in 0..if given.is_some() {
-        0
-    } else {
-        MAX_DUPLICATE_ROUNDS
-    } {
+    for _ in 0..if fill_random { MAX_DUPLICATE_ROUNDS } else { 0 } {
         while initial.len() < params.pop_size {
             let x: Vec<i64> = bounds
                 .iter()

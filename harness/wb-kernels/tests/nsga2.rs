@@ -317,3 +317,44 @@ fn given_initial_population_is_generation_one_without_duplicates() {
         assert!(e.is_err());
     }
 }
+
+#[test]
+fn seeded_population_starts_with_the_seeds_then_fills_at_random() {
+    use wb_kernels::nsga2_seeded;
+    let bounds = [(0, 20), (0, 20)];
+    let params = Nsga2Params {
+        pop_size: 8,
+        generations: 3,
+        seed: 11,
+        ..Nsga2Params::default()
+    };
+    let f = |x: &[i64]| Ok::<_, ()>(vec![x[0] as f64, (20 - x[0]) as f64 + x[1] as f64]);
+    let seeds: Vec<Vec<i64>> = vec![vec![3, 3], vec![7, 0], vec![3, 3]];
+    let mut seen: Vec<Vec<i64>> = Vec::new();
+    let r = nsga2_seeded(
+        &bounds,
+        &params,
+        &seeds,
+        |x| {
+            seen.push(x.to_vec());
+            f(x)
+        },
+        |_| {},
+    )
+    .unwrap();
+    // Generation 1: the two distinct seeds first, then 6 distinct random vectors.
+    assert_eq!(seen[0], vec![3, 3]);
+    assert_eq!(seen[1], vec![7, 0]);
+    let first: BTreeSet<Vec<i64>> = seen[..8].iter().cloned().collect();
+    assert_eq!(first.len(), 8, "generation 1 is full and has no duplicate");
+    assert_eq!(r.population.len(), 8);
+
+    // Without seeds it is `nsga2`, draw for draw.
+    let a = nsga2_seeded(&bounds, &params, &[], f, |_| {}).unwrap();
+    let b = nsga2(&bounds, &params, f, |_| {}).unwrap();
+    let xs = |r: &wb_kernels::Nsga2Result| -> Vec<Vec<i64>> {
+        r.population.iter().map(|i| i.x.clone()).collect()
+    };
+    assert_eq!(xs(&a), xs(&b));
+    assert_eq!(a.evaluations, b.evaluations);
+}

@@ -11,8 +11,8 @@ use wb_core::{
     Progress, Threshold, WeightSet,
 };
 use wb_kernels::{
-    hypervolume_2d, kmeans_1d, non_dominated_sort, nsga2, KMeans1d, KMeans1dParams, Nsga2Error,
-    Nsga2Params,
+    hypervolume_2d, kmeans_1d, non_dominated_sort, nsga2_seeded, KMeans1d, KMeans1dParams,
+    Nsga2Error, Nsga2Params,
 };
 
 use crate::accounting::{cr_global, cr_obj, LayerCost};
@@ -46,6 +46,64 @@ pub struct WsDse {
     pub max_iter: usize,
     /// k-means tolerance.
     pub tol: f64,
+    /// NSGA-II initial population.
+    pub init: Init,
+}
+
+/// How NSGA-II's first generation is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Init {
+    /// `pop_size` random candidate vectors (pymoo `int_random`), as the paper's code.
+    #[default]
+    Random,
+    /// The uniform configurations first (see [`uniform_seeds`]), then random vectors
+    /// up to `pop_size`. A deviation from the paper (crate README, Deviations).
+    Uniform,
+}
+
+impl Init {
+    /// The parameter value that selects this initialisation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Init::Random => "random",
+            Init::Uniform => "uniform",
+        }
+    }
+}
+
+/// The "uniform" starting points of `init = "uniform"`: for every index bit-width `b`
+/// that some layer's candidate list holds (ascending), the vector of candidate
+/// indices that gives each layer its candidate whose bit-width ⌈log2 k⌉ is nearest to
+/// `b` (the wider one on a tie, since pruning already dropped the bit-widths that
+/// lose accuracy). Where every layer kept `b`, that vector is uniform weight sharing
+/// at `2^b` (or the sweep's k of that bit-width) in every layer. Duplicates are
+/// dropped, first occurrence kept.
+pub fn uniform_seeds(lists: &[Vec<usize>]) -> Vec<Vec<i64>> {
+    let mut widths: Vec<u8> = lists.iter().flatten().map(|&k| index_bits(k)).collect();
+    widths.sort_unstable();
+    widths.dedup();
+    let mut out: Vec<Vec<i64>> = Vec::new();
+    for b in widths {
+        let x: Vec<i64> = lists
+            .iter()
+            .map(|ks| {
+                let pick = ks
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &k)| {
+                        let w = index_bits(k);
+                        // Distance first, then prefer the wider bit-width.
+                        (w.abs_diff(b), std::cmp::Reverse(w))
+                    })
+                    .map_or(0, |(i, _)| i);
+                pick as i64
+            })
+            .collect();
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 impl Default for WsDse {
@@ -63,6 +121,7 @@ impl Default for WsDse {
             k_points: 100,
             max_iter: 100,
             tol: 1e-4,
+            init: Init::Random,
         }
     }
 }
@@ -369,9 +428,14 @@ impl Method for WsDse {
         let computed = Cell::new(ev.stats().evaluations);
         let mut history: Vec<Value> = Vec::new();
         let generations = self.generations;
-        let result = nsga2(
+        let seeds = match self.init {
+            Init::Random => Vec::new(),
+            Init::Uniform => uniform_seeds(&lists),
+        };
+        let result = nsga2_seeded(
             &bounds,
             &self.nsga_params(seed),
+            &seeds,
             |x| -> Result<Vec<f64>, MethodError> {
                 let ks: Vec<usize> = x
                     .iter()
@@ -545,6 +609,12 @@ impl Method for WsDse {
             "sweep": sweep_table,
             "generations": history,
             "nsga2": {
+                "init": self.init.as_str(),
+                "seed_configurations": seeds.iter().map(|x| x
+                    .iter()
+                    .enumerate()
+                    .map(|(l, &i)| lists[l][i as usize])
+                    .collect::<Vec<_>>()).collect::<Vec<_>>(),
                 "pop_size": self.pop_size,
                 "generations": result.generations,
                 "sbx_prob": self.sbx_prob,

@@ -5,7 +5,7 @@ mod dse;
 mod grid;
 
 pub use accounting::{cr_global, cr_obj, LayerCost};
-pub use dse::{min_correct_above, prune, SweepEntry, SweepOutcome, WsDse};
+pub use dse::{min_correct_above, prune, uniform_seeds, Init, SweepEntry, SweepOutcome, WsDse};
 pub use grid::k_grid;
 
 use wb_core::{MethodInfo, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
@@ -120,6 +120,14 @@ pub(crate) const PARAMS: &[ParamSpec] = &[
         default: Some(ParamDefault::Float(1e-4)),
         doc: "k-means stops when the sum of squared centroid shifts of one iteration is <= tol",
     },
+    ParamSpec {
+        name: "init",
+        kind: ParamKind::Choice(&["random", "uniform"]),
+        default: Some(ParamDefault::Str("random")),
+        doc: "NSGA-II first generation: random candidate vectors (the paper's code) or \
+              the uniform configurations (one per index bit-width, nearest candidate per \
+              layer) followed by random ones (a deviation)",
+    },
 ];
 
 fn build(p: &Params) -> Result<Box<dyn wb_core::Method>, ParamError> {
@@ -140,6 +148,16 @@ fn build(p: &Params) -> Result<Box<dyn wb_core::Method>, ParamError> {
         k_points: uint("k_points")?,
         max_iter: uint("max_iter")?,
         tol: p.float("tol")?,
+        init: match p.str("init")? {
+            "random" => Init::Random,
+            "uniform" => Init::Uniform,
+            other => {
+                return Err(ParamError::new(
+                    "init",
+                    format!("`{other}` is not one of \"random\", \"uniform\""),
+                ))
+            }
+        },
     };
     m.check()?;
     Ok(Box::new(m))

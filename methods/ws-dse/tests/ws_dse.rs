@@ -9,8 +9,8 @@ use wb_core::{
 };
 use wb_kernels::{kmeans_1d, KMeans1dParams};
 use ws_dse::{
-    cr_global, cr_obj, k_grid, methods, min_correct_above, prune, LayerCost, SweepEntry,
-    SweepOutcome, WsDse,
+    cr_global, cr_obj, k_grid, methods, min_correct_above, prune, uniform_seeds, Init, LayerCost,
+    SweepEntry, SweepOutcome, WsDse,
 };
 
 fn entry(layer: usize, k: usize, outcome: SweepOutcome) -> SweepEntry {
@@ -495,7 +495,10 @@ fn registry_parameters_and_cross_checks() {
     assert_eq!(v["sbx_eta"], 30.0);
     assert_eq!(v["pm_eta"], 20.0);
     assert_eq!(v["k_points"], 100);
+    assert_eq!(v["init"], "random");
     assert!((info.build)(&p).is_ok());
+    let given: BTreeMap<String, Value> = serde_json::from_value(json!({"init": "grid"})).unwrap();
+    assert!(check_params(info.params, &given).is_err());
     let given: BTreeMap<String, Value> =
         serde_json::from_value(json!({"k_min": 64, "k_max": 16})).unwrap();
     let p = check_params(info.params, &given).unwrap();
@@ -503,4 +506,93 @@ fn registry_parameters_and_cross_checks() {
     assert_eq!(err.field, "k_max");
     let given: BTreeMap<String, Value> = serde_json::from_value(json!({"quality": 1.5})).unwrap();
     assert!(check_params(info.params, &given).is_err());
+}
+
+#[test]
+fn uniform_seeds_give_each_layer_its_nearest_bit_width() {
+    // Candidate k per layer (ascending), as pruning leaves them.
+    let lists = vec![
+        vec![4, 8, 16, 32], // 2, 3, 4, 5 bits
+        vec![16, 32, 64],   // 4, 5, 6 bits
+        vec![2, 64],        // 1, 6 bits
+        vec![3, 23, 211],   // 2, 5, 8 bits (81-point grid values)
+        vec![4, 16],        // 2, 4 bits: a tie at 3 bits goes to the wider one
+    ];
+    let ks: Vec<Vec<usize>> = uniform_seeds(&lists)
+        .iter()
+        .map(|x| {
+            x.iter()
+                .enumerate()
+                .map(|(l, &i)| lists[l][i as usize])
+                .collect()
+        })
+        .collect();
+    // Bit-widths present: 1, 2, 3, 4, 5, 6, 8; the 2-bit vector equals the 1-bit one
+    // and is dropped.
+    assert_eq!(
+        ks,
+        vec![
+            vec![4, 16, 2, 3, 4],      // 1 bit
+            vec![8, 16, 2, 3, 16],     // 3 bits
+            vec![16, 16, 64, 23, 16],  // 4 bits
+            vec![32, 32, 64, 23, 16],  // 5 bits: uniform where every layer can
+            vec![32, 64, 64, 23, 16],  // 6 bits
+            vec![32, 64, 64, 211, 16], // 8 bits
+        ]
+    );
+    assert!(uniform_seeds(&[]).is_empty());
+}
+
+#[test]
+fn uniform_init_starts_from_the_uniform_configurations_and_is_deterministic() {
+    let m = WsDse {
+        k_min: 2,
+        k_max: 64,
+        k_points: 20,
+        pop_size: 10,
+        generations: 4,
+        init: Init::Uniform,
+        ..WsDse::default()
+    };
+    let weights = model();
+    let go = |init: Init| {
+        let mut ev = FakeEvaluator::new(weights.clone(), 1000, 900, 3.0);
+        let mut ctx = Context::bare(5);
+        ctx.evaluator = Some(&mut ev);
+        WsDse { init, ..m }.compress(&weights, &mut ctx).unwrap()
+    };
+    let a = go(Init::Uniform);
+    let log = &a[0].extra["search"];
+    assert_eq!(log["nsga2"]["init"], "uniform");
+    let lists: Vec<Vec<usize>> = log["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_value(l["candidates_k"].clone()).unwrap())
+        .collect();
+    let expected: Vec<Vec<usize>> = uniform_seeds(&lists)
+        .iter()
+        .map(|x| {
+            x.iter()
+                .enumerate()
+                .map(|(l, &i)| lists[l][i as usize])
+                .collect()
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let recorded: Vec<Vec<usize>> =
+        serde_json::from_value(log["nsga2"]["seed_configurations"].clone()).unwrap();
+    assert_eq!(recorded, expected);
+    // Deterministic, and a different search from the random start.
+    let b = go(Init::Uniform);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.extra, y.extra);
+    }
+    let r = go(Init::Random);
+    assert_eq!(r[0].extra["search"]["nsga2"]["init"], "random");
+    assert_eq!(
+        r[0].extra["search"]["nsga2"]["seed_configurations"],
+        json!([])
+    );
 }
