@@ -508,6 +508,19 @@ fn registry_parameters_and_cross_checks() {
     assert!(check_params(info.params, &given).is_err());
 }
 
+/// `uniform_seeds` as k-vectors (candidate indices mapped through `lists`).
+fn seed_ks(lists: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    uniform_seeds(lists)
+        .iter()
+        .map(|x| {
+            x.iter()
+                .enumerate()
+                .map(|(l, &i)| lists[l][i as usize])
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn uniform_seeds_give_each_layer_its_nearest_bit_width() {
     // Candidate k per layer (ascending), as pruning leaves them.
@@ -518,15 +531,7 @@ fn uniform_seeds_give_each_layer_its_nearest_bit_width() {
         vec![3, 23, 211],   // 2, 5, 8 bits (81-point grid values)
         vec![4, 16],        // 2, 4 bits: a tie at 3 bits goes to the wider one
     ];
-    let ks: Vec<Vec<usize>> = uniform_seeds(&lists)
-        .iter()
-        .map(|x| {
-            x.iter()
-                .enumerate()
-                .map(|(l, &i)| lists[l][i as usize])
-                .collect()
-        })
-        .collect();
+    let ks: Vec<Vec<usize>> = seed_ks(&lists);
     // Bit-widths present: 1, 2, 3, 4, 5, 6, 8; the 2-bit vector equals the 1-bit one
     // and is dropped.
     assert_eq!(
@@ -570,15 +575,7 @@ fn uniform_init_starts_from_the_uniform_configurations_and_is_deterministic() {
         .iter()
         .map(|l| serde_json::from_value(l["candidates_k"].clone()).unwrap())
         .collect();
-    let expected: Vec<Vec<usize>> = uniform_seeds(&lists)
-        .iter()
-        .map(|x| {
-            x.iter()
-                .enumerate()
-                .map(|(l, &i)| lists[l][i as usize])
-                .collect()
-        })
-        .collect();
+    let expected: Vec<Vec<usize>> = seed_ks(&lists);
     assert!(!expected.is_empty());
     let recorded: Vec<Vec<usize>> =
         serde_json::from_value(log["nsga2"]["seed_configurations"].clone()).unwrap();
