@@ -2,6 +2,7 @@
 
 pub mod bf16fields;
 pub mod bitpack;
+pub mod conformance;
 pub mod container;
 pub mod encoding;
 pub mod error;
@@ -18,9 +19,19 @@ pub use encoding::{
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};
-pub use method::{Candidate, Context, Method, MethodError, MethodInfo, NoProgress, Progress};
-pub use params::{check_params, ParamDefault, ParamError, ParamKind, ParamSpec, Params};
+pub use method::{
+    compress_checked, Candidate, Context, Method, MethodError, MethodInfo, Needs, NoProgress,
+    Progress,
+};
+pub use params::{
+    check_params, markdown_table, ParamDefault, ParamError, ParamKind, ParamSpec, ParamType,
+    Params, SharedSpec,
+};
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,
 };
 pub use weights::{Tensor, WeightSet};
+
+/// `serde_json::json!`, for the parameter cases of [`method_conformance!`].
+#[doc(hidden)]
+pub use serde_json::json as __json;

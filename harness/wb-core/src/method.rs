@@ -3,9 +3,10 @@
 use crate::encoding::Artifact;
 use crate::error::CoreError;
 use crate::eval::{EvalError, Evaluator};
-use crate::params::{ParamError, ParamSpec, Params};
+use crate::params::{check_params, ParamError, ParamSpec, Params, Value};
 use crate::train::FineTuner;
 use crate::weights::WeightSet;
+use std::collections::BTreeMap;
 
 /// A compression method. It computes; the harness measures (sizes come from the
 /// artifact, accuracy from the evaluator, time and energy from the runner).
@@ -14,11 +15,74 @@ pub trait Method: Send {
     ///
     /// Must be deterministic given `ctx.seed` and must not touch files, clocks or the
     /// environment.
+    ///
+    /// The harness has already checked the parameters, that every weight is finite and
+    /// that the capabilities of [`Method::needs`] are present (see [`compress_checked`]).
     fn compress(
         &self,
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError>;
+
+    /// What this method (with its parameters) needs from the harness besides the
+    /// weights. The harness checks it before `compress` runs. Default: nothing.
+    fn needs(&self) -> Needs {
+        Needs::NONE
+    }
+}
+
+/// Capabilities a method asks the harness for, checked before `compress` runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Accuracy of candidate weights on the search split ([`Context::evaluator`]).
+    pub evaluator: bool,
+    /// Fine-tuning on the training images ([`Context::trainer`]).
+    pub trainer: bool,
+}
+
+impl Needs {
+    /// Nothing beyond the weights.
+    pub const NONE: Needs = Needs {
+        evaluator: false,
+        trainer: false,
+    };
+    /// An evaluator on the search split.
+    pub const EVALUATOR: Needs = Needs {
+        evaluator: true,
+        trainer: false,
+    };
+}
+
+/// The harness's side of the method contract, the one way a method is run: checks that
+/// every weight is finite and that what [`Method::needs`] asks for is in `ctx`, then
+/// compresses and checks that at least one candidate came back. `id` names the method
+/// in errors.
+///
+/// # Errors
+/// [`MethodError::Core`] for a NaN or infinite weight, [`MethodError::NeedsEvaluator`] /
+/// [`MethodError::NeedsTrainer`] for a missing capability (before any work), the
+/// method's own error, or [`MethodError::Other`] when it returned no candidate.
+pub fn compress_checked(
+    id: &'static str,
+    method: &dyn Method,
+    weights: &WeightSet,
+    ctx: &mut Context<'_>,
+) -> Result<Vec<Candidate>, MethodError> {
+    weights.check_finite()?;
+    let needs = method.needs();
+    if needs.evaluator && ctx.evaluator.is_none() {
+        return Err(MethodError::NeedsEvaluator(id));
+    }
+    if needs.trainer && ctx.trainer.is_none() {
+        return Err(MethodError::NeedsTrainer(id));
+    }
+    let candidates = method.compress(weights, ctx)?;
+    if candidates.is_empty() {
+        return Err(MethodError::Other(format!(
+            "method `{id}` returned no candidate"
+        )));
+    }
+    Ok(candidates)
 }
 
 /// One compressed model proposed by a method.
@@ -72,6 +136,27 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The evaluator, or [`MethodError::NeedsEvaluator`] naming method `id` (a method
+    /// that declares [`Needs::evaluator`] never sees the error under the harness).
+    pub fn require_evaluator(
+        &mut self,
+        id: &'static str,
+    ) -> Result<&mut (dyn Evaluator + 'a), MethodError> {
+        self.evaluator
+            .as_deref_mut()
+            .ok_or(MethodError::NeedsEvaluator(id))
+    }
+
+    /// The fine-tuner, or [`MethodError::NeedsTrainer`] naming method `id`.
+    pub fn require_trainer(
+        &mut self,
+        id: &'static str,
+    ) -> Result<&mut (dyn FineTuner + 'a), MethodError> {
+        self.trainer
+            .as_deref_mut()
+            .ok_or(MethodError::NeedsTrainer(id))
+    }
+
     /// A context with no evaluator, no trainer and no progress output (unit tests,
     /// retraining-free methods).
     pub fn bare(seed: u64) -> Self {
@@ -118,6 +203,22 @@ pub struct MethodInfo {
     pub params: &'static [ParamSpec],
     /// Builds the method from checked parameters; cross-field checks return [`ParamError`].
     pub build: fn(&Params) -> Result<Box<dyn Method>, ParamError>,
+}
+
+impl MethodInfo {
+    /// Checks `given` against the declared parameters (unknown fields, types, ranges,
+    /// choices), fills in defaults and builds the method (its cross-field checks).
+    ///
+    /// # Errors
+    /// [`ParamError`] naming the field.
+    pub fn instantiate(
+        &self,
+        given: &BTreeMap<String, Value>,
+    ) -> Result<(Params, Box<dyn Method>), ParamError> {
+        let params = check_params(self.params, given)?;
+        let method = (self.build)(&params)?;
+        Ok((params, method))
+    }
 }
 
 impl std::fmt::Debug for MethodInfo {

@@ -1,7 +1,7 @@
 //! Declarative method parameters: each method lists its [`ParamSpec`]s, and the runner
 //! checks a whole experiment grid against them before any work starts.
 
-use serde_json::Value;
+pub use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -146,6 +146,378 @@ impl Params {
             .and_then(Value::as_str)
             .ok_or_else(|| Self::missing(name))
     }
+
+    /// Typed parameter: the value of `name` converted to `T`. A missing field, a wrong
+    /// type or an unknown choice is an error naming the field, never a default.
+    pub fn get<T: ParamType>(&self, name: &str) -> Result<T, ParamError> {
+        let v = self.0.get(name).ok_or_else(|| Self::missing(name))?;
+        T::from_value(v)
+            .ok_or_else(|| ParamError::new(name, format!("got {v}, which is not {}", T::EXPECTED)))
+    }
+
+    /// Builds a parameter set from already-typed values (used by declarations'
+    /// `to_params`); the caller is responsible for the values being in range.
+    pub fn from_map(map: BTreeMap<String, Value>) -> Self {
+        Self(map)
+    }
+}
+
+/// A Rust type a parameter value converts to and from (integers, floats, `bool`, and
+/// the choice enums declared with [`param_choice!`](crate::param_choice)).
+pub trait ParamType: Sized {
+    /// What a valid value looks like, for error messages.
+    const EXPECTED: &'static str;
+    /// The typed value, or `None` when `v` has the wrong type or is not representable.
+    fn from_value(v: &Value) -> Option<Self>;
+    /// The JSON value written to `params_json`.
+    fn to_value(&self) -> Value;
+}
+
+macro_rules! int_param_type {
+    ($($t:ty),*) => {$(
+        impl ParamType for $t {
+            const EXPECTED: &'static str = "an integer";
+            fn from_value(v: &Value) -> Option<Self> {
+                v.as_i64().and_then(|i| <$t>::try_from(i).ok())
+            }
+            fn to_value(&self) -> Value {
+                Value::from(i64::try_from(*self).expect("declared ranges fit in i64"))
+            }
+        }
+    )*};
+}
+int_param_type!(i64, i32, u8, u32, u64, usize);
+
+impl ParamType for f64 {
+    const EXPECTED: &'static str = "a number";
+    fn from_value(v: &Value) -> Option<Self> {
+        v.as_f64()
+    }
+    fn to_value(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl ParamType for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn from_value(v: &Value) -> Option<Self> {
+        v.as_bool()
+    }
+    fn to_value(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+/// Declares a choice parameter: an enum whose variants are named by the strings an
+/// experiment file writes. It gets `NAMES`, `name()`, `Display` and [`ParamType`], so
+/// an unknown string is an error (never a fallback to a default).
+///
+/// ```
+/// wb_core::param_choice! {
+///     /// How the table is shared.
+///     pub enum Table {
+///         /// One table per layer.
+///         Layer = "layer",
+///         /// One table for the model.
+///         Model = "model",
+///     }
+/// }
+/// assert_eq!(Table::NAMES, &["layer", "model"]);
+/// assert_eq!(Table::Model.name(), "model");
+/// ```
+#[macro_export]
+macro_rules! param_choice {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $s:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $name {
+            /// Every choice as written in experiment files, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($s),+];
+            /// This choice as written in experiment files.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $s ),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl $crate::params::ParamType for $name {
+            const EXPECTED: &'static str = concat!("one of" $(, " ", $s)+);
+            fn from_value(v: &$crate::params::Value) -> Option<Self> {
+                match v.as_str()? {
+                    $( $s => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+            fn to_value(&self) -> $crate::params::Value {
+                $crate::params::Value::from(self.name())
+            }
+        }
+    };
+}
+
+/// Declares a method's parameters once: a struct whose fields are the parameters (doc
+/// comment, type, default, range), with `Default`, the checked spec table `SPECS`,
+/// `from_params` (typed, an unknown choice is an error) and `to_params`. The doc
+/// comment of each field is its one-line description in `weightbench methods` and the
+/// README table.
+///
+/// A field's kind is one of `int(min, max)`, `float(min, max)`, `flag`, `choice` (a
+/// type declared with [`param_choice!`](crate::param_choice)), or `shared(SPEC)`: the
+/// range and description of a [`ParamSpec`] declared once for several methods (e.g.
+/// [`nsga2`]), with this method's own default.
+///
+/// ```
+/// wb_core::method_params! {
+///     /// Parameters of a demo method.
+///     #[derive(Debug, Clone, PartialEq)]
+///     pub struct Demo {
+///         /// Number of shared values per layer.
+///         pub k: usize = 16 => int(2, 65536),
+///         /// Relative tolerance.
+///         pub tol: f64 = 1e-4 => float(0.0, 1.0),
+///         /// Emit extra candidates.
+///         pub verbose: bool = false => flag,
+///         /// NSGA-II population.
+///         pub pop_size: usize = 24 => shared(wb_core::params::nsga2::POP_SIZE),
+///     }
+/// }
+/// assert_eq!(Demo::SPECS.len(), 4);
+/// let p = wb_core::check_params(Demo::SPECS, &Default::default()).unwrap();
+/// assert_eq!(Demo::from_params(&p).unwrap(), Demo::default());
+/// assert_eq!(Demo::default().to_params(), p);
+/// ```
+#[macro_export]
+macro_rules! method_params {
+    (
+        $(#[$smeta:meta])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $fvis:vis $field:ident : $ty:ty = $default:expr => $kind:ident $( ( $($arg:expr),* ) )?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$smeta])*
+        $vis struct $name {
+            $(
+                $(#[doc = $doc])*
+                $fvis $field: $ty,
+            )*
+        }
+
+        impl ::std::default::Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            /// The declared parameters: names, types, ranges, defaults and descriptions.
+            pub const SPECS: &'static [$crate::ParamSpec] = &[
+                $( $crate::__param_spec!(
+                    $kind ( $($($arg),*)? ),
+                    stringify!($field),
+                    $ty,
+                    $default,
+                    concat!($($doc),*)
+                ), )*
+            ];
+
+            /// The typed parameters from checked [`Params`]($crate::Params) (defaults
+            /// filled in). Cross-field constraints are the method's own `check`.
+            ///
+            /// # Errors
+            /// A field missing or of the wrong type, or an unknown choice.
+            pub fn from_params(p: &$crate::Params) -> ::std::result::Result<Self, $crate::ParamError> {
+                Ok(Self {
+                    $( $field: p.get::<$ty>(stringify!($field))?, )*
+                })
+            }
+
+            /// Checks these values against the declared ranges and choices (for a value
+            /// built by hand rather than from checked parameters).
+            ///
+            /// # Errors
+            /// [`ParamError`]($crate::ParamError) naming the first field out of range.
+            pub fn check_ranges(&self) -> ::std::result::Result<(), $crate::ParamError> {
+                $crate::check_params(Self::SPECS, self.to_params().as_map()).map(|_| ())
+            }
+
+            /// These values as a parameter set (the canonical `params_json`).
+            pub fn to_params(&self) -> $crate::Params {
+                let mut m = ::std::collections::BTreeMap::new();
+                $(
+                    m.insert(
+                        stringify!($field).to_string(),
+                        $crate::params::ParamType::to_value(&self.$field),
+                    );
+                )*
+                $crate::Params::from_map(m)
+            }
+        }
+    };
+}
+
+/// One [`ParamSpec`] of a [`method_params!`](crate::method_params) field.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __param_spec {
+    (int ($min:expr, $max:expr), $name:expr, $ty:ty, $default:expr, $doc:expr) => {
+        $crate::ParamSpec {
+            name: $name,
+            kind: $crate::ParamKind::Int {
+                min: $min as i64,
+                max: $max as i64,
+            },
+            default: Some($crate::ParamDefault::Int($default as i64)),
+            doc: $doc,
+        }
+    };
+    (float ($min:expr, $max:expr), $name:expr, $ty:ty, $default:expr, $doc:expr) => {
+        $crate::ParamSpec {
+            name: $name,
+            kind: $crate::ParamKind::Float {
+                min: $min as f64,
+                max: $max as f64,
+            },
+            default: Some($crate::ParamDefault::Float($default as f64)),
+            doc: $doc,
+        }
+    };
+    (flag (), $name:expr, $ty:ty, $default:expr, $doc:expr) => {
+        $crate::ParamSpec {
+            name: $name,
+            kind: $crate::ParamKind::Bool,
+            default: Some($crate::ParamDefault::Bool($default)),
+            doc: $doc,
+        }
+    };
+    (choice (), $name:expr, $ty:ty, $default:expr, $doc:expr) => {
+        $crate::ParamSpec {
+            name: $name,
+            kind: $crate::ParamKind::Choice(<$ty>::NAMES),
+            default: Some($crate::ParamDefault::Str(<$ty>::name($default))),
+            doc: $doc,
+        }
+    };
+    (shared ($spec:expr), $name:expr, $ty:ty, $default:expr, $doc:expr) => {
+        $crate::params::SharedSpec::with_default($spec, $name, $default as f64)
+    };
+}
+
+/// The range and description of a parameter that several methods declare with their
+/// own defaults (the `shared(..)` kind of [`method_params!`](crate::method_params)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedSpec {
+    /// Type and allowed values (integer or float).
+    pub kind: ParamKind,
+    /// One line for `weightbench methods` and the README.
+    pub doc: &'static str,
+}
+
+impl SharedSpec {
+    /// The full spec of field `name` with this method's `default`. The name is the
+    /// field's, so that a shared declaration cannot silently rename a parameter.
+    pub const fn with_default(self, name: &'static str, default: f64) -> ParamSpec {
+        let default = match self.kind {
+            ParamKind::Int { .. } => ParamDefault::Int(default as i64),
+            _ => ParamDefault::Float(default),
+        };
+        ParamSpec {
+            name,
+            kind: self.kind,
+            default: Some(default),
+            doc: self.doc,
+        }
+    }
+}
+
+/// NSGA-II parameters shared by the searching methods (`ws-dse`, `moea-bins`): one
+/// range and description each, the default chosen by each method. They live here and
+/// not in `wb-kernels` (which owns the NSGA-II itself) because `wb-kernels` depends on
+/// nothing of the project, and a spec is a core type.
+pub mod nsga2 {
+    use super::{ParamKind, SharedSpec};
+
+    /// `pop_size`: NSGA-II population size.
+    pub const POP_SIZE: SharedSpec = SharedSpec {
+        kind: ParamKind::Int {
+            min: 2,
+            max: 10_000,
+        },
+        doc: "NSGA-II population size",
+    };
+    /// `generations`: NSGA-II generations, the initial population counting as the first.
+    pub const GENERATIONS: SharedSpec = SharedSpec {
+        kind: ParamKind::Int {
+            min: 1,
+            max: 10_000,
+        },
+        doc: "NSGA-II generations, the initial population counting as the first",
+    };
+    /// `sbx_prob`: probability that a pair of parents is crossed.
+    pub const SBX_PROB: SharedSpec = SharedSpec {
+        kind: ParamKind::Float { min: 0.0, max: 1.0 },
+        doc: "probability that a pair of parents is crossed (SBX)",
+    };
+    /// `sbx_eta`: SBX distribution index.
+    pub const SBX_ETA: SharedSpec = SharedSpec {
+        kind: ParamKind::Float {
+            min: 0.0,
+            max: 1000.0,
+        },
+        doc: "SBX distribution index (pymoo 0.6: 15 for real SBX, 30 for integer SBX)",
+    };
+    /// `pm_eta`: polynomial-mutation distribution index.
+    pub const PM_ETA: SharedSpec = SharedSpec {
+        kind: ParamKind::Float {
+            min: 0.0,
+            max: 1000.0,
+        },
+        doc: "polynomial-mutation distribution index (pymoo 0.6: 20)",
+    };
+    /// `pm_prob`: probability that a variable is mutated.
+    pub const PM_PROB: SharedSpec = SharedSpec {
+        kind: ParamKind::Float { min: 0.0, max: 1.0 },
+        doc: "probability that a variable is mutated (pymoo 0.6 PM: min(0.5, 1/n_var))",
+    };
+}
+
+/// The parameter table of a method's README, generated from its declaration, so the
+/// README cannot drift from the code (a test compares them).
+pub fn markdown_table(specs: &[ParamSpec]) -> String {
+    let mut s =
+        String::from("| parameter | type and range | default | meaning |\n|---|---|---|---|\n");
+    for p in specs {
+        let default = match p.default {
+            None => "required".to_string(),
+            Some(d) => format!("`{}`", d.to_value()).replace('"', ""),
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            p.name,
+            p.kind,
+            default,
+            p.doc.trim().replace('|', "\\|")
+        ));
+    }
+    s
 }
 
 /// Checks `given` against `specs`: unknown fields, missing required fields, types and

@@ -6,13 +6,14 @@ use half::bf16;
 use wb_core::bf16fields::{bf16_bits_to_f32, exponent_field, BF16_MANTISSA_BITS};
 use wb_core::bitpack::index_bits;
 
-/// How dropped mantissa bits are rounded away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rounding {
-    /// Round to nearest, ties to even (IEEE default); a carry may raise the exponent.
-    NearestEven,
-    /// Drop the bits (round toward zero).
-    Truncate,
+wb_core::param_choice! {
+    /// How dropped mantissa bits are rounded away.
+    pub enum Rounding {
+        /// Round to nearest, ties to even (IEEE default); a carry may raise the exponent.
+        NearestEven = "nearest-even",
+        /// Drop the bits (round toward zero).
+        Truncate = "truncate",
+    }
 }
 
 /// Whether and how zero is a snapping candidate in exponent approximation.

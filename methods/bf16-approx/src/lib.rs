@@ -9,8 +9,7 @@ use wb_core::bf16fields::exponent_field;
 use wb_core::train::project_all;
 use wb_core::{
     Artifact, Candidate, Context, CoreError, EncodedTensor, Encoding, FineTuneConfig, Method,
-    MethodError, MethodInfo, ParamDefault, ParamError, ParamKind, ParamSpec, Params, Projection,
-    Tensor, WeightSet,
+    MethodError, MethodInfo, Needs, ParamError, ParamSpec, Params, Projection, Tensor, WeightSet,
 };
 
 pub use approx::{
@@ -21,93 +20,49 @@ pub use approx::{
 /// Method id.
 pub const ID: &str = "bf16-approx";
 
+wb_core::method_params! {
+    /// The parameters of `bf16-approx` as an experiment file writes them, each declared
+    /// once (doc line, default, range); [`Bf16Approx`] is built from them with the
+    /// cross-field checks.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Bf16ApproxParams {
+        /// exponent table per compressible layer, or one model-wide table
+        pub table: TableScope = TableScope::Layer => choice,
+        /// exponent index bits removed (r): keep the 2^(b-r) largest exponents; 0 =
+        /// lossless exponent sharing; must be < b of every table
+        pub remove_bits: u8 = 0 => int(0, 7),
+        /// 0 is a snapping candidate for weights whose exponent is removed (the authors'
+        /// code)
+        pub zero_candidate: bool = true => flag,
+        /// with zero_candidate: zero takes one of the 2^(b-r) table entries (in-budget)
+        /// or is one more entry (extra, the authors' candidate set; index b-r+1 bits)
+        pub zero_entry: ZeroEntry = ZeroEntry::InBudget => choice,
+        /// kept BF16 mantissa bits m' (7 = all)
+        pub mantissa_bits: u8 = 7 => int(0, 7),
+        /// how dropped mantissa bits are removed
+        pub mantissa_rounding: Rounding = Rounding::NearestEven => choice,
+        /// per-layer table of distinct BF16 values (16 bits per entry, ceil(log2 U)-bit
+        /// indices): never, where smaller than the fields, or always
+        pub value_sharing: ValueSharing = ValueSharing::Off => choice,
+        /// fine-tuning epochs on cifar10-train-jpeg75 with projection after every step
+        /// (0 = retraining-free)
+        pub retrain_epochs: usize = 0 => int(0, 1000),
+        /// stop fine-tuning after this many optimizer steps in total (0 = whole epochs)
+        pub retrain_steps: u64 = 0 => int(0, 100_000_000),
+        /// SGD learning rate (momentum 0)
+        pub lr: f64 = 1e-3 => float(0.0, 10.0),
+        /// fine-tuning batch size
+        pub batch: usize = 64 => int(1, 4096),
+        /// training images held out (seeded, class-balanced) to pick the best epoch
+        pub holdout: usize = 2500 => int(10, 20_000),
+        /// projection after each step: snap removed exponents only (the authors'), or
+        /// also round the mantissa (full)
+        pub retrain_projection: RetrainProjection = RetrainProjection::Exponent => choice,
+    }
+}
+
 /// Declared parameters (see the README for their meaning).
-pub const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "table",
-        kind: ParamKind::Choice(&["layer", "model"]),
-        default: Some(ParamDefault::Str("layer")),
-        doc: "exponent table per compressible layer, or one model-wide table",
-    },
-    ParamSpec {
-        name: "remove_bits",
-        kind: ParamKind::Int { min: 0, max: 7 },
-        default: Some(ParamDefault::Int(0)),
-        doc: "exponent index bits removed (r): keep the 2^(b-r) largest exponents; 0 = lossless exponent sharing; must be < b of every table",
-    },
-    ParamSpec {
-        name: "zero_candidate",
-        kind: ParamKind::Bool,
-        default: Some(ParamDefault::Bool(true)),
-        doc: "0 is a snapping candidate for weights whose exponent is removed (the authors' code)",
-    },
-    ParamSpec {
-        name: "zero_entry",
-        kind: ParamKind::Choice(&["in-budget", "extra"]),
-        default: Some(ParamDefault::Str("in-budget")),
-        doc: "with zero_candidate: zero takes one of the 2^(b-r) table entries (in-budget) or is one more entry (extra, the authors' candidate set; index b-r+1 bits)",
-    },
-    ParamSpec {
-        name: "mantissa_bits",
-        kind: ParamKind::Int { min: 0, max: 7 },
-        default: Some(ParamDefault::Int(7)),
-        doc: "kept BF16 mantissa bits m' (7 = all)",
-    },
-    ParamSpec {
-        name: "mantissa_rounding",
-        kind: ParamKind::Choice(&["nearest-even", "truncate"]),
-        default: Some(ParamDefault::Str("nearest-even")),
-        doc: "how dropped mantissa bits are removed",
-    },
-    ParamSpec {
-        name: "value_sharing",
-        kind: ParamKind::Choice(&["off", "auto", "always"]),
-        default: Some(ParamDefault::Str("off")),
-        doc: "per-layer table of distinct BF16 values (16 bits per entry, ceil(log2 U)-bit indices): never, where smaller than the fields, or always",
-    },
-    ParamSpec {
-        name: "retrain_epochs",
-        kind: ParamKind::Int { min: 0, max: 1000 },
-        default: Some(ParamDefault::Int(0)),
-        doc: "fine-tuning epochs on cifar10-train-jpeg75 with projection after every step (0 = retraining-free)",
-    },
-    ParamSpec {
-        name: "retrain_steps",
-        kind: ParamKind::Int {
-            min: 0,
-            max: 100_000_000,
-        },
-        default: Some(ParamDefault::Int(0)),
-        doc: "stop fine-tuning after this many optimizer steps in total (0 = whole epochs)",
-    },
-    ParamSpec {
-        name: "lr",
-        kind: ParamKind::Float { min: 0.0, max: 10.0 },
-        default: Some(ParamDefault::Float(1e-3)),
-        doc: "SGD learning rate (momentum 0)",
-    },
-    ParamSpec {
-        name: "batch",
-        kind: ParamKind::Int { min: 1, max: 4096 },
-        default: Some(ParamDefault::Int(64)),
-        doc: "fine-tuning batch size",
-    },
-    ParamSpec {
-        name: "holdout",
-        kind: ParamKind::Int {
-            min: 10,
-            max: 20_000,
-        },
-        default: Some(ParamDefault::Int(2500)),
-        doc: "training images held out (seeded, class-balanced) to pick the best epoch",
-    },
-    ParamSpec {
-        name: "retrain_projection",
-        kind: ParamKind::Choice(&["exponent", "full"]),
-        default: Some(ParamDefault::Str("exponent")),
-        doc: "projection after each step: snap removed exponents only (the authors'), or also round the mantissa (full)",
-    },
-];
+pub const PARAMS: &[ParamSpec] = Bf16ApproxParams::SPECS;
 
 /// Registry entry of `bf16-approx`.
 pub const BF16_APPROX: MethodInfo = MethodInfo {
@@ -122,24 +77,46 @@ pub fn methods() -> Vec<MethodInfo> {
     vec![BF16_APPROX]
 }
 
-/// Scope of the exponent tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableScope {
-    /// One table per compressible tensor.
-    Layer,
-    /// One table for all compressible tensors, stored once in the artifact.
-    Model,
+wb_core::param_choice! {
+    /// Scope of the exponent tables.
+    pub enum TableScope {
+        /// One table per compressible tensor.
+        Layer = "layer",
+        /// One table for all compressible tensors, stored once in the artifact.
+        Model = "model",
+    }
 }
 
-/// Per-layer value sharing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueSharing {
-    /// Never.
-    Off,
-    /// Where it takes fewer bits than the field encoding.
-    Auto,
-    /// Always.
-    Always,
+wb_core::param_choice! {
+    /// Per-layer value sharing.
+    pub enum ValueSharing {
+        /// Never.
+        Off = "off",
+        /// Where it takes fewer bits than the field encoding.
+        Auto = "auto",
+        /// Always.
+        Always = "always",
+    }
+}
+
+wb_core::param_choice! {
+    /// Where zero sits in the exponent table when it is a snapping candidate.
+    pub enum ZeroEntry {
+        /// Zero takes one of the `2^(b−r)` entries.
+        InBudget = "in-budget",
+        /// Zero is one more entry (the authors' candidate set).
+        Extra = "extra",
+    }
+}
+
+wb_core::param_choice! {
+    /// The projection after each fine-tuning step.
+    pub enum RetrainProjection {
+        /// Snap removed exponents only (the authors').
+        Exponent = "exponent",
+        /// Also round the mantissa.
+        Full = "full",
+    }
 }
 
 /// Fine-tuning settings.
@@ -180,15 +157,7 @@ pub struct Bf16Approx {
 
 impl Default for Bf16Approx {
     fn default() -> Self {
-        Self {
-            table: TableScope::Layer,
-            remove_bits: 0,
-            zero: ZeroMode::InBudget,
-            mantissa_bits: 7,
-            rounding: Rounding::NearestEven,
-            value_sharing: ValueSharing::Off,
-            retrain: None,
-        }
+        Self::try_from(Bf16ApproxParams::default()).expect("the declared defaults are consistent")
     }
 }
 
@@ -196,79 +165,70 @@ fn build(p: &Params) -> Result<Box<dyn Method>, ParamError> {
     Ok(Box::new(Bf16Approx::from_params(p)?))
 }
 
-impl Bf16Approx {
-    /// Builds the method from checked parameters, with the cross-field checks.
-    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        let int = |name: &str, max: i64| -> Result<i64, ParamError> {
-            let v = p.int(name)?;
-            if !(0..=max).contains(&v) {
-                return Err(ParamError::new(name, format!("{v} is outside 0..={max}")));
-            }
-            Ok(v)
-        };
-        let mantissa_bits = int("mantissa_bits", 7)? as u8;
-        let remove_bits = int("remove_bits", 7)? as u8;
-        let zero_candidate = p.bool("zero_candidate")?;
-        let zero_entry = p.str("zero_entry")?;
-        let zero = match (zero_candidate, zero_entry) {
-            (false, "extra") => {
+impl TryFrom<Bf16ApproxParams> for Bf16Approx {
+    type Error = ParamError;
+
+    /// The cross-field checks: `zero_entry = "extra"` needs `zero_candidate`, fine-tuning
+    /// settings need `retrain_epochs >= 1` and a positive learning rate.
+    fn try_from(p: Bf16ApproxParams) -> Result<Self, ParamError> {
+        p.check_ranges()?;
+        let zero = match (p.zero_candidate, p.zero_entry) {
+            (false, ZeroEntry::Extra) => {
                 return Err(ParamError::new(
                     "zero_entry",
                     "\"extra\" needs zero_candidate = true (zero is then a table entry)",
                 ))
             }
-            (false, _) => ZeroMode::Off,
-            (true, "extra") => ZeroMode::ExtraEntry,
-            (true, _) => ZeroMode::InBudget,
+            (false, ZeroEntry::InBudget) => ZeroMode::Off,
+            (true, ZeroEntry::Extra) => ZeroMode::ExtraEntry,
+            (true, ZeroEntry::InBudget) => ZeroMode::InBudget,
         };
-        let epochs = int("retrain_epochs", 1000)? as usize;
-        let steps = int("retrain_steps", i64::MAX)? as u64;
-        if steps > 0 && epochs == 0 {
+        if p.retrain_steps > 0 && p.retrain_epochs == 0 {
             return Err(ParamError::new(
                 "retrain_steps",
-                format!("{steps} steps but retrain_epochs = 0; set retrain_epochs >= 1"),
+                format!(
+                    "{} steps but retrain_epochs = 0; set retrain_epochs >= 1",
+                    p.retrain_steps
+                ),
             ));
         }
-        let retrain = (epochs > 0)
+        let retrain = (p.retrain_epochs > 0)
             .then(|| -> Result<Retrain, ParamError> {
-                let lr = p.float("lr")?;
-                if !(lr > 0.0 && lr.is_finite()) {
+                if !(p.lr > 0.0 && p.lr.is_finite()) {
                     return Err(ParamError::new(
                         "lr",
-                        format!("{lr}: fine-tuning needs a positive learning rate"),
+                        format!("{}: fine-tuning needs a positive learning rate", p.lr),
                     ));
                 }
                 Ok(Retrain {
-                    epochs,
-                    max_steps: steps,
-                    lr,
-                    batch: int("batch", 4096)?.max(1) as usize,
-                    holdout: int("holdout", 20_000)? as usize,
-                    full_projection: p.str("retrain_projection")? == "full",
+                    epochs: p.retrain_epochs,
+                    max_steps: p.retrain_steps,
+                    lr: p.lr,
+                    batch: p.batch,
+                    holdout: p.holdout,
+                    full_projection: p.retrain_projection == RetrainProjection::Full,
                 })
             })
             .transpose()?;
         Ok(Self {
-            table: if p.str("table")? == "model" {
-                TableScope::Model
-            } else {
-                TableScope::Layer
-            },
-            remove_bits,
+            table: p.table,
+            remove_bits: p.remove_bits,
             zero,
-            mantissa_bits,
-            rounding: if p.str("mantissa_rounding")? == "truncate" {
-                Rounding::Truncate
-            } else {
-                Rounding::NearestEven
-            },
-            value_sharing: match p.str("value_sharing")? {
-                "auto" => ValueSharing::Auto,
-                "always" => ValueSharing::Always,
-                _ => ValueSharing::Off,
-            },
+            mantissa_bits: p.mantissa_bits,
+            rounding: p.mantissa_rounding,
+            value_sharing: p.value_sharing,
             retrain,
         })
+    }
+}
+
+impl Bf16Approx {
+    /// Builds the method from checked parameters, with the cross-field checks.
+    ///
+    /// # Errors
+    /// [`ParamError`] naming the field.
+    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
+        Self::try_from(Bf16ApproxParams::from_params(p)?)
     }
 
     /// bfloat16 + mantissa approximation of every weight of `t`, refusing values that do
@@ -424,15 +384,18 @@ fn exact_bf16(t: &Tensor) -> Vec<u16> {
 }
 
 impl Method for Bf16Approx {
+    fn needs(&self) -> Needs {
+        Needs {
+            evaluator: false,
+            trainer: self.retrain.is_some(),
+        }
+    }
+
     fn compress(
         &self,
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        weights.check_finite()?;
-        if self.retrain.is_some() && ctx.trainer.is_none() {
-            return Err(MethodError::NeedsTrainer(ID));
-        }
         // Every data-dependent parameter check happens here, before any projection or
         // fine-tuning.
         let plans = self.plans(weights)?;
@@ -449,7 +412,7 @@ impl Method for Bf16Approx {
 
         let mut retrain_extra = Value::Null;
         if let Some(rt) = self.retrain {
-            let trainer = ctx.trainer.as_deref_mut().expect("checked above");
+            let trainer = (ctx.trainer.as_deref_mut()).ok_or(MethodError::NeedsTrainer(ID))?;
             let cfg = FineTuneConfig {
                 epochs: rt.epochs,
                 max_steps: rt.max_steps,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use wb_core::bitpack::index_bits;
 use wb_core::{
     Artifact, Candidate, CodeTableRef, CodebookRef, Context, CoreError, EncodedTensor, Encoding,
-    EvalError, Evaluator, Method, MethodError, ParamError, Params, Progress, Threshold, WeightSet,
+    EvalError, Evaluator, Method, MethodError, Needs, ParamError, Progress, Threshold, WeightSet,
 };
 use wb_kernels::huffman::{code_lengths, coded_bits};
 use wb_kernels::{
@@ -15,52 +15,82 @@ use wb_kernels::{
     UniformBins,
 };
 
+use wb_core::params::nsga2;
+
 use crate::merge::{group_counts, group_of_bin, group_values, merge_bins_budget, MergeOrder};
 
 const ID: &str = "moea-bins";
 
-/// What the method runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// NSGA-II over k, then the merge of the qualifying front solutions.
-    Moea,
-    /// Uniform binning at `k = ub` only (the paper's "Random UB" row).
-    RandomUb,
+wb_core::param_choice! {
+    /// What the method runs.
+    pub enum Mode {
+        /// NSGA-II over k, then the merge of the qualifying front solutions.
+        Moea = "moea",
+        /// Uniform binning at `k = ub` only (the paper's "Random UB" row).
+        RandomUb = "random-ub",
+    }
 }
 
-/// Which tensors go into the model-wide vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// The tensors the harness marks compressible (conv and linear weights by default).
-    ConvLinear,
-    /// Every parameter tensor of the weight set.
-    All,
+wb_core::param_choice! {
+    /// Which tensors go into the model-wide vector.
+    pub enum Scope {
+        /// The tensors the harness marks compressible (conv and linear weights by default).
+        ConvLinear = "conv-linear",
+        /// Every parameter tensor of the weight set.
+        All = "all",
+    }
 }
 
-/// Which front solutions are merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MergeWhich {
-    /// Search error not above the FP32 model's.
-    NotWorse,
-    /// Search error strictly below the FP32 model's (the 2024 code).
-    Better,
-    /// Every front solution.
-    All,
+wb_core::param_choice! {
+    /// The greedy merge of neighbouring bins, or none.
+    pub enum Merge {
+        /// [`MergeOrder::LeftToRight`] (the paper's).
+        LeftToRight = "left_to_right",
+        /// [`MergeOrder::CenterToEnd`] (the 2025 code's).
+        CenterToEnd = "center_to_end",
+        /// No merge.
+        None = "none",
+    }
 }
 
-/// How the indices of the artifact are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    /// One Huffman tree (shared code table) for the whole model.
-    HuffmanModel,
-    /// One Huffman tree (local code table) per tensor.
-    HuffmanLayer,
-    /// Fixed width ⌈log2 B⌉ bits per index.
-    Fixed,
+impl Merge {
+    /// The merge order, `None` for no merge.
+    pub fn order(self) -> Option<MergeOrder> {
+        match self {
+            Merge::LeftToRight => Some(MergeOrder::LeftToRight),
+            Merge::CenterToEnd => Some(MergeOrder::CenterToEnd),
+            Merge::None => None,
+        }
+    }
+}
+
+wb_core::param_choice! {
+    /// Which front solutions are merged.
+    pub enum MergeWhich {
+        /// Search error not above the FP32 model's.
+        NotWorse = "not_worse",
+        /// Search error strictly below the FP32 model's (the 2024 code).
+        Better = "better",
+        /// Every front solution.
+        All = "all",
+    }
+}
+
+wb_core::param_choice! {
+    /// How the indices of the artifact are stored.
+    pub enum Coding {
+        /// One Huffman tree (shared code table) for the whole model.
+        HuffmanModel = "model",
+        /// One Huffman tree (local code table) per tensor.
+        HuffmanLayer = "layer",
+        /// Fixed width ⌈log2 B⌉ bits per index.
+        Fixed = "none",
+    }
 }
 
 impl Coding {
-    fn name(self) -> &'static str {
+    /// The encoding's name in the diagnostics (`extra.encoding`).
+    fn encoding_name(self) -> &'static str {
         match self {
             Coding::HuffmanModel => "huffman-model",
             Coding::HuffmanLayer => "huffman-layer",
@@ -69,154 +99,68 @@ impl Coding {
     }
 }
 
-/// The `moea-bins` method with its parameters (see the crate documentation).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MoeaBins {
-    /// Search and merge, or Random UB only.
-    pub mode: Mode,
-    /// Tensors binned together.
-    pub scope: Scope,
-    /// Smallest k searched.
-    pub lb: usize,
-    /// Largest k searched (and the k of Random UB).
-    pub ub: usize,
-    /// NSGA-II population.
-    pub pop_size: usize,
-    /// NSGA-II generations, the initial population included.
-    pub generations: usize,
-    /// SBX probability per pair.
-    pub sbx_prob: f64,
-    /// SBX distribution index.
-    pub sbx_eta: f64,
-    /// Polynomial-mutation distribution index.
-    pub pm_eta: f64,
-    /// Probability that k is mutated.
-    pub pm_prob: f64,
-    /// Merge order, `None` for no merge.
-    pub merge: Option<MergeOrder>,
-    /// Which front solutions are merged.
-    pub merge_which: MergeWhich,
-    /// Most evaluations of the merge phase, over all merged solutions.
-    pub merge_budget: usize,
-    /// Index coding of the artifact.
-    pub coding: Coding,
-    /// Also emit the paper's table rows as candidates.
-    pub emit_stages: bool,
-}
-
-impl Default for MoeaBins {
-    fn default() -> Self {
-        Self {
-            mode: Mode::Moea,
-            scope: Scope::ConvLinear,
-            lb: crate::DEFAULT_LB as usize,
-            ub: crate::DEFAULT_UB as usize,
-            pop_size: 100,
-            generations: 100,
-            sbx_prob: 0.9,
-            sbx_eta: 15.0,
-            pm_eta: 20.0,
-            pm_prob: 0.5,
-            merge: Some(MergeOrder::LeftToRight),
-            merge_which: MergeWhich::NotWorse,
-            merge_budget: crate::DEFAULT_MERGE_BUDGET as usize,
-            coding: Coding::HuffmanModel,
-            emit_stages: false,
-        }
+wb_core::method_params! {
+    /// The `moea-bins` method with its parameters (see the crate documentation). Each
+    /// field is declared once here: its doc line, default and range are the
+    /// parameter's.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct MoeaBins {
+        /// moea: NSGA-II over k, then merge; random-ub: uniform binning at k = ub only
+        /// (the paper's "Random UB" row, no search)
+        pub mode: Mode = Mode::Moea => choice,
+        /// conv-linear: the tensors the harness marks compressible (model card; conv and
+        /// linear weights by default, the 2025 code); all: every parameter tensor (the
+        /// 2024 code's trainable parameters incl. biases and BatchNorm affine)
+        pub scope: Scope = Scope::ConvLinear => choice,
+        /// smallest k (number of linspace edges) searched
+        pub lb: usize = crate::DEFAULT_LB => int(1, crate::MAX_K),
+        /// largest k searched (lb <= ub, checked); also the k of random-ub
+        pub ub: usize = crate::DEFAULT_UB => int(1, crate::MAX_K),
+        /// NSGA-II population, initialised with linspace(lb, ub, pop_size) truncated to
+        /// integers.
+        pub pop_size: usize = 100 => shared(nsga2::POP_SIZE),
+        /// NSGA-II generations, the initial population counting as the first.
+        pub generations: usize = 100 => shared(nsga2::GENERATIONS),
+        /// Probability that a pair of parents is crossed (SBX).
+        pub sbx_prob: f64 = 0.9 => shared(nsga2::SBX_PROB),
+        /// SBX distribution index (pymoo 0.6 default: 15).
+        pub sbx_eta: f64 = 15.0 => shared(nsga2::SBX_ETA),
+        /// Polynomial-mutation distribution index (pymoo 0.6 default: 20).
+        pub pm_eta: f64 = 20.0 => shared(nsga2::PM_ETA),
+        /// Probability that k is mutated (pymoo 0.6 PM: min(0.5, 1/n_var) = 0.5 for one
+        /// variable).
+        pub pm_prob: f64 = 0.5 => shared(nsga2::PM_PROB),
+        /// greedy merge of neighbouring bins on the qualifying front solutions
+        pub merge: Merge = Merge::LeftToRight => choice,
+        /// front solutions merged: search error <= FP32 error (not_worse), < (better,
+        /// the 2024 code) or every one (all)
+        pub merge_which: MergeWhich = MergeWhich::NotWorse => choice,
+        /// most evaluations the merge phase may spend, over all merged solutions (fewest
+        /// bins first); a pass cut by it keeps its accepted merges and says
+        /// merge_complete = false (the paper sets no bound)
+        pub merge_budget: usize = crate::DEFAULT_MERGE_BUDGET => int(0, 1_000_000),
+        /// index coding of the artifact: one Huffman tree for the model, one per layer,
+        /// or none (fixed width ceil(log2 B) bits)
+        pub huffman: Coding = Coding::HuffmanModel => choice,
+        /// also emit the paper's table rows as candidates: random-ub, ub-pNN (qualifying
+        /// front before merge, fixed width), merge-pNN (merged, fixed width)
+        pub emit_stages: bool = false => flag,
     }
 }
 
 impl MoeaBins {
-    /// Builds the method from checked parameters and runs the cross-field checks.
-    ///
-    /// # Errors
-    /// [`ParamError`] naming the field (e.g. `lb` above `ub`).
-    pub fn from_params(p: &Params) -> Result<Self, ParamError> {
-        let uint = |name: &str| -> Result<usize, ParamError> {
-            let v = p.int(name)?;
-            usize::try_from(v).map_err(|_| ParamError::new(name, format!("{v} is negative")))
-        };
-        let m = Self {
-            mode: match p.str("mode")? {
-                "random-ub" => Mode::RandomUb,
-                _ => Mode::Moea,
-            },
-            scope: match p.str("scope")? {
-                "all" => Scope::All,
-                _ => Scope::ConvLinear,
-            },
-            lb: uint("lb")?,
-            ub: uint("ub")?,
-            pop_size: uint("pop_size")?,
-            generations: uint("generations")?,
-            sbx_prob: p.float("sbx_prob")?,
-            sbx_eta: p.float("sbx_eta")?,
-            pm_eta: p.float("pm_eta")?,
-            pm_prob: p.float("pm_prob")?,
-            merge: match p.str("merge")? {
-                "none" => None,
-                "center_to_end" => Some(MergeOrder::CenterToEnd),
-                _ => Some(MergeOrder::LeftToRight),
-            },
-            merge_which: match p.str("merge_which")? {
-                "better" => MergeWhich::Better,
-                "all" => MergeWhich::All,
-                _ => MergeWhich::NotWorse,
-            },
-            merge_budget: uint("merge_budget")?,
-            coding: match p.str("huffman")? {
-                "layer" => Coding::HuffmanLayer,
-                "none" => Coding::Fixed,
-                _ => Coding::HuffmanModel,
-            },
-            emit_stages: p.bool("emit_stages")?,
-        };
-        m.check()?;
-        Ok(m)
-    }
-
-    /// Checks every field and the cross-field constraints, before any work.
+    /// Checks every field against its declaration and the cross-field constraint
+    /// `lb <= ub`, before any work.
     ///
     /// # Errors
     /// [`ParamError`] naming the first offending field.
     pub fn check(&self) -> Result<(), ParamError> {
-        let max = crate::MAX_K as usize;
-        if self.lb < 1 || self.lb > max {
-            return Err(ParamError::new(
-                "lb",
-                format!("lb = {} is outside 1..={max}", self.lb),
-            ));
-        }
-        if self.ub < 1 || self.ub > max {
-            return Err(ParamError::new(
-                "ub",
-                format!("ub = {} is outside 1..={max}", self.ub),
-            ));
-        }
+        self.check_ranges()?;
         if self.lb > self.ub {
             return Err(ParamError::new(
                 "ub",
                 format!("ub = {} is below lb = {}", self.ub, self.lb),
             ));
-        }
-        if self.pop_size < 2 {
-            return Err(ParamError::new("pop_size", "must be at least 2"));
-        }
-        if self.generations < 1 {
-            return Err(ParamError::new("generations", "must be at least 1"));
-        }
-        for (name, v) in [("sbx_prob", self.sbx_prob), ("pm_prob", self.pm_prob)] {
-            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                return Err(ParamError::new(name, format!("{v} is outside [0, 1]")));
-            }
-        }
-        for (name, v) in [("sbx_eta", self.sbx_eta), ("pm_eta", self.pm_eta)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(ParamError::new(
-                    name,
-                    format!("{v} must be finite and >= 0"),
-                ));
-            }
         }
         Ok(())
     }
@@ -517,13 +461,20 @@ fn err(c: Option<usize>, n: usize) -> Value {
 }
 
 impl Method for MoeaBins {
+    fn needs(&self) -> Needs {
+        match self.mode {
+            Mode::Moea => Needs::EVALUATOR,
+            Mode::RandomUb => Needs::NONE,
+        }
+    }
+
     fn compress(
         &self,
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
+        // Fields are public, so a hand-built value may never have met the declaration.
         self.check()?;
-        weights.check_finite()?;
         let seed = ctx.seed;
         let progress: &dyn Progress = ctx.progress;
         let mut ev: Option<&mut dyn Evaluator> = ctx.evaluator.as_deref_mut();
@@ -588,7 +539,7 @@ impl Method for MoeaBins {
                 stage_extra("random_ub", self.ub, rub.len(), rub_correct),
                 acc,
             );
-            extra["encoding"] = json!(coding.name());
+            extra["encoding"] = json!(coding.encoding_name());
             Ok(Candidate {
                 label: label.into(),
                 artifact,
@@ -597,7 +548,7 @@ impl Method for MoeaBins {
         };
 
         if self.mode == Mode::RandomUb {
-            let mut c = rub_candidate(self.coding, "random-ub")?;
+            let mut c = rub_candidate(self.huffman, "random-ub")?;
             c.extra["search"] = json!({
                 "mode": "random-ub",
                 "counted_weights": n_weights,
@@ -696,7 +647,7 @@ impl Method for MoeaBins {
 
         // Now that the front is known, bound the bar's merge part by what the passes can
         // ask (at most two scores per bin) instead of the whole budget.
-        if self.merge.is_some() {
+        if self.merge.order().is_some() {
             let most: usize = front_k
                 .iter()
                 .filter(|k| qualifies(cache[k].1))
@@ -727,7 +678,7 @@ impl Method for MoeaBins {
             // The budget is spent on the solutions with the fewest bins first (the
             // front is sorted that way): they give the smallest codebooks.
             let left = self.merge_budget.saturating_sub(merge_spent);
-            if let (Some(order), true, true) = (self.merge, qualifies(correct), left > 0) {
+            if let (Some(order), true, true) = (self.merge.order(), qualifies(correct), left > 0) {
                 progress.message(&format!(
                     "moea-bins: merging k = {k} ({bins} bins, {left} evaluations left)"
                 ));
@@ -814,9 +765,9 @@ impl Method for MoeaBins {
             let ub = binning(&scoped.data, s.k)?;
             let q = Quantized::new(&ub, &s.starts);
             let label = format!("p{i:0width$}");
-            let artifact = build_artifact(weights, &scoped, &q, self.coding)?;
+            let artifact = build_artifact(weights, &scoped, &q, self.huffman)?;
             let acc = accounting(&artifact, &scoped, &q, dense_bytes);
-            let stage = match (s.merged, self.coding) {
+            let stage = match (s.merged, self.huffman) {
                 (true, Coding::Fixed) => "mo_ub_merge",
                 (true, _) => "mo_ub_merge_huffman",
                 (false, Coding::Fixed) => "mo_ub",
@@ -826,9 +777,9 @@ impl Method for MoeaBins {
                 stage_extra(stage, s.k, s.bins, Some(s.correct_after)),
                 acc.clone(),
             );
-            extra["encoding"] = json!(self.coding.name());
+            extra["encoding"] = json!(self.huffman.encoding_name());
             extra["merged"] = json!(s.merged);
-            extra["merge_method"] = json!(match (s.merged, self.merge) {
+            extra["merge_method"] = json!(match (s.merged, self.merge.order()) {
                 (true, Some(MergeOrder::LeftToRight)) => Some("left_to_right"),
                 (true, Some(MergeOrder::CenterToEnd)) => Some("center_to_end"),
                 _ => None,
@@ -859,7 +810,7 @@ impl Method for MoeaBins {
             for (j, (v, c)) in q.values.iter().zip(&q.counts).enumerate() {
                 codebooks.push(json!({"candidate": label, "index": j, "value": v, "count": c}));
             }
-            if self.emit_stages && self.coding != Coding::Fixed {
+            if self.emit_stages && self.huffman != Coding::Fixed {
                 let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;
                 let acc = accounting(&artifact, &scoped, &q, dense_bytes);
                 let mut extra = with(

@@ -45,7 +45,6 @@ impl Method for Fp32 {
         weights: &WeightSet,
         _ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        weights.check_finite()?;
         Ok(Candidate::single(Artifact::dense(weights)))
     }
 }
@@ -76,7 +75,6 @@ fn cast_all(
     format: &Half16,
     cast: fn(&[f32]) -> Encoding,
 ) -> Result<Vec<Candidate>, MethodError> {
-    weights.check_finite()?;
     let mut overflow: Option<MethodError> = None;
     let artifact = Artifact::map_compressible(weights, |t: &Tensor| {
         let enc = cast(&t.data);

@@ -22,7 +22,6 @@ impl Method for Int8Affine {
         weights: &WeightSet,
         _ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        weights.check_finite()?;
         let artifact = Artifact::map_compressible(weights, |t| Ok(int8_per_channel(t)))?;
         Ok(Candidate::single(artifact))
     }

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 use wb_core::{
-    Artifact, Candidate, Context, EncodedTensor, Encoding, Method, MethodError, ParamDefault,
-    ParamError, ParamKind, ParamSpec, Params, WeightSet,
+    Artifact, Candidate, Context, EncodedTensor, Encoding, Method, MethodError, ParamError, Params,
+    WeightSet,
 };
 use wb_kernels::{kmeans_1d, KMeans1dParams};
 
@@ -14,72 +14,33 @@ pub const KMEANS_DEFAULT_MAX_ITER: usize = 100;
 /// Default convergence threshold on the squared centroid shift of one iteration.
 pub const KMEANS_DEFAULT_TOL: f64 = 1e-4;
 
-pub(crate) const PARAMS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "k",
-        kind: ParamKind::Int { min: 2, max: 65536 },
-        default: Some(ParamDefault::Int(KMEANS_DEFAULT_K as i64)),
-        doc: "clusters (shared values) per compressible layer; indices take ceil(log2 k) bits",
-    },
-    ParamSpec {
-        name: "max_iter",
-        kind: ParamKind::Int {
-            min: 1,
-            max: 100_000,
-        },
-        default: Some(ParamDefault::Int(KMEANS_DEFAULT_MAX_ITER as i64)),
-        doc: "maximum Lloyd iterations per layer",
-    },
-    ParamSpec {
-        name: "tol",
-        kind: ParamKind::Float { min: 0.0, max: 1.0 },
-        default: Some(ParamDefault::Float(KMEANS_DEFAULT_TOL)),
-        doc: "stop when the sum of squared centroid shifts of one iteration is <= tol",
-    },
-];
-
-/// Uniform k-means weight sharing (Deep Compression, Han et al., ICLR 2016, without
-/// pruning, retraining or Huffman coding): each compressible layer is clustered on its
-/// own with [`wb_kernels::kmeans_1d`] (linear initialisation between the layer's min and
-/// max) and stored as a local FP32 codebook of exactly `k` entries plus ⌈log2 k⌉-bit
-/// indices.
-///
-/// A layer with fewer distinct values than `k` still gets exactly `k` codebook entries
-/// and `n·⌈log2 k⌉ + 32·k` bits. Nothing special is done for it: the kernel's
-/// empty-cluster rule sets every centroid whose cluster is empty to `0.0` (so the
-/// codebook may repeat `0.0`, and a value may even move to such a centroid at the next
-/// iteration), and Lloyd's algorithm is not guaranteed to give each distinct value its
-/// own centroid, so two distinct values can still share one (their mean). Every value
-/// is mapped to its nearest final centroid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct KMeansUniform {
-    /// Clusters per layer, `2..=65536`.
-    pub k: usize,
-    /// Maximum Lloyd iterations, `>= 1`.
-    pub max_iter: usize,
-    /// Convergence threshold (absolute squared units), `>= 0`.
-    pub tol: f64,
-}
-
-impl Default for KMeansUniform {
-    fn default() -> Self {
-        Self {
-            k: KMEANS_DEFAULT_K,
-            max_iter: KMEANS_DEFAULT_MAX_ITER,
-            tol: KMEANS_DEFAULT_TOL,
-        }
+wb_core::method_params! {
+    /// Uniform k-means weight sharing (Deep Compression, Han et al., ICLR 2016, without
+    /// pruning, retraining or Huffman coding): each compressible layer is clustered on its
+    /// own with [`wb_kernels::kmeans_1d`] (linear initialisation between the layer's min and
+    /// max) and stored as a local FP32 codebook of exactly `k` entries plus ⌈log2 k⌉-bit
+    /// indices.
+    ///
+    /// A layer with fewer distinct values than `k` still gets exactly `k` codebook entries
+    /// and `n·⌈log2 k⌉ + 32·k` bits. Nothing special is done for it: the kernel's
+    /// empty-cluster rule sets every centroid whose cluster is empty to `0.0` (so the
+    /// codebook may repeat `0.0`, and a value may even move to such a centroid at the next
+    /// iteration), and Lloyd's algorithm is not guaranteed to give each distinct value its
+    /// own centroid, so two distinct values can still share one (their mean). Every value
+    /// is mapped to its nearest final centroid.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct KMeansUniform {
+        /// clusters (shared values) per compressible layer; indices take ceil(log2 k) bits
+        pub k: usize = KMEANS_DEFAULT_K => int(2, 65536),
+        /// maximum Lloyd iterations per layer
+        pub max_iter: usize = KMEANS_DEFAULT_MAX_ITER => int(1, 100_000),
+        /// stop when the sum of squared centroid shifts of one iteration is <= tol
+        pub tol: f64 = KMEANS_DEFAULT_TOL => float(0.0, 1.0),
     }
 }
 
 pub(crate) fn build(p: &Params) -> Result<Box<dyn Method>, ParamError> {
-    let as_usize = |name: &str, v: i64| {
-        usize::try_from(v).map_err(|_| ParamError::new(name, format!("{v} is negative")))
-    };
-    Ok(Box::new(KMeansUniform {
-        k: as_usize("k", p.int("k")?)?,
-        max_iter: as_usize("max_iter", p.int("max_iter")?)?,
-        tol: p.float("tol")?,
-    }))
+    Ok(Box::new(KMeansUniform::from_params(p)?))
 }
 
 impl Method for KMeansUniform {
@@ -88,7 +49,6 @@ impl Method for KMeansUniform {
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        weights.check_finite()?;
         // Refuse an impossible k before spending time on any layer.
         if let Some(t) = weights.compressible().find(|t| t.numel() < self.k) {
             return Err(ParamError::new(

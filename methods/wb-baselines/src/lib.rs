@@ -48,7 +48,7 @@ pub const INT8_AFFINE: MethodInfo = MethodInfo {
 pub const KMEANS_UNIFORM: MethodInfo = MethodInfo {
     id: "kmeans-uniform",
     summary: "per-layer 1-D k-means weight sharing, same k in every compressible layer",
-    params: kmeans::PARAMS,
+    params: KMeansUniform::SPECS,
     build: kmeans::build,
 };
 

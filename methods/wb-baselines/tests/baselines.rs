@@ -60,7 +60,7 @@ fn run_with(id: &str, given: Value, weights: &WeightSet) -> Result<Vec<Candidate
     let info = info(id);
     let p = check_params(info.params, &params(given)).unwrap();
     let method = (info.build)(&p).unwrap();
-    method.compress(weights, &mut Context::bare(0))
+    wb_core::compress_checked(info.id, method.as_ref(), weights, &mut Context::bare(0))
 }
 
 fn artifact(id: &str, given: Value, weights: &WeightSet) -> Artifact {

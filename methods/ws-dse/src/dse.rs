@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 use wb_core::bitpack::index_bits;
 use wb_core::{
-    Artifact, Candidate, Context, Encoding, EvalError, Evaluator, Method, MethodError, ParamError,
-    Progress, Threshold, WeightSet,
+    Artifact, Candidate, Context, Encoding, EvalError, Evaluator, Method, MethodError, Needs,
+    ParamError, Progress, Threshold, WeightSet,
 };
 use wb_kernels::{
     hypervolume_2d, kmeans_1d, non_dominated_sort, nsga2_seeded, KMeans1d, KMeans1dParams,
@@ -19,55 +19,55 @@ use crate::accounting::{cr_global, cr_obj, LayerCost};
 use crate::grid::k_grid;
 use crate::RELAX_FACTOR;
 
-/// The `ws-dse` method with its parameters (see the crate documentation).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WsDse {
-    /// MLPerf quality factor (`max_acl`): pass iff top-1 > `quality` × FP32 top-1.
-    pub quality: f64,
-    /// Maximum number of ×0.9 relaxations of `quality` when a layer has no candidate.
-    pub relaxations: usize,
-    /// NSGA-II population.
-    pub pop_size: usize,
-    /// NSGA-II generations (the initial population included).
-    pub generations: usize,
-    /// SBX probability per pair of parents.
-    pub sbx_prob: f64,
-    /// SBX distribution index.
-    pub sbx_eta: f64,
-    /// Polynomial-mutation distribution index.
-    pub pm_eta: f64,
-    /// Smallest k of the sweep grid.
-    pub k_min: usize,
-    /// Largest k of the sweep grid.
-    pub k_max: usize,
-    /// Log-spaced grid points before de-duplication.
-    pub k_points: usize,
-    /// k-means iterations.
-    pub max_iter: usize,
-    /// k-means tolerance.
-    pub tol: f64,
-    /// NSGA-II initial population.
-    pub init: Init,
+use wb_core::params::nsga2;
+
+wb_core::param_choice! {
+    /// How NSGA-II's first generation is drawn.
+    pub enum Init {
+        /// `pop_size` random candidate vectors (pymoo `int_random`), as the paper's code.
+        Random = "random",
+        /// The uniform configurations first (see [`uniform_seeds`]), then random vectors
+        /// up to `pop_size`. A deviation from the paper (crate README, Deviations).
+        Uniform = "uniform",
+    }
 }
 
-/// How NSGA-II's first generation is drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Init {
-    /// `pop_size` random candidate vectors (pymoo `int_random`), as the paper's code.
-    #[default]
-    Random,
-    /// The uniform configurations first (see [`uniform_seeds`]), then random vectors
-    /// up to `pop_size`. A deviation from the paper (crate README, Deviations).
-    Uniform,
-}
-
-impl Init {
-    /// The parameter value that selects this initialisation.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Init::Random => "random",
-            Init::Uniform => "uniform",
-        }
+wb_core::method_params! {
+    /// The `ws-dse` method with its parameters (see the crate documentation). Each
+    /// field is declared once here: its doc line, default and range are the
+    /// parameter's.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct WsDse {
+        /// MLPerf quality factor: a configuration passes if top-1 > quality x FP32 top-1
+        /// on the search subset (0.99 heavy models, 0.98 light ones)
+        pub quality: f64 = crate::DEFAULT_QUALITY => float(0.5, 1.0),
+        /// times the quality factor may be multiplied by 0.9 when a layer has no passing k
+        pub relaxations: usize = crate::DEFAULT_RELAXATIONS => int(0, 50),
+        /// NSGA-II population (the paper's code: 100).
+        pub pop_size: usize = crate::DEFAULT_POP_SIZE => shared(nsga2::POP_SIZE),
+        /// NSGA-II generations, the initial population included (the paper's code: 100).
+        pub generations: usize = crate::DEFAULT_GENERATIONS => shared(nsga2::GENERATIONS),
+        /// Probability that a pair of parents is crossed (integer SBX).
+        pub sbx_prob: f64 = 0.9 => shared(nsga2::SBX_PROB),
+        /// SBX distribution index (pymoo int_sbx: 30).
+        pub sbx_eta: f64 = 30.0 => shared(nsga2::SBX_ETA),
+        /// Polynomial-mutation distribution index (pymoo int_pm: 20; probability 1/layers).
+        pub pm_eta: f64 = 20.0 => shared(nsga2::PM_ETA),
+        /// smallest k of the layer-sweep grid
+        pub k_min: usize = 2 => int(2, 65_536),
+        /// largest k of the layer-sweep grid
+        pub k_max: usize = 1024 => int(2, 65_536),
+        /// log-spaced grid points before truncation to integers and de-duplication
+        /// (100 gives the paper's 81 values in [2, 1024])
+        pub k_points: usize = 100 => int(1, 10_000),
+        /// maximum Lloyd iterations of each 1-D k-means
+        pub max_iter: usize = 100 => int(1, 100_000),
+        /// k-means stops when the sum of squared centroid shifts of one iteration is <= tol
+        pub tol: f64 = 1e-4 => float(0.0, 1.0),
+        /// NSGA-II first generation: random candidate vectors (the paper's code) or the
+        /// uniform configurations (one per index bit-width, nearest candidate per layer)
+        /// followed by random ones (a deviation)
+        pub init: Init = Init::Random => choice,
     }
 }
 
@@ -104,26 +104,6 @@ pub fn uniform_seeds(lists: &[Vec<usize>]) -> Vec<Vec<i64>> {
         }
     }
     out
-}
-
-impl Default for WsDse {
-    fn default() -> Self {
-        Self {
-            quality: crate::DEFAULT_QUALITY,
-            relaxations: crate::DEFAULT_RELAXATIONS as usize,
-            pop_size: crate::DEFAULT_POP_SIZE as usize,
-            generations: crate::DEFAULT_GENERATIONS as usize,
-            sbx_prob: 0.9,
-            sbx_eta: 30.0,
-            pm_eta: 20.0,
-            k_min: 2,
-            k_max: 1024,
-            k_points: 100,
-            max_iter: 100,
-            tol: 1e-4,
-            init: Init::Random,
-        }
-    }
 }
 
 /// Answer of one layer-sweep query.
@@ -278,19 +258,18 @@ fn pct(c: usize, n: usize) -> f64 {
 }
 
 impl Method for WsDse {
+    fn needs(&self) -> Needs {
+        Needs::EVALUATOR
+    }
+
     fn compress(
         &self,
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        self.check()?;
-        weights.check_finite()?;
         let seed = ctx.seed;
         let progress: &dyn Progress = ctx.progress;
-        let ev: &mut dyn Evaluator = match ctx.evaluator.as_deref_mut() {
-            Some(e) => e,
-            None => return Err(MethodError::NeedsEvaluator("ws-dse")),
-        };
+        let ev: &mut dyn Evaluator = ctx.require_evaluator("ws-dse")?;
         let layers: Vec<Layer> = weights
             .tensors
             .iter()
@@ -609,7 +588,7 @@ impl Method for WsDse {
             "sweep": sweep_table,
             "generations": history,
             "nsga2": {
-                "init": self.init.as_str(),
+                "init": self.init.name(),
                 "seed_configurations": seeds.iter().map(|x| x
                     .iter()
                     .enumerate()
