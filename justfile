@@ -87,3 +87,36 @@ bench-kmeans *flags="": setup
 # Run any weightbench command, e.g. `just wb methods`.
 wb *args: build
     {{cargo_env}}; cargo run --quiet --release -p wb-runner --bin weightbench -- {{args}}
+
+# Scaffold a new method crate methods/<name>/ (Cargo.toml, README, parameter declaration,
+# a compress() that fails until written, a conformance test) and register it: one line in
+# the workspace Cargo.toml, one in wb-runner's Cargo.toml, one in the registry.
+new-method name:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    name="{{name}}"
+    if ! [[ "$name" =~ ^[a-z][a-z0-9]*(-[a-z0-9]+)*$ ]]; then
+        echo "error: method name '$name': use lowercase letters, digits and single hyphens (e.g. my-method)" >&2
+        exit 1
+    fi
+    dir="{{root}}/methods/$name"
+    if [ -e "$dir" ]; then
+        echo "error: $dir already exists" >&2
+        exit 1
+    fi
+    crate="${name//-/_}"
+    type="$(echo "$name" | sed -E 's/(^|-)([a-z0-9])/\U\2/g')"
+    tpl="{{root}}/harness/wb-core/template"
+    mkdir -p "$dir/src" "$dir/tests"
+    fill() { sed -e "s/@NAME@/$name/g" -e "s/@CRATE@/$crate/g" -e "s/@TYPE@/$type/g" "$1" > "$2"; }
+    fill "$tpl/Cargo.toml.in" "$dir/Cargo.toml"
+    fill "$tpl/README.md.in" "$dir/README.md"
+    fill "$tpl/lib.rs.in" "$dir/src/lib.rs"
+    fill "$tpl/conformance.rs.in" "$dir/tests/conformance.rs"
+    # The three lines outside the folder.
+    sed -i "/^# new methods: just new-method adds them above this line/i $name = { path = \"methods/$name\" }" "{{root}}/Cargo.toml"
+    sed -i "/^# new methods: just new-method adds them above this line/i $name = { workspace = true }" "{{root}}/harness/wb-runner/Cargo.toml"
+    sed -i "/new methods: just new-method adds them above this line/i \    v.extend($crate::methods());" "{{root}}/harness/wb-runner/src/registry.rs"
+    echo "created methods/$name/ (Cargo.toml, README.md, src/lib.rs, tests/conformance.rs)"
+    echo "registered it: Cargo.toml, harness/wb-runner/Cargo.toml, harness/wb-runner/src/registry.rs"
+    echo "next: write compress() in methods/$name/src/lib.rs, then 'cargo test -p $name' (the conformance test fails until compress works)"

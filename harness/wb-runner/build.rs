@@ -3,8 +3,8 @@
 use std::path::Path;
 
 fn main() {
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+    println!("cargo:rerun-if-env-changed=DEP_WB_TORCH_LIBTORCH_LIB");
+    if let Ok(dir) = std::env::var("DEP_WB_TORCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         // A PyTorch install has torch/lib next to torch/version.py.
         let version_py = Path::new(&dir).join("../version.py");

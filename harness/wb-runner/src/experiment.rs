@@ -655,12 +655,14 @@ mod tests {
                 summary: "",
                 params: &[],
                 build: build_ok,
+                view: None,
             },
             MethodInfo {
                 id: "km",
                 summary: "",
                 params: K,
                 build: build_ok,
+                view: None,
             },
         ]
     }

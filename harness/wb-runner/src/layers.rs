@@ -79,7 +79,7 @@ pub fn write_layers(
     )?;
     let path = dir.root.join("layers").join(format!(
         "{cell_id}__{}.parquet",
-        wb_report::sanitize_name(candidate)
+        wb_core::io::sanitize_name(candidate)
     ));
     write_parquet_atomic(&mut df, &path)
 }

@@ -58,6 +58,10 @@ enum Cmd {
         /// Only run (or, with --force, re-run) the cells of this method; repeatable.
         #[arg(long = "method", value_name = "ID")]
         only_methods: Vec<String>,
+        /// Only run (or, with --force, re-run) the cells of this model; repeatable, and
+        /// combines with --method. The report still covers every finished cell.
+        #[arg(long = "model", value_name = "NAME")]
+        only_models: Vec<String>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -82,7 +86,11 @@ enum Cmd {
         paths: Paths,
     },
     /// List the registered methods and their parameters.
-    Methods,
+    Methods {
+        /// Print only this method's parameter table, in Markdown (its README's table).
+        #[arg(long, value_name = "ID")]
+        markdown: Option<String>,
+    },
     /// List the model cards.
     Models {
         #[command(flatten)]
@@ -179,6 +187,8 @@ fn report(name: &str, r: &Resolved) -> Result<()> {
         name: name.to_string(),
         results_dir: r.results.join(name),
         out_dir: r.reports.join(name),
+        reference: Some(registry::REFERENCE.to_string()),
+        views: registry::views(),
     };
     let s = wb_report::generate(&opts).with_context(|| format!("report for `{name}`"))?;
     println!(
@@ -204,6 +214,7 @@ fn main() -> Result<()> {
             no_report,
             quiet,
             only_methods,
+            only_models,
             paths,
         } => {
             let r = resolve(&paths);
@@ -217,9 +228,7 @@ fn main() -> Result<()> {
             if threads == 0 || interop_threads == 0 {
                 bail!("--threads and --interop-threads must be ≥ 1");
             }
-            // Both must be set before libtorch starts any parallel work.
-            tch::set_num_interop_threads(interop_threads as i32);
-            tch::set_num_threads(threads as i32);
+            wb_torch::set_threads(threads, interop_threads);
             let opts = RunOptions {
                 models_dir: r.models.clone(),
                 data_dir: r.data.clone(),
@@ -232,6 +241,7 @@ fn main() -> Result<()> {
                 retry_failed,
                 progress: !quiet,
                 only_methods,
+                only_models,
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
@@ -271,15 +281,24 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Report { name, paths } => report(&name, &resolve(&paths))?,
-        Cmd::Methods => {
-            for m in registry::methods() {
+        Cmd::Methods { markdown } => {
+            let all = registry::methods();
+            if let Some(id) = markdown {
+                let m = all.iter().find(|m| m.id == id).with_context(|| {
+                    let ids: Vec<&str> = all.iter().map(|m| m.id).collect();
+                    format!("no method `{id}`; registered: {}", ids.join(", "))
+                })?;
+                print!("{}", wb_core::markdown_table(m.params));
+                return Ok(());
+            }
+            for m in all {
                 println!("{:<16} {}", m.id, m.summary);
                 for p in m.params {
                     let d = match p.default {
                         Some(d) => format!(" (default {d:?})"),
                         None => " (required)".into(),
                     };
-                    println!("    {:<14} {}{d}: {}", p.name, p.kind, p.doc);
+                    println!("    {:<14} {}{d}: {}", p.name, p.kind, p.doc.trim());
                 }
             }
         }

@@ -187,7 +187,7 @@ impl ResultsDir {
             };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if name.starts_with('.') && name.ends_with(".tmp") {
+                if wb_core::io::is_temporary(&name) {
                     std::fs::remove_file(e.path()).with_context(|| {
                         format!("removing stale temporary file {}", e.path().display())
                     })?;
@@ -233,28 +233,13 @@ impl ResultsDir {
 /// Writes `df` to `path` atomically: a hidden temporary file in the same directory,
 /// fsync, then rename — a reader (or a resumed run) sees the whole file or none.
 pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let dir = path.parent().context("results path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("cell")
-    ));
-    {
-        let f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        ParquetWriter::new(&f)
-            .finish(df)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    wb_core::io::atomic_write_with(path, false, |tmp| -> Result<()> {
+        let f = std::fs::File::create(tmp)?;
+        ParquetWriter::new(&f).finish(df)?;
+        f.sync_all()?;
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads every finished cell of an experiment into one frame (diagonal concat).

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::Device;
 use wb_core::{container, Artifact, Cached, Context, Evaluator, MethodInfo, WeightSet};
+use wb_torch::Device;
 use wb_torch::{Batches, Images, Split, TorchEvaluator, TorchModel};
 
 /// Where things are and how to run.
@@ -39,6 +39,16 @@ pub struct RunOptions {
     /// Run only the cells of these method ids (empty: all). Other cells are left as
     /// they are, finished or not.
     pub only_methods: Vec<String>,
+    /// Run only the cells of these models (empty: all); combines with `only_methods`.
+    pub only_models: Vec<String>,
+}
+
+impl RunOptions {
+    /// Whether `--method` / `--model` select `cell`.
+    pub(crate) fn selects(&self, cell: &Cell) -> bool {
+        let pick = |wanted: &[String], have: &String| wanted.is_empty() || wanted.contains(have);
+        pick(&self.only_methods, &cell.method) && pick(&self.only_models, &cell.model)
+    }
 }
 
 /// What a run did.
@@ -48,7 +58,7 @@ pub struct RunSummary {
     pub cells_total: usize,
     /// Cells skipped because their result already existed.
     pub cells_skipped: usize,
-    /// Cells left out by `--method`.
+    /// Cells left out by `--method` / `--model`.
     pub cells_not_selected: usize,
     /// Cells run whose rows are all `ok`.
     pub cells_ok: usize,
@@ -56,6 +66,28 @@ pub struct RunSummary {
     pub cells_failed: usize,
     /// Rows written by this run.
     pub rows_written: usize,
+}
+
+/// Fails when a `--method` / `--model` value names nothing in the experiment, listing
+/// what it has.
+fn check_selection(
+    flag: &str,
+    wanted: &[String],
+    exp: &Experiment,
+    key: impl Fn(&Cell) -> &String,
+) -> Result<()> {
+    for w in wanted {
+        if !exp.cells.iter().any(|c| key(c) == w) {
+            let mut have: Vec<&str> = exp.cells.iter().map(|c| key(c).as_str()).collect();
+            have.sort_unstable();
+            have.dedup();
+            bail!(
+                "{flag} `{w}`: the experiment has no cell of it (it has: {})",
+                have.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Facts recorded in every row of one run.
@@ -75,17 +107,9 @@ fn now_stamp() -> String {
 
 /// Runs every cell of `exp` that has no result yet (all of them with `force`).
 pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
-    // A bad --method is refused before anything is created.
-    for m in &opts.only_methods {
-        if !exp.cells.iter().any(|c| &c.method == m) {
-            let mut ids: Vec<&str> = exp.cells.iter().map(|c| c.method.as_str()).collect();
-            ids.dedup();
-            bail!(
-                "--method `{m}`: the experiment has no cell of that method (it has: {})",
-                ids.join(", ")
-            );
-        }
-    }
+    // A bad --method or --model is refused before anything is created.
+    check_selection("--method", &opts.only_methods, exp, |c| &c.method)?;
+    check_selection("--model", &opts.only_models, exp, |c| &c.model)?;
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;
@@ -100,7 +124,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     let stamp = now_stamp().replace(':', "-");
     let mut pending: Vec<&Cell> = Vec::new();
     for cell in &exp.cells {
-        if !opts.only_methods.is_empty() && !opts.only_methods.contains(&cell.method) {
+        if !opts.selects(cell) {
             summary.cells_not_selected += 1;
             continue;
         }
@@ -287,7 +311,7 @@ struct GroupContext {
     search: std::result::Result<Batches, String>,
     baseline: wb_core::Accuracy,
     fp32_container_bytes: u64,
-    timing_inputs: crate::timed::TimingInputs,
+    timing_inputs: wb_torch::TimingInputs,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
     bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
@@ -355,7 +379,7 @@ impl GroupContext {
         let baseline = TorchEvaluator::new(&mut model, &eval).evaluate(&original)?;
         let fp32_container_bytes = container::write(&Artifact::dense(&original))?.len() as u64;
         let timing_inputs =
-            crate::timed::TimingInputs::new(&model, images, exp.timing.throughput_batch)?;
+            wb_torch::TimingInputs::new(&model, images, exp.timing.throughput_batch)?;
         Ok(Self {
             model,
             eval,
@@ -394,39 +418,36 @@ impl GroupContext {
         let t0 = Instant::now();
         let (candidates, search_stats) = {
             let step = StepProgress(&bars.step);
+            let mut ctx = Context {
+                seed: cell.seed,
+                evaluator: None,
+                trainer: Some(&mut self.trainer),
+                progress: &step,
+            };
             match &self.search {
                 Ok(search) => {
                     let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, search));
-                    let mut ctx = Context {
-                        seed: cell.seed,
-                        evaluator: Some(&mut ev),
-                        trainer: Some(&mut self.trainer),
-                        progress: &step,
-                    };
-                    let c = method.compress(&original, &mut ctx)?;
+                    ctx.evaluator = Some(&mut ev);
+                    let c =
+                        wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx)?;
+                    drop(ctx);
                     (c, ev.stats())
                 }
-                Err(why) => {
-                    let mut ctx = Context {
-                        seed: cell.seed,
-                        evaluator: None,
-                        trainer: Some(&mut self.trainer),
-                        progress: &step,
-                    };
-                    // Only a method that asked for an evaluator learns why there is none.
-                    let c = match method.compress(&original, &mut ctx) {
-                        Err(e @ wb_core::MethodError::NeedsEvaluator(_)) => {
-                            return Err(anyhow::Error::new(e)
-                                .context(format!("no search evaluator for this dataset: {why}")))
-                        }
-                        r => r?,
-                    };
+                // Only a method that needs an evaluator learns why there is none.
+                Err(why) if method.needs().evaluator => {
+                    bail!(
+                        "method `{}` needs a search evaluator, and this dataset has none: {why}",
+                        meth.id
+                    )
+                }
+                Err(_) => {
+                    let c =
+                        wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx)?;
                     (c, wb_core::EvalStats::default())
                 }
             }
         };
         let compress_s = t0.elapsed().as_secs_f64();
-        anyhow::ensure!(!candidates.is_empty(), "method returned no candidate");
         let extras: Vec<&serde_json::Value> = candidates.iter().map(|c| &c.extra).collect();
         crate::search_log::write_search_logs(dir, &cell.id, &extras)
             .context("writing the search log")?;
@@ -470,7 +491,7 @@ impl GroupContext {
         // The real artifact: written, read back, decoded. Its byte count is the file's.
         let adir = dir.artifacts(&cell.id);
         std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
-        let path = adir.join(format!("{}.wbc", wb_report::sanitize_name(&r.candidate)));
+        let path = adir.join(format!("{}.wbc", wb_core::io::sanitize_name(&r.candidate)));
         let (written, spans) = container::write_with_spans(artifact)?;
         wb_core::io::atomic_write(&path, &written)?;
         crate::layers::write_layers(dir, &cell.id, &r.candidate, artifact, &size, &spans)?;

@@ -32,7 +32,7 @@ pub fn write_search_logs(
             let mut df = records_to_frame(items)?;
             let path = dir.root.join("search").join(format!(
                 "{cell_id}__{}.parquet",
-                wb_report::sanitize_name(key)
+                wb_core::io::sanitize_name(key)
             ));
             write_parquet_atomic(&mut df, &path)?;
             written.push(path);

@@ -6,46 +6,7 @@ use crate::experiment::TimingSettings;
 use crate::results::{write_parquet_atomic, ResultsDir, Row};
 use anyhow::{anyhow, Result};
 use polars::prelude::*;
-use tch::{Device, Kind, Tensor};
-use wb_torch::{Bf16Model, Images, TorchModel};
-
-/// Seed of the timing sample (fixed so every cell times the same images).
-const TIMING_SEED: u64 = 0x71_3E;
-
-/// The inputs of the timed pass, prepared once per (model, dataset).
-pub struct TimingInputs {
-    b1: Tensor,
-    bn: Tensor,
-    b1_bf16: Tensor,
-    bn_bf16: Tensor,
-    batch: usize,
-}
-
-impl TimingInputs {
-    /// A seeded class-balanced sample of `batch` images from `images` (the first of them
-    /// is the batch-1 input), prepared for `model` on its device.
-    pub fn new(model: &TorchModel, images: &Images, batch: usize) -> Result<Self> {
-        let batch = batch.clamp(1, images.len().saturating_sub(1).max(1));
-        let idx = wb_torch::data::balanced_subset(&images.labels, batch.max(1), TIMING_SEED)
-            .map_err(|e| anyhow!("timing sample: {e}"))?;
-        let sample = images.subset(&idx);
-        let x = model.prepare(&sample)?.to_device(model.device());
-        let xb = x.to_kind(Kind::BFloat16);
-        Ok(Self {
-            b1: x.narrow(0, 0, 1).contiguous(),
-            bn: x,
-            b1_bf16: xb.narrow(0, 0, 1).contiguous(),
-            bn_bf16: xb,
-            batch,
-        })
-    }
-}
-
-fn sync(d: Device) {
-    if let Device::Cuda(i) = d {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
+use wb_torch::{Bf16Model, TimedBatch, TimingInputs, TorchModel};
 
 /// Timings of one path at batch 1 and the throughput batch.
 struct PathTiming {
@@ -72,21 +33,13 @@ impl PathTiming {
     }
 }
 
+/// Times `run` (one finished forward pass) at batch 1, then at the throughput batch.
 fn time_path<E>(
     cfg: &wb_measure::timing::TimingConfig,
-    dev: Device,
-    forward: impl Fn(&Tensor) -> std::result::Result<Tensor, E>,
-    b1: &Tensor,
-    bn: &Tensor,
+    run: impl Fn(TimedBatch) -> std::result::Result<(), E>,
 ) -> std::result::Result<PathTiming, E> {
-    let run = |x: &Tensor| -> std::result::Result<(), E> {
-        let y = forward(x)?;
-        sync(dev);
-        drop(y);
-        Ok(())
-    };
-    let t1 = wb_measure::timing::measure(cfg, || run(b1))?;
-    let tn = wb_measure::timing::measure(cfg, || run(bn))?;
+    let t1 = wb_measure::timing::measure(cfg, || run(TimedBatch::One))?;
+    let tn = wb_measure::timing::measure(cfg, || run(TimedBatch::Throughput))?;
     Ok(PathTiming { t1, tn })
 }
 
@@ -113,8 +66,8 @@ pub fn timed_pass(
         max_samples: 100_000,
         ..Default::default()
     };
-    let dev = model.device();
-    let f32t = time_path(&cfg, dev, |x| model.forward(x), &inputs.b1, &inputs.bn)?;
+    let batch = inputs.batch();
+    let f32t = time_path(&cfg, |b| inputs.run_f32(model, b))?;
     let (t1, tn) = (&f32t.t1, &f32t.tn);
     r.timed_path = Some("f32-dense".into());
     r.latency_ms_b1_median = Some(t1.stats.median_ms);
@@ -125,11 +78,11 @@ pub fn timed_pass(
     r.latency_ms_bn_median = Some(tn.stats.median_ms);
     r.latency_ms_bn_ci_low = Some(tn.stats.ci_low_ms);
     r.latency_ms_bn_ci_high = Some(tn.stats.ci_high_ms);
-    r.throughput_batch = Some(inputs.batch as u64);
-    r.throughput_img_s = Some(wb_measure::timing::throughput(inputs.batch, &tn.stats));
+    r.throughput_batch = Some(batch as u64);
+    r.throughput_img_s = Some(wb_measure::timing::throughput(batch, &tn.stats));
     let valid = f32t.valid();
     r.timing_valid = Some(valid);
-    r.timing_invalid_reasons = (!valid).then(|| f32t.reasons(inputs.batch, "").join("; "));
+    r.timing_invalid_reasons = (!valid).then(|| f32t.reasons(batch, "").join("; "));
 
     // The native BF16 path, where the artifact allows it and libtorch runs it.
     let mut bf16t = None;
@@ -143,14 +96,7 @@ pub fn timed_pass(
                 .install(decoded)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| {
-                    time_path(
-                        &cfg,
-                        m.device(),
-                        |x| m.forward(x),
-                        &inputs.b1_bf16,
-                        &inputs.bn_bf16,
-                    )
-                    .map_err(anyhow::Error::from)
+                    time_path(&cfg, |b| inputs.run_bf16(m, b)).map_err(anyhow::Error::from)
                 });
             match res {
                 Ok(t) => {
@@ -158,10 +104,10 @@ pub fn timed_pass(
                     r.latency_ms_b1_median_bf16 = Some(t.t1.stats.median_ms);
                     r.latency_ms_bn_median_bf16 = Some(t.tn.stats.median_ms);
                     r.throughput_img_s_bf16 =
-                        Some(wb_measure::timing::throughput(inputs.batch, &t.tn.stats));
+                        Some(wb_measure::timing::throughput(batch, &t.tn.stats));
                     r.timing_valid_bf16 = Some(t.valid());
                     if !t.valid() {
-                        let extra = t.reasons(inputs.batch, "bf16-native").join("; ");
+                        let extra = t.reasons(batch, "bf16-native").join("; ");
                         r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
                             Some(x) => format!("{x}; {extra}"),
                             None => extra,
@@ -182,22 +128,22 @@ pub fn timed_pass(
 
     // Raw samples, one row per timed call.
     let mut path: Vec<String> = Vec::new();
-    let mut batch: Vec<u32> = Vec::new();
+    let mut batches: Vec<u32> = Vec::new();
     let mut index: Vec<u32> = Vec::new();
     let mut ms: Vec<f64> = Vec::new();
     let mut push = |p: &str, b: usize, m: &wb_measure::timing::Timing| {
         for (i, x) in m.samples_ms.iter().enumerate() {
             path.push(p.to_string());
-            batch.push(b as u32);
+            batches.push(b as u32);
             index.push(i as u32);
             ms.push(*x);
         }
     };
     push("f32-dense", 1, t1);
-    push("f32-dense", inputs.batch, tn);
+    push("f32-dense", batch, tn);
     if let Some(t) = &bf16t {
         push("bf16-native", 1, &t.t1);
-        push("bf16-native", inputs.batch, &t.tn);
+        push("bf16-native", batch, &t.tn);
     }
     let n = ms.len();
     let mut df = DataFrame::new(
@@ -206,14 +152,14 @@ pub fn timed_pass(
             Column::new("cell_id".into(), vec![cell_id.to_string(); n]),
             Column::new("candidate".into(), vec![r.candidate.clone(); n]),
             Column::new("timed_path".into(), path),
-            Column::new("batch".into(), batch),
+            Column::new("batch".into(), batches),
             Column::new("sample".into(), index),
             Column::new("ms".into(), ms),
         ],
     )?;
     let path = dir.root.join("samples").join(format!(
         "{cell_id}__{}.parquet",
-        wb_report::sanitize_name(&r.candidate)
+        wb_core::io::sanitize_name(&r.candidate)
     ));
     write_parquet_atomic(&mut df, &path)?;
     Ok(())
@@ -232,12 +178,9 @@ fn energy_pass(model: &TorchModel, inputs: &TimingInputs, r: &mut Row) -> Result
             return Ok(());
         }
     };
-    let dev = model.device();
     let res = measure_energy(&mut counter, &EnergyConfig::default(), || {
-        let y = model.forward(&inputs.bn)?;
-        sync(dev);
-        drop(y);
-        Ok::<usize, wb_torch::TorchError>(inputs.batch)
+        inputs.run_f32(model, TimedBatch::Throughput)?;
+        Ok::<usize, wb_torch::TorchError>(inputs.batch())
     });
     match res {
         Ok(m) => {

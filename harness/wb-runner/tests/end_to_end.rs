@@ -37,13 +37,14 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         data_dir: data_dir(),
         results_root: results.to_path_buf(),
         repo_root: repo_root(),
-        device: tch::Device::Cpu,
+        device: wb_torch::Device::Cpu,
         threads: 2,
         interop_threads: 1,
         force,
         retry_failed: false,
         progress: false,
         only_methods: Vec::new(),
+        only_models: Vec::new(),
     }
 }
 

@@ -27,7 +27,7 @@ fn compress(id: &str, params: serde_json::Value, w: &WeightSet) -> WeightSet {
 #[test]
 fn lossless_exponent_sharing_gives_exactly_the_logits_of_the_bf16_cast() {
     let card = wb_torch::find_card(&repo_root().join("models"), "resnet20").unwrap();
-    let mut model = wb_torch::TorchModel::load(&card, tch::Device::Cpu).unwrap();
+    let mut model = wb_torch::TorchModel::load(&card, wb_torch::Device::Cpu).unwrap();
     let images = wb_torch::dataset("cifar10-exact932")
         .unwrap()
         .load(&data_dir())

@@ -55,6 +55,9 @@ pub enum TorchError {
         /// What disagrees.
         message: String,
     },
+    /// A sample of a dataset cannot be drawn (too few images of a class).
+    #[error("{0}")]
+    Sample(String),
     /// The requested device is not usable.
     #[error("device `{0}`")]
     Device(String),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod eval;
 mod infer;
 pub mod model;
+pub mod timing;
 pub mod train;
 
 pub use alloc::{release_free_memory, tune_allocator};
@@ -16,4 +17,9 @@ pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
 pub use infer::{inference_mode, INFERENCE_MODE};
 pub use model::{device_name, is_bf16_exact, parse_device, Bf16Model, TorchModel};
+pub use timing::{set_threads, TimedBatch, TimingInputs};
 pub use train::{TorchFineTuner, TRAIN_DATASET};
+
+/// The device type of every model and tensor of this crate (libtorch's), so that
+/// callers name devices without linking libtorch themselves.
+pub use tch::Device;

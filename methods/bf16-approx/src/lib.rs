@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod approx;
+pub mod view;
 
 use std::collections::HashMap;
 
@@ -70,6 +71,7 @@ pub const BF16_APPROX: MethodInfo = MethodInfo {
     summary: "BF16 exponent sharing/approximation, mantissa approximation, value sharing, retraining with projection (Kashikar et al., TECS 2024)",
     params: PARAMS,
     build,
+    view: Some(view::view),
 };
 
 /// This crate's registry entries.

@@ -2,6 +2,7 @@
 
 mod merge;
 mod method;
+pub mod view;
 
 pub use merge::{merge_bins, merge_bins_budget, MergeOrder, MergeOutcome, MergeStep};
 pub use method::{Coding, Merge, MergeWhich, Mode, MoeaBins, Scope};
@@ -32,6 +33,7 @@ pub const MOEA_BINS: MethodInfo = MethodInfo {
               2501.03095)",
     params: MoeaBins::SPECS,
     build,
+    view: Some(view::view),
 };
 
 /// The methods of this crate, for the runner's registry.

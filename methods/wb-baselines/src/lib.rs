@@ -16,6 +16,7 @@ pub const FP32: MethodInfo = MethodInfo {
     summary: "reference: every tensor stored as FP32",
     params: &[],
     build: cast::build_fp32,
+    view: None,
 };
 
 /// Registry entry of `bf16-cast`: compressible tensors as bfloat16 (round to nearest even).
@@ -24,6 +25,7 @@ pub const BF16_CAST: MethodInfo = MethodInfo {
     summary: "compressible tensors cast to bfloat16 (round to nearest even)",
     params: &[],
     build: cast::build_bf16,
+    view: None,
 };
 
 /// Registry entry of `fp16-cast`: compressible tensors as IEEE half (round to nearest
@@ -33,6 +35,7 @@ pub const FP16_CAST: MethodInfo = MethodInfo {
     summary: "compressible tensors cast to IEEE half (round to nearest even)",
     params: &[],
     build: cast::build_f16,
+    view: None,
 };
 
 /// Registry entry of `int8-affine`: symmetric int8 with one FP32 scale per output channel.
@@ -41,6 +44,7 @@ pub const INT8_AFFINE: MethodInfo = MethodInfo {
     summary: "symmetric per-output-channel int8 (scale = max|w|/127, round half to even)",
     params: &[],
     build: int8::build,
+    view: None,
 };
 
 /// Registry entry of `kmeans-uniform`: 1-D k-means weight sharing with the same `k` in
@@ -50,6 +54,7 @@ pub const KMEANS_UNIFORM: MethodInfo = MethodInfo {
     summary: "per-layer 1-D k-means weight sharing, same k in every compressible layer",
     params: KMeansUniform::SPECS,
     build: kmeans::build,
+    view: None,
 };
 
 /// Every baseline, in registry order: `fp32`, `bf16-cast`, `fp16-cast`, `int8-affine`,

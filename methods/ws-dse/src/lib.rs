@@ -3,6 +3,7 @@
 mod accounting;
 mod dse;
 mod grid;
+pub mod view;
 
 pub use accounting::{cr_global, cr_obj, LayerCost};
 pub use dse::{min_correct_above, prune, uniform_seeds, Init, SweepEntry, SweepOutcome, WsDse};
@@ -35,6 +36,7 @@ pub const WS_DSE: MethodInfo = MethodInfo {
               (Dupuis et al., ASP-DAC 2022)",
     params: WsDse::SPECS,
     build,
+    view: Some(view::view),
 };
 
 /// The methods of this crate, for the runner's registry.
