@@ -169,6 +169,43 @@ pub fn check_artifacts(info: &MethodInfo, given: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// The SHA-256 of every candidate's container, `label=hex` in candidate order, for
+/// `given` on the kit's weights with the fakes: a golden value that pins a method's
+/// output across refactors (update it only for an intended change, and say so).
+///
+/// # Errors
+/// The parameters are refused or compression fails.
+pub fn artifact_digests(info: &MethodInfo, given: &Value) -> Result<Vec<String>, String> {
+    use sha2::{Digest, Sha256};
+    let weights = resnet_like_weights(1);
+    let candidates = run(info, given, &weights, &weights, true, true)?
+        .result
+        .map_err(|e| format!("{} {given}: compress failed: {e}", info.id))?;
+    candidates
+        .iter()
+        .map(|c| {
+            let bytes = container::write(&c.artifact).map_err(|e| e.to_string())?;
+            Ok(format!(
+                "{}={}",
+                c.label,
+                crate::weights::hex(&Sha256::digest(&bytes))
+            ))
+        })
+        .collect()
+}
+
+/// One SHA-256 over [`artifact_digests`] (`label=hex` lines), with the candidate count:
+/// `"N:hex"`.
+///
+/// # Errors
+/// As [`artifact_digests`].
+pub fn combined_digest(info: &MethodInfo, given: &Value) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let lines = artifact_digests(info, given)?;
+    let all = Sha256::digest(lines.join("\n").as_bytes());
+    Ok(format!("{}:{}", lines.len(), crate::weights::hex(&all)))
+}
+
 fn check_size(artifact: &crate::Artifact, file_bytes: u64) -> Result<(), String> {
     let size = artifact.size();
     if size.total_bytes != file_bytes {

@@ -4,6 +4,7 @@ mod load;
 mod pareto;
 mod plot;
 mod render;
+pub mod schema;
 mod views;
 
 use std::collections::BTreeSet;

@@ -9,58 +9,10 @@ use polars::prelude::*;
 use crate::render::{render_params, Row, Section};
 use crate::ReportError;
 
-/// Name of the baseline method; its rows sort first in every table.
-
-/// The row schema the runner writes, in order. Every column is nullable.
+/// The row schema the runner writes, in order, with the types read back. Every column
+/// is nullable.
 pub(crate) fn expected_schema() -> Vec<(&'static str, DataType)> {
-    use DataType::{Float64 as F, Int64 as I, String as S};
-    vec![
-        ("experiment", S),
-        ("cell_id", S),
-        ("model", S),
-        ("dataset", S),
-        ("eval_split", S),
-        ("eval_images", I),
-        ("method", S),
-        ("params_json", S),
-        ("params_label", S),
-        ("seed", I),
-        ("candidate", S),
-        ("status", S),
-        ("error", S),
-        ("top1", F),
-        ("top5", F),
-        ("top1_correct", I),
-        ("top1_baseline", F),
-        ("top1_delta_pp", F),
-        ("counted_params", I),
-        ("bits_baseline", I),
-        ("bits_compressed", I),
-        ("compression_ratio", F),
-        ("memory_saving_pct", F),
-        ("artifact_bytes", I),
-        ("model_bytes_fp32", I),
-        ("latency_ms_b1_median", F),
-        ("latency_ms_b1_ci_low", F),
-        ("latency_ms_b1_ci_high", F),
-        ("throughput_img_s", F),
-        ("throughput_img_s_bf16", F),
-        ("timing_valid", DataType::Boolean),
-        ("timing_invalid_reasons", S),
-        ("decode_ms", F),
-        ("energy_j_per_img", F),
-        ("energy_source", S),
-        ("compress_s", F),
-        ("search_evaluations", I),
-        ("peak_rss_bytes", I),
-        ("device", S),
-        ("harness_version", S),
-        ("git_sha", S),
-        ("host", S),
-        ("threads", I),
-        ("timestamp", S),
-        ("extra_json", S),
-    ]
+    crate::schema::column_types()
 }
 
 /// The `*.parquet` files directly inside `results_dir/cells`, sorted by name.
@@ -194,7 +146,9 @@ pub(crate) fn load(results_dir: &Path) -> Result<(DataFrame, usize), ReportError
 /// including a missing status), in report order: model, dataset, the reference first,
 /// method, compression ratio, then params, candidate and seed for stability.
 pub(crate) fn select_sorted(df: &DataFrame, ok: bool, reference: &str) -> PolarsResult<DataFrame> {
-    let is_ok = col("status").fill_null(lit("")).eq(lit("ok"));
+    let is_ok = col("status")
+        .fill_null(lit(""))
+        .eq(lit(crate::schema::Status::Ok.as_str()));
     let pred = if ok { is_ok } else { is_ok.not() };
     let not_fp32 = col("method").fill_null(lit("")).neq(lit(reference));
     df.clone()

@@ -3,7 +3,7 @@
 
 use crate::experiment::{Cell, EvalSplit, Experiment};
 use crate::progress::{Bars, StepProgress};
-use crate::results::{self, ResultsDir, Row};
+use crate::results::{self, ResultsDir, Row, Status};
 use anyhow::{anyhow, bail, Context as _, Result};
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -204,7 +204,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
                 }
                 Err(e) => vec![failed_row(exp, cell, &info, None, e)],
             };
-            let failed = rows.iter().any(|r| r.status != "ok");
+            let failed = rows.iter().any(|r| r.status != Status::Ok);
             let mut df = results::to_frame(&rows)?;
             results::write_parquet_atomic(&mut df, &dir.cell_file(&cell.id))?;
             summary.rows_written += rows.len();
@@ -229,7 +229,7 @@ fn describe(r: &Row, secs: f64) -> String {
     } else {
         format!(" {}", r.params_json)
     };
-    if r.status == "ok" {
+    if r.status == Status::Ok {
         format!(
             "  ok     {} {} {}{}{}: top-1 {:.2} % ({:+.2} pp), CR {:.2}×, {} B  [{:.1} s]",
             r.model,
@@ -271,7 +271,7 @@ fn base_row(exp: &Experiment, cell: &Cell, info: &RunInfo) -> Row {
         params_label: cell.params_given.clone(),
         seed: cell.seed,
         candidate: "default".into(),
-        status: "ok".into(),
+        status: Status::Ok,
         energy_source: info.energy_source.clone(),
         device: info.device.clone(),
         harness_version: env!("CARGO_PKG_VERSION").into(),
@@ -293,7 +293,7 @@ fn failed_row(
     error: &str,
 ) -> Row {
     let mut r = base_row(exp, cell, info);
-    r.status = "failed".into();
+    r.status = Status::Failed;
     r.candidate = "-".into();
     r.error = Some(error.to_string());
     r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
@@ -465,7 +465,7 @@ impl GroupContext {
             match self.evaluate_candidate(cell, &cand.artifact, &original, dir, &mut r, exp, bars) {
                 Ok(()) => {}
                 Err(e) => {
-                    r.status = "failed".into();
+                    r.status = Status::Failed;
                     r.error = Some(format!("{e:#}"));
                 }
             }
