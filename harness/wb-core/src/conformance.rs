@@ -169,7 +169,8 @@ pub fn check_artifacts(info: &MethodInfo, given: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The SHA-256 of every candidate's container, `label=hex` in candidate order, for
+/// The SHA-256 of every candidate's container and of its diagnostics,
+/// `label=container+diagnostics` in candidate order, for
 /// `given` on the kit's weights with the fakes: a golden value that pins a method's
 /// output across refactors (update it only for an intended change, and say so).
 ///
@@ -186,9 +187,10 @@ pub fn artifact_digests(info: &MethodInfo, given: &Value) -> Result<Vec<String>,
         .map(|c| {
             let bytes = container::write(&c.artifact).map_err(|e| e.to_string())?;
             Ok(format!(
-                "{}={}",
+                "{}={}+{}",
                 c.label,
-                crate::weights::hex(&Sha256::digest(&bytes))
+                crate::weights::hex(&Sha256::digest(&bytes)),
+                crate::weights::hex(&Sha256::digest(c.extra.to_string().as_bytes()))
             ))
         })
         .collect()
