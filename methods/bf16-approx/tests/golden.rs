@@ -7,19 +7,19 @@
 const GOLDEN: &[(&str, &str)] = &[
     (
         r#"{}"#,
-        "1:e78f49576281e0af9b7b9ac0ccd121819547dc26c05829af4425d54ddbe2e841",
+        "1:b491937e79711f727d5d7e53677c28b7ab0ab32c8fce1e009b69c41f68c559bb",
     ),
     (
         r#"{"remove_bits": 2, "mantissa_bits": 3, "table": "model"}"#,
-        "1:bb2a067d098147d4eb970804bbe19dcd755c74dd2f6e3ff7d2e629e2ff866b7e",
+        "1:1b056681778bd590ce67414d96d2647b521dd9ad31ee75e09bea48448865db62",
     ),
     (
         r#"{"retrain_epochs": 1, "remove_bits": 1, "mantissa_bits": 4}"#,
-        "1:f3a276e7311d32303015ea6e663768059664876dab7c4980c8dfb6b32222309e",
+        "1:bf821489753735863f43a1fb43643bba3fa7f46553fb78bc1a05cb839cf4c718",
     ),
     (
         r#"{"value_sharing": "always", "zero_entry": "extra"}"#,
-        "1:f7b957d8679fae2a146b236a81e43dc387edd942f8e8f39a136fda2691cae384",
+        "1:1c73d49c2dd7477cd176554e04914bd349947b2185dbc909a731879845ed5b41",
     ),
 ];
 

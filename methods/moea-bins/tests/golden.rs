@@ -7,15 +7,15 @@
 const GOLDEN: &[(&str, &str)] = &[
     (
         r#"{}"#,
-        "1:32d48e0e686be7c537000be020c5069868db33565ff6018773f16ab8a4a8f4d5",
+        "1:543c0ca5af40827e56294561597d106bfe7704ce56bed87f87574d4806aa4ed3",
     ),
     (
         r#"{"huffman": "layer", "merge": "center_to_end", "emit_stages": true, "pop_size": 10, "generations": 3}"#,
-        "4:52e42d9101d584e631790a4ba8f1803141dbdfaca5f82d502fe4a76b6ffab5de",
+        "4:37e0dfe3b9c1a877ff38cd43b8f226b54c45b62eb4c63aed5626ecb914195e28",
     ),
     (
         r#"{"mode": "random-ub", "ub": 16}"#,
-        "1:41005f2572fd31c0fa677ba7cfa1714a23df52b9fe561f3e2a7d7e36c79f8311",
+        "1:6e54b114e1b573290b2650829ebae3c120f5660741ec00abdabd2b226f04858b",
     ),
 ];
 

@@ -7,11 +7,11 @@
 const GOLDEN: &[(&str, &str)] = &[
     (
         r#"{}"#,
-        "1:af7868eefaa740a739d597fe955660426955217fd01a3e59610536b5354f0249",
+        "1:fb8c76f0e7178020dc47b548c3fe801c1384f1254555ad6a2ce4c0f2646de6b9",
     ),
     (
         r#"{"k": 2}"#,
-        "1:b59cabcb4996b1dc14a05393bc3ea59df6a3f095f95f02a1a4607b7ed54d189f",
+        "1:478cdf806255cc7a3c9748840c004856a4b240d23d2da0c70c201e5b2bb2a4e3",
     ),
 ];
 

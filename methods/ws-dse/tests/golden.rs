@@ -7,11 +7,11 @@
 const GOLDEN: &[(&str, &str)] = &[
     (
         r#"{}"#,
-        "11:90c172dd48dcdf75fe77903536bee9f633b596c37ad3947cfba8ff9f1d83dfb8",
+        "11:75181a9ab0f11f7041f8c8580b660a4ec60cbb157212169a400c841a6f7bc653",
     ),
     (
         r#"{"init": "uniform", "k_points": 10, "pop_size": 8, "generations": 3, "quality": 0.5}"#,
-        "5:486246c174aeb01f4cbfd4cdb6790e3bb5d7c877135be11ce28decb01182b634",
+        "5:2f9e00198cc54331bebcec6da54a8ebfdc950f0a5976888472162ae22d158d2d",
     ),
 ];
 
