@@ -460,34 +460,74 @@ fn err(c: Option<usize>, n: usize) -> Value {
     c.map_or(Value::Null, |c| json!(1.0 - c as f64 / n as f64))
 }
 
-impl Method for MoeaBins {
-    fn needs(&self) -> Needs {
-        match self.mode {
-            Mode::Moea => Needs::EVALUATOR,
-            Mode::RandomUb => Needs::NONE,
-        }
+/// Merges the keys of `more` into the JSON object `base`.
+fn with(mut base: Value, more: Value) -> Value {
+    if let (Value::Object(b), Value::Object(m)) = (&mut base, more) {
+        b.extend(m);
     }
+    base
+}
 
-    fn compress(
-        &self,
-        weights: &WeightSet,
-        ctx: &mut Context<'_>,
-    ) -> Result<Vec<Candidate>, MethodError> {
-        // Fields are public, so a hand-built value may never have met the declaration.
-        self.check()?;
-        let seed = ctx.seed;
-        let progress: &dyn Progress = ctx.progress;
-        let mut ev: Option<&mut dyn Evaluator> = ctx.evaluator.as_deref_mut();
-        if self.mode == Mode::Moea && ev.is_none() {
-            return Err(MethodError::NeedsEvaluator(ID));
-        }
-        let scoped = Scoped::new(weights, self.scope)?;
-        let start_evaluations = ev.as_deref().map_or(0, |e| e.stats().evaluations);
-        let n_weights = scoped.data.len();
+/// What every step of one compression shares: the parameters, the weights, the
+/// scoped vector and the scores of the FP32 model and of Random UB.
+struct Job<'a> {
+    m: &'a MoeaBins,
+    weights: &'a WeightSet,
+    scoped: Scoped,
+    dense_bytes: u64,
+    progress: &'a dyn Progress,
+    /// Top-1 count of the FP32 weights on the search subset (`None` without evaluator).
+    c0: Option<usize>,
+    /// Images of the search subset (0 without evaluator).
+    images: usize,
+    /// Random UB: uniform binning at `k = ub`, its quantization and its score.
+    rub: UniformBins,
+    rub_q: Quantized,
+    rub_correct: Option<usize>,
+}
+
+/// The NSGA-II search over k: scores by k, and what the search log records.
+struct Search {
+    /// (non-empty bins, top-1 count) of every k evaluated.
+    cache: HashMap<usize, (usize, usize)>,
+    /// One record per generation.
+    history: Vec<Value>,
+    /// The final front's k, unique, by increasing number of bins.
+    front_k: Vec<usize>,
+    generations: usize,
+    objective_calls: usize,
+    calls_cached: u64,
+    /// Evaluator evaluations computed when the search ended.
+    computed_after: u64,
+    hv_ref: [f64; 2],
+}
+
+/// The front after the merge phase.
+struct Merged {
+    solutions: Vec<Solution>,
+    log: Vec<Value>,
+    spent: usize,
+}
+
+/// The candidates and the per-candidate records of the search log.
+struct Encoded {
+    out: Vec<Candidate>,
+    stage_cands: Vec<Candidate>,
+    front_after: Vec<Value>,
+    codebooks: Vec<Value>,
+}
+
+impl<'a> Job<'a> {
+    /// Scopes the weights and scores the FP32 model and Random UB on the search subset.
+    fn start(
+        m: &'a MoeaBins,
+        weights: &'a WeightSet,
+        progress: &'a dyn Progress,
+        mut ev: Option<&mut (dyn Evaluator + '_)>,
+    ) -> Result<Self, MethodError> {
+        let scoped = Scoped::new(weights, m.scope)?;
         let dense_bytes = Artifact::dense(weights).size().total_bytes;
-        progress.set_length((2 + self.pop_size * self.generations + self.merge_budget) as u64);
-
-        // Baseline and Random UB (k = ub) on the search subset.
+        progress.set_length((2 + m.pop_size * m.generations + m.merge_budget) as u64);
         progress.message("moea-bins: FP32 baseline and Random UB on the search subset");
         let (c0, images) = match ev.as_deref_mut() {
             Some(e) => {
@@ -502,9 +542,9 @@ impl Method for MoeaBins {
             None => (None, 0),
         };
         progress.inc(1);
-        let rub = binning(&scoped.data, self.ub)?;
+        let rub = binning(&scoped.data, m.ub)?;
         let rub_q = Quantized::new(&rub, &identity(rub.len()));
-        let rub_correct = match ev.as_deref_mut() {
+        let rub_correct = match ev {
             Some(e) => Some(
                 e.evaluate(&scoped.install(weights, &rub_q.decoded()))?
                     .top1_correct,
@@ -512,69 +552,107 @@ impl Method for MoeaBins {
             None => None,
         };
         progress.inc(1);
-        let stage_extra = |stage: &str, k: usize, bins_ub: usize, correct: Option<usize>| {
-            json!({
-                "stage": stage,
-                "k": k,
-                "bins_ub": bins_ub,
-                "search_images": images,
-                "search_baseline_top1_correct": c0,
-                "search_error_baseline": err(c0, images),
-                "search_top1_correct": correct,
-                "search_error": err(correct, images),
-                "search_top1_pct": correct.map(|c| pct(c, images)),
-                "scope": match self.scope { Scope::ConvLinear => "conv-linear", Scope::All => "all" },
-            })
-        };
-        let with = |mut base: Value, more: Value| {
-            if let (Value::Object(b), Value::Object(m)) = (&mut base, more) {
-                b.extend(m);
-            }
-            base
-        };
-        let rub_candidate = |coding: Coding, label: &str| -> Result<Candidate, MethodError> {
-            let artifact = build_artifact(weights, &scoped, &rub_q, coding)?;
-            let acc = accounting(&artifact, &scoped, &rub_q, dense_bytes);
-            let mut extra = with(
-                stage_extra("random_ub", self.ub, rub.len(), rub_correct),
-                acc,
-            );
-            extra["encoding"] = json!(coding.encoding_name());
-            Ok(Candidate {
-                label: label.into(),
+        Ok(Self {
+            m,
+            weights,
+            scoped,
+            dense_bytes,
+            progress,
+            c0,
+            images,
+            rub,
+            rub_q,
+            rub_correct,
+        })
+    }
+
+    /// The diagnostics every candidate of a stage carries.
+    fn stage_extra(&self, stage: &str, k: usize, bins_ub: usize, correct: Option<usize>) -> Value {
+        let (c0, images) = (self.c0, self.images);
+        json!({
+            "stage": stage,
+            "k": k,
+            "bins_ub": bins_ub,
+            "search_images": images,
+            "search_baseline_top1_correct": c0,
+            "search_error_baseline": err(c0, images),
+            "search_top1_correct": correct,
+            "search_error": err(correct, images),
+            "search_top1_pct": correct.map(|c| pct(c, images)),
+            "scope": match self.m.scope { Scope::ConvLinear => "conv-linear", Scope::All => "all" },
+        })
+    }
+
+    /// A candidate of `q` (binning at `k`, `bins_ub` bins before merge) coded with
+    /// `coding`, with its stage diagnostics and accounting.
+    fn candidate(
+        &self,
+        label: String,
+        q: &Quantized,
+        coding: Coding,
+        stage: (&str, usize, usize, Option<usize>),
+    ) -> Result<(Candidate, Value), MethodError> {
+        let artifact = build_artifact(self.weights, &self.scoped, q, coding)?;
+        let acc = accounting(&artifact, &self.scoped, q, self.dense_bytes);
+        let (name, k, bins_ub, correct) = stage;
+        let mut extra = with(self.stage_extra(name, k, bins_ub, correct), acc.clone());
+        extra["encoding"] = json!(coding.encoding_name());
+        Ok((
+            Candidate {
+                label,
                 artifact,
                 extra,
-            })
-        };
+            },
+            acc,
+        ))
+    }
 
-        if self.mode == Mode::RandomUb {
-            let mut c = rub_candidate(self.huffman, "random-ub")?;
-            c.extra["search"] = json!({
-                "mode": "random-ub",
-                "counted_weights": n_weights,
-                "codebook": rub_q.values.iter().zip(&rub_q.counts).enumerate()
-                    .map(|(i, (v, n))| json!({"candidate": "random-ub", "index": i, "value": v, "count": n}))
-                    .collect::<Vec<_>>(),
-            });
-            return Ok(vec![c]);
+    /// Random UB as a candidate (the paper's row; the whole result in `random-ub` mode).
+    fn rub_candidate(&self, coding: Coding, label: &str) -> Result<Candidate, MethodError> {
+        let stage = ("random_ub", self.m.ub, self.rub.len(), self.rub_correct);
+        Ok(self.candidate(label.into(), &self.rub_q, coding, stage)?.0)
+    }
+
+    /// `random-ub` mode: Random UB alone, with its codebook as the search log.
+    fn random_ub_only(&self) -> Result<Vec<Candidate>, MethodError> {
+        let mut c = self.rub_candidate(self.m.huffman, "random-ub")?;
+        let q = &self.rub_q;
+        c.extra["search"] = json!({
+            "mode": "random-ub",
+            "counted_weights": self.scoped.data.len(),
+            "codebook": q.values.iter().zip(&q.counts).enumerate()
+                .map(|(i, (v, n))| json!({"candidate": "random-ub", "index": i, "value": v, "count": n}))
+                .collect::<Vec<_>>(),
+        });
+        Ok(vec![c])
+    }
+
+    /// Whether a solution with `c` correct search images is merged (and reported).
+    fn qualifies(&self, c: usize) -> bool {
+        let c0 = self.c0.unwrap_or(0);
+        match self.m.merge_which {
+            MergeWhich::NotWorse => c >= c0,
+            MergeWhich::Better => c > c0,
+            MergeWhich::All => true,
         }
-        let ev: &mut dyn Evaluator = ev.expect("checked above");
-        let c0 = c0.expect("evaluator present");
+    }
 
-        // NSGA-II over k: objectives 1 − top-1 (search subset) and the number of
-        // non-empty bins, evaluations cached by k.
+    /// NSGA-II over k: objectives 1 − top-1 (search subset) and the number of non-empty
+    /// bins, evaluations cached by k.
+    fn search(&self, ev: &mut (dyn Evaluator + '_), seed: u64) -> Result<Search, MethodError> {
+        let (m, progress, images) = (self.m, self.progress, self.images);
         let mut cache: HashMap<usize, (usize, usize)> = HashMap::new();
-        cache.insert(self.ub, (rub.len(), rub_correct.expect("evaluated")));
+        cache.insert(m.ub, (self.rub.len(), self.rub_correct.expect("evaluated")));
         let mut calls_cached = 0u64;
         let computed = Cell::new(ev.stats().evaluations);
         let mut history: Vec<Value> = Vec::new();
-        let initial: Vec<Vec<i64>> = self
+        let initial: Vec<Vec<i64>> = m
             .initial_population()
             .into_iter()
             .map(|k| vec![k])
             .collect();
-        let generations = self.generations;
-        let hv_ref = [1.0, (self.ub + 1) as f64];
+        let generations = m.generations;
+        let hv_ref = [1.0, (m.ub + 1) as f64];
         let result = {
             let evaluate = |x: &[i64]| -> Result<Vec<f64>, MethodError> {
                 let k = x[0] as usize;
@@ -584,8 +662,8 @@ impl Method for MoeaBins {
                         v
                     }
                     None => {
-                        let ub = binning(&scoped.data, k)?;
-                        let ws = scoped.install(weights, &ub.dequantize());
+                        let ub = binning(&self.scoped.data, k)?;
+                        let ws = self.scoped.install(self.weights, &ub.dequantize());
                         let c = ev.evaluate(&ws)?.top1_correct;
                         cache.insert(k, (ub.len(), c));
                         (ub.len(), c)
@@ -621,8 +699,8 @@ impl Method for MoeaBins {
                 ));
             };
             nsga2_with_initial(
-                &[(self.lb as i64, self.ub as i64)],
-                &self.nsga_params(seed),
+                &[(m.lb as i64, m.ub as i64)],
+                &m.nsga_params(seed),
                 &initial,
                 evaluate,
                 observe,
@@ -632,37 +710,40 @@ impl Method for MoeaBins {
                 Nsga2Error::Evaluation(e) => e,
             })?
         };
-        let nsga_calls = result.evaluations;
-        let nsga_computed = ev.stats().evaluations;
-
-        // The final front, unique k, by increasing number of bins.
         let mut front_k: Vec<usize> = result.front().iter().map(|i| i.x[0] as usize).collect();
         front_k.sort_by_key(|k| (cache[k].0, *k));
         front_k.dedup();
-        let qualifies = |c: usize| match self.merge_which {
-            MergeWhich::NotWorse => c >= c0,
-            MergeWhich::Better => c > c0,
-            MergeWhich::All => true,
-        };
+        Ok(Search {
+            cache,
+            history,
+            front_k,
+            generations: result.generations,
+            objective_calls: result.evaluations,
+            calls_cached,
+            computed_after: ev.stats().evaluations,
+            hv_ref,
+        })
+    }
 
+    /// The greedy merge of the qualifying front solutions, fewest bins first, within
+    /// the merge budget.
+    fn merge(&self, ev: &mut (dyn Evaluator + '_), search: &Search) -> Result<Merged, MethodError> {
+        let (m, progress, cache) = (self.m, self.progress, &search.cache);
         // Now that the front is known, bound the bar's merge part by what the passes can
         // ask (at most two scores per bin) instead of the whole budget.
-        if self.merge.order().is_some() {
-            let most: usize = front_k
+        if m.merge.order().is_some() {
+            let most: usize = search
+                .front_k
                 .iter()
-                .filter(|k| qualifies(cache[k].1))
+                .filter(|k| self.qualifies(cache[k].1))
                 .map(|k| 2 * cache[k].0)
                 .sum();
-            progress.set_length(
-                (2 + self.pop_size * self.generations + most.min(self.merge_budget)) as u64,
-            );
+            progress.set_length((2 + m.pop_size * m.generations + most.min(m.merge_budget)) as u64);
         }
-
-        // Merge of the qualifying solutions.
-        let mut solutions: Vec<Solution> = Vec::with_capacity(front_k.len());
-        let mut merge_log: Vec<Value> = Vec::new();
-        let mut merge_spent = 0usize;
-        for &k in &front_k {
+        let mut solutions: Vec<Solution> = Vec::with_capacity(search.front_k.len());
+        let mut log: Vec<Value> = Vec::new();
+        let mut spent = 0usize;
+        for &k in &search.front_k {
             let (bins, correct) = cache[&k];
             let mut s = Solution {
                 k,
@@ -677,20 +758,21 @@ impl Method for MoeaBins {
             };
             // The budget is spent on the solutions with the fewest bins first (the
             // front is sorted that way): they give the smallest codebooks.
-            let left = self.merge_budget.saturating_sub(merge_spent);
-            if let (Some(order), true, true) = (self.merge.order(), qualifies(correct), left > 0) {
+            let left = m.merge_budget.saturating_sub(spent);
+            if let (Some(order), true, true) = (m.merge.order(), self.qualifies(correct), left > 0)
+            {
                 progress.message(&format!(
                     "moea-bins: merging k = {k} ({bins} bins, {left} evaluations left)"
                 ));
-                let ub = binning(&scoped.data, k)?;
+                let ub = binning(&self.scoped.data, k)?;
                 let out = merge_bins_budget(bins, correct, order, left, |starts, thr| {
                     let q = Quantized::new(&ub, starts);
-                    let r = score(ev, weights, &scoped, &q.decoded(), thr);
+                    let r = score(ev, self.weights, &self.scoped, &q.decoded(), thr);
                     progress.inc(1);
                     r
                 })?;
                 for (i, st) in out.steps.iter().enumerate() {
-                    merge_log.push(json!({
+                    log.push(json!({
                         "k": k,
                         "step": i,
                         "boundary_bin": st.boundary,
@@ -708,26 +790,35 @@ impl Method for MoeaBins {
                 s.merge_evaluations = out.evaluations;
                 s.merges_accepted = out.accepted;
                 s.merge_complete = out.complete;
-                merge_spent += out.evaluations;
+                spent += out.evaluations;
             }
             solutions.push(s);
         }
+        Ok(Merged {
+            solutions,
+            log,
+            spent,
+        })
+    }
 
-        // The solutions reported: those that qualify for the merge (the paper's MO-UB
-        // rows list only front solutions at least as good as the baseline), or the
-        // whole front when none does, so that a cell always has candidates.
-        let reported: Vec<usize> = {
-            let q: Vec<usize> = (0..solutions.len())
-                .filter(|&i| qualifies(solutions[i].correct_before))
-                .collect();
-            if q.is_empty() {
-                (0..solutions.len()).collect()
-            } else {
-                q
-            }
-        };
-        // Final front after merge: the non-dominated (error, shared values) points among
-        // them, by increasing compression (decreasing number of shared values).
+    /// The solutions reported: those that qualify for the merge (the paper's MO-UB rows
+    /// list only front solutions at least as good as the baseline), or the whole front
+    /// when none does, so that a cell always has candidates.
+    fn reported(&self, solutions: &[Solution]) -> Vec<usize> {
+        let q: Vec<usize> = (0..solutions.len())
+            .filter(|&i| self.qualifies(solutions[i].correct_before))
+            .collect();
+        if q.is_empty() {
+            (0..solutions.len()).collect()
+        } else {
+            q
+        }
+    }
+
+    /// The final front after merge: the non-dominated (error, shared values) points
+    /// among the reported solutions, by increasing compression (decreasing number of
+    /// shared values).
+    fn finals(solutions: &[Solution], reported: &[usize]) -> Vec<usize> {
         let objectives: Vec<[f64; 2]> = reported
             .iter()
             .map(|&i| {
@@ -748,7 +839,18 @@ impl Method for MoeaBins {
                 .then(sb.correct_after.cmp(&sa.correct_after))
                 .then(sa.k.cmp(&sb.k))
         });
+        finals
+    }
 
+    /// The candidates of the final front (`pNN`), with the paper's stage rows
+    /// (`merge-pNN`, `ub-pNN`, `random-ub`) when `emit_stages` asks for them.
+    fn encode(
+        &self,
+        solutions: &[Solution],
+        reported: &[usize],
+        finals: &[usize],
+    ) -> Result<Encoded, MethodError> {
+        let (m, images) = (self.m, self.images);
         let width = finals
             .len()
             .max(reported.len())
@@ -756,30 +858,32 @@ impl Method for MoeaBins {
             .to_string()
             .len()
             .max(2);
-        let mut out: Vec<Candidate> = Vec::new();
-        let mut front_after: Vec<Value> = Vec::new();
-        let mut codebooks: Vec<Value> = Vec::new();
-        let mut stage_cands: Vec<Candidate> = Vec::new();
+        let mut enc = Encoded {
+            out: Vec::new(),
+            stage_cands: Vec::new(),
+            front_after: Vec::new(),
+            codebooks: Vec::new(),
+        };
         for (i, &si) in finals.iter().enumerate() {
             let s = &solutions[si];
-            let ub = binning(&scoped.data, s.k)?;
+            let ub = binning(&self.scoped.data, s.k)?;
             let q = Quantized::new(&ub, &s.starts);
             let label = format!("p{i:0width$}");
-            let artifact = build_artifact(weights, &scoped, &q, self.huffman)?;
-            let acc = accounting(&artifact, &scoped, &q, dense_bytes);
-            let stage = match (s.merged, self.huffman) {
+            let stage = match (s.merged, m.huffman) {
                 (true, Coding::Fixed) => "mo_ub_merge",
                 (true, _) => "mo_ub_merge_huffman",
                 (false, Coding::Fixed) => "mo_ub",
                 (false, _) => "mo_ub_huffman",
             };
-            let mut extra = with(
-                stage_extra(stage, s.k, s.bins, Some(s.correct_after)),
-                acc.clone(),
-            );
-            extra["encoding"] = json!(self.huffman.encoding_name());
+            let (mut cand, acc) = self.candidate(
+                label.clone(),
+                &q,
+                m.huffman,
+                (stage, s.k, s.bins, Some(s.correct_after)),
+            )?;
+            let extra = &mut cand.extra;
             extra["merged"] = json!(s.merged);
-            extra["merge_method"] = json!(match (s.merged, self.merge.order()) {
+            extra["merge_method"] = json!(match (s.merged, m.merge.order()) {
                 (true, Some(MergeOrder::LeftToRight)) => Some("left_to_right"),
                 (true, Some(MergeOrder::CenterToEnd)) => Some("center_to_end"),
                 _ => None,
@@ -790,7 +894,7 @@ impl Method for MoeaBins {
             extra["merge_evaluations"] = json!(s.merge_evaluations);
             extra["merges_accepted"] = json!(s.merges_accepted);
             extra["merge_complete"] = json!(s.merge_complete);
-            front_after.push(with(
+            enc.front_after.push(with(
                 json!({
                     "candidate": label,
                     "k": s.k,
@@ -808,57 +912,55 @@ impl Method for MoeaBins {
                 acc,
             ));
             for (j, (v, c)) in q.values.iter().zip(&q.counts).enumerate() {
-                codebooks.push(json!({"candidate": label, "index": j, "value": v, "count": c}));
+                enc.codebooks
+                    .push(json!({"candidate": label, "index": j, "value": v, "count": c}));
             }
-            if self.emit_stages && self.huffman != Coding::Fixed {
-                let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;
-                let acc = accounting(&artifact, &scoped, &q, dense_bytes);
-                let mut extra = with(
-                    stage_extra(
-                        if s.merged { "mo_ub_merge" } else { "mo_ub" },
-                        s.k,
-                        s.bins,
-                        Some(s.correct_after),
-                    ),
-                    acc,
-                );
-                extra["encoding"] = json!("fixed");
-                extra["merged"] = json!(s.merged);
-                stage_cands.push(Candidate {
-                    label: format!("merge-p{i:0width$}"),
-                    artifact,
-                    extra,
-                });
+            if m.emit_stages && m.huffman != Coding::Fixed {
+                let name = if s.merged { "mo_ub_merge" } else { "mo_ub" };
+                let (mut c, _) = self.candidate(
+                    format!("merge-p{i:0width$}"),
+                    &q,
+                    Coding::Fixed,
+                    (name, s.k, s.bins, Some(s.correct_after)),
+                )?;
+                c.extra["merged"] = json!(s.merged);
+                enc.stage_cands.push(c);
             }
-            out.push(Candidate {
-                label,
-                artifact,
-                extra,
-            });
+            enc.out.push(cand);
         }
-        if self.emit_stages {
-            stage_cands.push(rub_candidate(Coding::Fixed, "random-ub")?);
+        if m.emit_stages {
+            enc.stage_cands
+                .push(self.rub_candidate(Coding::Fixed, "random-ub")?);
             for (i, s) in reported.iter().map(|&i| &solutions[i]).enumerate() {
-                let ub = binning(&scoped.data, s.k)?;
+                let ub = binning(&self.scoped.data, s.k)?;
                 let q = Quantized::new(&ub, &identity(ub.len()));
-                let artifact = build_artifact(weights, &scoped, &q, Coding::Fixed)?;
-                let acc = accounting(&artifact, &scoped, &q, dense_bytes);
-                let mut extra = with(
-                    stage_extra("mo_ub", s.k, s.bins, Some(s.correct_before)),
-                    acc,
-                );
-                extra["encoding"] = json!("fixed");
-                extra["merged"] = json!(false);
-                stage_cands.push(Candidate {
-                    label: format!("ub-p{i:0width$}"),
-                    artifact,
-                    extra,
-                });
+                let (mut c, _) = self.candidate(
+                    format!("ub-p{i:0width$}"),
+                    &q,
+                    Coding::Fixed,
+                    ("mo_ub", s.k, s.bins, Some(s.correct_before)),
+                )?;
+                c.extra["merged"] = json!(false);
+                enc.stage_cands.push(c);
             }
         }
+        Ok(enc)
+    }
 
-        let stats = ev.stats();
-        let front_before: Vec<Value> = solutions
+    /// The search log carried by the first candidate: every stage's scores, the
+    /// NSGA-II history, the merges and the evaluation counts.
+    #[allow(clippy::too_many_arguments)]
+    fn search_log(
+        &self,
+        start_evaluations: u64,
+        stats: wb_core::EvalStats,
+        search: &Search,
+        merged: &Merged,
+        enc: &mut Encoded,
+    ) -> Value {
+        let (m, images, c0) = (self.m, self.images, self.c0.unwrap_or(0));
+        let front_before: Vec<Value> = merged
+            .solutions
             .iter()
             .map(|s| {
                 json!({
@@ -866,48 +968,49 @@ impl Method for MoeaBins {
                     "bins": s.bins,
                     "top1_correct": s.correct_before,
                     "error": err(Some(s.correct_before), images),
-                    "qualifies_for_merge": qualifies(s.correct_before),
+                    "qualifies_for_merge": self.qualifies(s.correct_before),
                     "merged": s.merged,
                     "merge_complete": s.merge_complete,
                 })
             })
             .collect();
         let mut evaluated_k: Vec<(usize, usize, usize)> =
-            cache.iter().map(|(&k, &(b, c))| (k, b, c)).collect();
+            search.cache.iter().map(|(&k, &(b, c))| (k, b, c)).collect();
         evaluated_k.sort_unstable();
-        let search_log = json!({
+        let nsga_computed = search.computed_after;
+        json!({
             "mode": "moea",
-            "counted_weights": n_weights,
+            "counted_weights": self.scoped.data.len(),
             "search_images": images,
             "baseline_top1_correct": c0,
             "baseline_error": err(Some(c0), images),
-            "random_ub": {"k": self.ub, "bins": rub.len(), "top1_correct": rub_correct},
-            "lb": self.lb,
-            "ub": self.ub,
-            "initial_population": self.initial_population(),
-            "generations": history,
+            "random_ub": {"k": m.ub, "bins": self.rub.len(), "top1_correct": self.rub_correct},
+            "lb": m.lb,
+            "ub": m.ub,
+            "initial_population": m.initial_population(),
+            "generations": search.history,
             "front_before_merge": front_before,
-            "front_after_merge": front_after,
-            "codebook": codebooks,
-            "merge_steps": merge_log,
-            "merge_budget": self.merge_budget,
-            "merge_evaluations": merge_spent,
+            "front_after_merge": std::mem::take(&mut enc.front_after),
+            "codebook": std::mem::take(&mut enc.codebooks),
+            "merge_steps": merged.log,
+            "merge_budget": m.merge_budget,
+            "merge_evaluations": merged.spent,
             "evaluated_k": evaluated_k.iter().map(|(k, b, c)| json!({
                 "k": k, "bins": b, "top1_correct": c, "error": err(Some(*c), images),
             })).collect::<Vec<_>>(),
             "nsga2": {
-                "pop_size": self.pop_size,
-                "generations": result.generations,
-                "sbx_prob": self.sbx_prob,
+                "pop_size": m.pop_size,
+                "generations": search.generations,
+                "sbx_prob": m.sbx_prob,
                 "sbx_prob_var": 0.5,
-                "sbx_eta": self.sbx_eta,
-                "pm_eta": self.pm_eta,
-                "pm_prob": self.pm_prob,
-                "objective_calls": nsga_calls,
-                "distinct_k": cache.len(),
-                "method_cache_hits": calls_cached,
+                "sbx_eta": m.sbx_eta,
+                "pm_eta": m.pm_eta,
+                "pm_prob": m.pm_prob,
+                "objective_calls": search.objective_calls,
+                "distinct_k": search.cache.len(),
+                "method_cache_hits": search.calls_cached,
             },
-            "hypervolume_reference": {"error": hv_ref[0], "bins": hv_ref[1]},
+            "hypervolume_reference": {"error": search.hv_ref[0], "bins": search.hv_ref[1]},
             "evaluations": {
                 "baseline_and_random_ub": 2,
                 "nsga2": nsga_computed.saturating_sub(start_evaluations + 2),
@@ -915,11 +1018,51 @@ impl Method for MoeaBins {
                 "total_computed": stats.evaluations.saturating_sub(start_evaluations),
                 "evaluator_cache_hits": stats.cache_hits,
             },
-        });
-        if let Some(first) = out.first_mut() {
-            first.extra["search"] = search_log;
+        })
+    }
+}
+
+impl Method for MoeaBins {
+    fn needs(&self) -> Needs {
+        match self.mode {
+            Mode::Moea => Needs::EVALUATOR,
+            Mode::RandomUb => Needs::NONE,
         }
-        out.extend(stage_cands);
+    }
+
+    /// Baseline and Random UB, then (mode `moea`) NSGA-II over k, the merge of the
+    /// qualifying front solutions, the final front's candidates and the search log.
+    fn compress(
+        &self,
+        weights: &WeightSet,
+        ctx: &mut Context<'_>,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        // Fields are public, so a hand-built value may never have met the declaration.
+        self.check()?;
+        if self.mode == Mode::Moea && ctx.evaluator.is_none() {
+            return Err(MethodError::NeedsEvaluator(ID));
+        }
+        let (seed, progress) = (ctx.seed, ctx.progress);
+        let start_evaluations = ctx
+            .evaluator
+            .as_deref()
+            .map_or(0, |e| e.stats().evaluations);
+        let job = Job::start(self, weights, progress, ctx.evaluator.as_deref_mut())?;
+        let ev = match ctx.evaluator.as_deref_mut() {
+            Some(ev) if self.mode == Mode::Moea => ev,
+            _ => return job.random_ub_only(),
+        };
+        let search = job.search(ev, seed)?;
+        let merged = job.merge(ev, &search)?;
+        let reported = job.reported(&merged.solutions);
+        let finals = Job::finals(&merged.solutions, &reported);
+        let mut enc = job.encode(&merged.solutions, &reported, &finals)?;
+        let log = job.search_log(start_evaluations, ev.stats(), &search, &merged, &mut enc);
+        let mut out = std::mem::take(&mut enc.out);
+        if let Some(first) = out.first_mut() {
+            first.extra["search"] = log;
+        }
+        out.extend(enc.stage_cands);
         Ok(out)
     }
 }
