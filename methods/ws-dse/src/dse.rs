@@ -257,19 +257,59 @@ fn pct(c: usize, n: usize) -> f64 {
     100.0 * c as f64 / n as f64
 }
 
-impl Method for WsDse {
-    fn needs(&self) -> Needs {
-        Needs::EVALUATOR
-    }
+/// What the steps of one exploration share: the parameters, the weights, the
+/// compressible layers with their sweep grids, and the baseline on the search subset.
+struct Explore<'a> {
+    m: &'a WsDse,
+    weights: &'a WeightSet,
+    progress: &'a dyn Progress,
+    layers: Vec<Layer>,
+    grid: Vec<usize>,
+    /// Each layer's sweep k (the grid, up to the layer's size).
+    sweep_ks: Vec<Vec<usize>>,
+    /// FP32 top-1 count and images of the search subset.
+    c0: usize,
+    n: usize,
+    /// The smallest passing top-1 count at `quality`.
+    target: usize,
+}
 
-    fn compress(
-        &self,
-        weights: &WeightSet,
-        ctx: &mut Context<'_>,
-    ) -> Result<Vec<Candidate>, MethodError> {
-        let seed = ctx.seed;
-        let progress: &dyn Progress = ctx.progress;
-        let ev: &mut dyn Evaluator = ctx.require_evaluator("ws-dse")?;
+/// The pruned candidate lists, after as many relaxations as were needed.
+struct Pruned {
+    lists: Vec<Vec<usize>>,
+    quality_used: f64,
+    relaxations_used: usize,
+    requeries: usize,
+    threshold_used: usize,
+}
+
+/// NSGA-II over the candidate indices and what its log records.
+struct Exploration {
+    result: wb_kernels::Nsga2Result,
+    /// Top-1 count of every configuration evaluated.
+    cache: HashMap<Vec<usize>, usize>,
+    method_cache_hits: u64,
+    history: Vec<Value>,
+    seeds: Vec<Vec<i64>>,
+}
+
+/// A point of the final front, re-scored with CR_global.
+struct Point {
+    ks: Vec<usize>,
+    correct: usize,
+    cr_global: f64,
+    cr_obj: f64,
+}
+
+impl<'a> Explore<'a> {
+    /// The compressible layers and their grids (refusing a model without any, or a
+    /// `k_min` above a layer's size), then the FP32 baseline on the search subset.
+    fn start(
+        m: &'a WsDse,
+        weights: &'a WeightSet,
+        progress: &'a dyn Progress,
+        ev: &mut dyn Evaluator,
+    ) -> Result<Self, MethodError> {
         let layers: Vec<Layer> = weights
             .tensors
             .iter()
@@ -286,23 +326,23 @@ impl Method for WsDse {
                 "ws-dse: the model has no compressible tensor".into(),
             ));
         }
-        if let Some(l) = layers.iter().find(|l| l.numel < self.k_min) {
+        if let Some(l) = layers.iter().find(|l| l.numel < m.k_min) {
             return Err(ParamError::new(
                 "k_min",
                 format!(
                     "k_min = {} exceeds the {} weights of layer `{}`",
-                    self.k_min, l.numel, l.name
+                    m.k_min, l.numel, l.name
                 ),
             )
             .into());
         }
-        let grid = k_grid(self.k_min, self.k_max, self.k_points);
+        let grid = k_grid(m.k_min, m.k_max, m.k_points);
         let sweep_ks: Vec<Vec<usize>> = layers
             .iter()
             .map(|l| grid.iter().copied().filter(|&k| k <= l.numel).collect())
             .collect();
         let sweep_total: usize = sweep_ks.iter().map(Vec::len).sum();
-        progress.set_length((1 + sweep_total + self.pop_size * self.generations) as u64);
+        progress.set_length((1 + sweep_total + m.pop_size * m.generations) as u64);
 
         // Step 0: baseline on the search subset.
         progress.message("ws-dse: FP32 baseline on the search subset");
@@ -314,23 +354,44 @@ impl Method for WsDse {
                 "ws-dse: the search subset holds no image".into(),
             ));
         }
-        let target = min_correct_above(self.quality, c0, n);
+        Ok(Self {
+            m,
+            weights,
+            progress,
+            layers,
+            grid,
+            sweep_ks,
+            c0,
+            n,
+            target: min_correct_above(m.quality, c0, n),
+        })
+    }
 
-        // Step 1: layer-wise sweep, one layer clustered at a time, early exit below
-        // the quality threshold.
-        let mut entries: Vec<SweepEntry> = Vec::with_capacity(sweep_total);
-        for (li, layer) in layers.iter().enumerate() {
-            progress.message(&format!(
+    /// Layer `li` alone clustered with `k` values, everything else FP32.
+    fn one_layer(&self, li: usize, k: usize) -> Result<(KMeans1d, WeightSet), MethodError> {
+        let layer = &self.layers[li];
+        let km = self
+            .m
+            .cluster(&layer.name, &self.weights.tensors[layer.tensor].data, k)?;
+        let ws = replaced(self.weights, [(layer.tensor, km.dequantize())]);
+        Ok((km, ws))
+    }
+
+    /// Step 1: the layer-wise sweep, one layer clustered at a time, early exit below
+    /// the quality threshold.
+    fn sweep(&self, ev: &mut dyn Evaluator) -> Result<Vec<SweepEntry>, MethodError> {
+        let total = self.sweep_ks.iter().map(Vec::len).sum();
+        let mut entries: Vec<SweepEntry> = Vec::with_capacity(total);
+        for (li, layer) in self.layers.iter().enumerate() {
+            self.progress.message(&format!(
                 "ws-dse sweep: layer {}/{} {}",
                 li + 1,
-                layers.len(),
+                self.layers.len(),
                 layer.name
             ));
-            let data = &weights.tensors[layer.tensor].data;
-            for &k in &sweep_ks[li] {
-                let km = self.cluster(&layer.name, data, k)?;
-                let ws = replaced(weights, [(layer.tensor, km.dequantize())]);
-                let outcome = query(ev, &ws, target)?;
+            for &k in &self.sweep_ks[li] {
+                let (km, ws) = self.one_layer(li, k)?;
+                let outcome = query(ev, &ws, self.target)?;
                 entries.push(SweepEntry {
                     layer: li,
                     k,
@@ -338,14 +399,21 @@ impl Method for WsDse {
                     iterations: km.iterations,
                     outcome,
                 });
-                progress.inc(1);
+                self.progress.inc(1);
             }
         }
-        let sweep_evaluations = ev.stats().evaluations;
+        Ok(entries)
+    }
 
-        // Step 2: per-layer pruning, relaxing the quality factor while a layer has no
-        // candidate.
-        let mut quality_used = self.quality;
+    /// Step 2: per-layer pruning, relaxing the quality factor while a layer has no
+    /// candidate (re-querying the sweep entries that stopped above the new threshold).
+    fn prune(
+        &self,
+        ev: &mut dyn Evaluator,
+        entries: &mut [SweepEntry],
+    ) -> Result<Pruned, MethodError> {
+        let (m, c0, n) = (self.m, self.c0, self.n);
+        let mut quality_used = m.quality;
         let mut relaxations_used = 0usize;
         let mut requeries = 0usize;
         let lists = loop {
@@ -353,23 +421,20 @@ impl Method for WsDse {
             for e in entries.iter_mut() {
                 if let SweepOutcome::Below { threshold: t, .. } = e.outcome {
                     if t > threshold {
-                        let layer = &layers[e.layer];
-                        let km =
-                            self.cluster(&layer.name, &weights.tensors[layer.tensor].data, e.k)?;
-                        let ws = replaced(weights, [(layer.tensor, km.dequantize())]);
+                        let (_, ws) = self.one_layer(e.layer, e.k)?;
                         e.outcome = query(ev, &ws, threshold)?;
                         requeries += 1;
                     }
                 }
             }
-            let lists = prune(&entries, layers.len(), threshold);
+            let lists = prune(entries, self.layers.len(), threshold);
             match lists.iter().position(Vec::is_empty) {
                 None => break lists,
-                Some(l) if relaxations_used >= self.relaxations => {
+                Some(l) if relaxations_used >= m.relaxations => {
                     return Err(MethodError::Other(format!(
                         "ws-dse: layer `{}` has no k in the sweep with top-1 > {:.4} x FP32 top-1 \
                          on the search subset after {} relaxation(s) of quality {}",
-                        layers[l].name, quality_used, relaxations_used, self.quality
+                        self.layers[l].name, quality_used, relaxations_used, m.quality
                     )));
                 }
                 Some(_) => {
@@ -378,42 +443,63 @@ impl Method for WsDse {
                 }
             }
         };
-        let threshold_used = min_correct_above(quality_used, c0, n);
+        Ok(Pruned {
+            lists,
+            quality_used,
+            relaxations_used,
+            requeries,
+            threshold_used: min_correct_above(quality_used, c0, n),
+        })
+    }
 
-        // Clusterings of the kept candidates, computed once.
-        let mut clusters: HashMap<(usize, usize), KMeans1d> = HashMap::new();
+    /// The clusterings of the kept candidates, computed once.
+    fn clusters(
+        &self,
+        lists: &[Vec<usize>],
+    ) -> Result<HashMap<(usize, usize), KMeans1d>, MethodError> {
+        let mut clusters = HashMap::new();
         for (li, ks) in lists.iter().enumerate() {
-            let layer = &layers[li];
+            let layer = &self.layers[li];
             for &k in ks {
-                clusters.insert(
-                    (li, k),
-                    self.cluster(&layer.name, &weights.tensors[layer.tensor].data, k)?,
-                );
+                let data = &self.weights.tensors[layer.tensor].data;
+                clusters.insert((li, k), self.m.cluster(&layer.name, data, k)?);
             }
         }
-        let costs = |ks: &[usize]| -> Vec<LayerCost> {
-            layers
-                .iter()
-                .zip(ks)
-                .map(|(l, &k)| LayerCost { n: l.numel, k })
-                .collect()
-        };
+        Ok(clusters)
+    }
 
-        // Step 4: NSGA-II over per-layer candidate indices; objectives (minimised):
-        // accuracy loss on the search subset (fraction) and −CR_obj.
+    /// The per-layer costs of a configuration.
+    fn costs(&self, ks: &[usize]) -> Vec<LayerCost> {
+        self.layers
+            .iter()
+            .zip(ks)
+            .map(|(l, &k)| LayerCost { n: l.numel, k })
+            .collect()
+    }
+
+    /// Step 4: NSGA-II over per-layer candidate indices; objectives (minimised): accuracy
+    /// loss on the search subset (fraction) and −CR_obj.
+    fn explore(
+        &self,
+        ev: &mut dyn Evaluator,
+        lists: &[Vec<usize>],
+        clusters: &HashMap<(usize, usize), KMeans1d>,
+        seed: u64,
+    ) -> Result<Exploration, MethodError> {
+        let (m, progress, c0, n, target) = (self.m, self.progress, self.c0, self.n, self.target);
         let bounds: Vec<(i64, i64)> = lists.iter().map(|ks| (0, ks.len() as i64 - 1)).collect();
         let mut cache: HashMap<Vec<usize>, usize> = HashMap::new();
         let mut method_cache_hits = 0u64;
         let computed = Cell::new(ev.stats().evaluations);
         let mut history: Vec<Value> = Vec::new();
-        let generations = self.generations;
-        let seeds = match self.init {
+        let generations = m.generations;
+        let seeds = match m.init {
             Init::Random => Vec::new(),
-            Init::Uniform => uniform_seeds(&lists),
+            Init::Uniform => uniform_seeds(lists),
         };
         let result = nsga2_seeded(
             &bounds,
-            &self.nsga_params(seed),
+            &m.nsga_params(seed),
             &seeds,
             |x| -> Result<Vec<f64>, MethodError> {
                 let ks: Vec<usize> = x
@@ -427,13 +513,14 @@ impl Method for WsDse {
                         c
                     }
                     None => {
-                        let ws =
-                            replaced(
-                                weights,
-                                layers.iter().zip(&ks).enumerate().map(|(li, (l, &k))| {
-                                    (l.tensor, clusters[&(li, k)].dequantize())
-                                }),
-                            );
+                        let ws = replaced(
+                            self.weights,
+                            self.layers
+                                .iter()
+                                .zip(&ks)
+                                .enumerate()
+                                .map(|(li, (l, &k))| (l.tensor, clusters[&(li, k)].dequantize())),
+                        );
                         let c = ev.evaluate(&ws)?.top1_correct;
                         cache.insert(ks.clone(), c);
                         c
@@ -443,7 +530,7 @@ impl Method for WsDse {
                 progress.inc(1);
                 Ok(vec![
                     (c0 as f64 - c as f64) / n as f64,
-                    -cr_obj(&costs(&ks)),
+                    -cr_obj(&self.costs(&ks)),
                 ])
             },
             |g| {
@@ -484,16 +571,21 @@ impl Method for WsDse {
             Nsga2Error::Invalid(k) => MethodError::Other(format!("ws-dse NSGA-II: {k}")),
             Nsga2Error::Evaluation(e) => e,
         })?;
+        Ok(Exploration {
+            result,
+            cache,
+            method_cache_hits,
+            history,
+            seeds,
+        })
+    }
 
-        // Step 5: the final front, re-extracted with CR_global (the reported ratio).
-        struct Point {
-            ks: Vec<usize>,
-            correct: usize,
-            cr_global: f64,
-            cr_obj: f64,
-        }
+    /// Step 5: the final front, re-extracted with CR_global (the reported ratio), by
+    /// increasing compression; and the index of the search's own choice (the highest
+    /// CR_global meeting the target on the search subset).
+    fn rescore(&self, lists: &[Vec<usize>], x: &Exploration) -> (Vec<Point>, Option<usize>) {
         let mut points: Vec<Point> = Vec::new();
-        for ind in result.front() {
+        for ind in x.result.front() {
             let ks: Vec<usize> = ind
                 .x
                 .iter()
@@ -503,8 +595,8 @@ impl Method for WsDse {
             if points.iter().any(|p| p.ks == ks) {
                 continue;
             }
-            let correct = cache[&ks];
-            let c = costs(&ks);
+            let correct = x.cache[&ks];
+            let c = self.costs(&ks);
             points.push(Point {
                 ks,
                 correct,
@@ -514,7 +606,7 @@ impl Method for WsDse {
         }
         let objectives: Vec<[f64; 2]> = points
             .iter()
-            .map(|p| [-p.cr_global, c0 as f64 - p.correct as f64])
+            .map(|p| [-p.cr_global, self.c0 as f64 - p.correct as f64])
             .collect();
         let first = non_dominated_sort(&objectives)
             .into_iter()
@@ -534,11 +626,23 @@ impl Method for WsDse {
         let chosen = points
             .iter()
             .enumerate()
-            .filter(|(_, p)| p.correct >= target)
+            .filter(|(_, p)| p.correct >= self.target)
             .max_by(|a, b| a.1.cr_global.total_cmp(&b.1.cr_global))
             .map(|(i, _)| i);
+        (points, chosen)
+    }
 
-        let stats = ev.stats();
+    /// The search log carried by the first candidate: the sweep table, the pruning,
+    /// the NSGA-II history and the evaluation counts.
+    fn search_log(
+        &self,
+        entries: &[SweepEntry],
+        pruned: &Pruned,
+        x: &Exploration,
+        sweep_evaluations: u64,
+        stats: wb_core::EvalStats,
+    ) -> Value {
+        let (m, c0, n, lists) = (self.m, self.c0, self.n, &pruned.lists);
         let sweep_table: Vec<Value> = entries
             .iter()
             .map(|e| {
@@ -552,7 +656,7 @@ impl Method for WsDse {
                 };
                 json!({
                     "layer": e.layer,
-                    "name": layers[e.layer].name,
+                    "name": self.layers[e.layer].name,
                     "k": e.k,
                     "bits": index_bits(e.k),
                     "top1_correct": top1,
@@ -565,19 +669,19 @@ impl Method for WsDse {
                 })
             })
             .collect();
-        let log10_before: f64 = sweep_ks.iter().map(|v| (v.len() as f64).log10()).sum();
+        let log10_before: f64 = self.sweep_ks.iter().map(|v| (v.len() as f64).log10()).sum();
         let log10_after: f64 = lists.iter().map(|v| (v.len() as f64).log10()).sum();
-        let search_log = json!({
+        json!({
             "search_images": n,
             "baseline_top1_correct": c0,
             "baseline_top1_pct": pct(c0, n),
-            "quality": self.quality,
-            "target_top1_correct": target,
-            "quality_used": quality_used,
-            "relaxations_used": relaxations_used,
-            "threshold_used_top1_correct": threshold_used,
-            "k_grid": grid,
-            "layers": layers.iter().zip(&lists).zip(&sweep_ks).map(|((l, ks), sk)| json!({
+            "quality": m.quality,
+            "target_top1_correct": self.target,
+            "quality_used": pruned.quality_used,
+            "relaxations_used": pruned.relaxations_used,
+            "threshold_used_top1_correct": pruned.threshold_used,
+            "k_grid": self.grid,
+            "layers": self.layers.iter().zip(lists).zip(&self.sweep_ks).map(|((l, ks), sk)| json!({
                 "name": l.name,
                 "numel": l.numel,
                 "sweep_k": sk.len(),
@@ -586,41 +690,52 @@ impl Method for WsDse {
             "log10_combinations_sweep_grid": log10_before,
             "log10_combinations_after_pruning": log10_after,
             "sweep": sweep_table,
-            "generations": history,
+            "generations": x.history,
             "nsga2": {
-                "init": self.init.name(),
-                "seed_configurations": seeds.iter().map(|x| x
+                "init": m.init.name(),
+                "seed_configurations": x.seeds.iter().map(|s| s
                     .iter()
                     .enumerate()
                     .map(|(l, &i)| lists[l][i as usize])
                     .collect::<Vec<_>>()).collect::<Vec<_>>(),
-                "pop_size": self.pop_size,
-                "generations": result.generations,
-                "sbx_prob": self.sbx_prob,
-                "sbx_eta": self.sbx_eta,
-                "pm_eta": self.pm_eta,
-                "pm_prob": 1.0 / layers.len() as f64,
-                "objective_calls": result.evaluations,
-                "distinct_configurations": cache.len(),
-                "method_cache_hits": method_cache_hits,
+                "pop_size": m.pop_size,
+                "generations": x.result.generations,
+                "sbx_prob": m.sbx_prob,
+                "sbx_eta": m.sbx_eta,
+                "pm_eta": m.pm_eta,
+                "pm_prob": 1.0 / self.layers.len() as f64,
+                "objective_calls": x.result.evaluations,
+                "distinct_configurations": x.cache.len(),
+                "method_cache_hits": x.method_cache_hits,
             },
             "evaluations": {
                 "baseline": 1,
                 "sweep": sweep_evaluations.saturating_sub(1),
                 "sweep_entries": entries.len(),
-                "relaxation_requeries": requeries,
+                "relaxation_requeries": pruned.requeries,
                 "total_computed": stats.evaluations,
                 "evaluator_cache_hits": stats.cache_hits,
             },
             "hypervolume_reference": {"top1_fraction": 0.0, "cr_obj": 0.0},
-        });
+        })
+    }
 
+    /// One candidate per front point (`pNN`, by increasing compression), the first
+    /// carrying the search log.
+    fn candidates(
+        &self,
+        points: &[Point],
+        chosen: Option<usize>,
+        clusters: &HashMap<(usize, usize), KMeans1d>,
+        search_log: Value,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        let (c0, n) = (self.c0, self.n);
         let width = points.len().saturating_sub(1).to_string().len().max(2);
         let mut out = Vec::with_capacity(points.len());
         let mut log = Some(search_log);
         for (i, p) in points.iter().enumerate() {
             let mut li = 0usize;
-            let artifact = Artifact::map_compressible(weights, |_| {
+            let artifact = Artifact::map_compressible(self.weights, |_| {
                 let km = &clusters[&(li, p.ks[li])];
                 li += 1;
                 Ok(Encoding::codebook_local(
@@ -641,13 +756,39 @@ impl Method for WsDse {
                     "search_top1_loss_pp": pct(c0, n) - pct(p.correct, n),
                     "cr_global": p.cr_global,
                     "cr_obj": p.cr_obj,
-                    "quality": self.quality,
-                    "meets_target_on_search": p.correct >= target,
+                    "quality": self.m.quality,
+                    "meets_target_on_search": p.correct >= self.target,
                     "chosen_on_search": chosen == Some(i),
                     "search": log.take(),
                 }),
             });
         }
         Ok(out)
+    }
+}
+
+impl Method for WsDse {
+    fn needs(&self) -> Needs {
+        Needs::EVALUATOR
+    }
+
+    /// Baseline, layer sweep, pruning (with relaxation), NSGA-II over the kept
+    /// candidates, and the final front re-scored with CR_global.
+    fn compress(
+        &self,
+        weights: &WeightSet,
+        ctx: &mut Context<'_>,
+    ) -> Result<Vec<Candidate>, MethodError> {
+        let (seed, progress) = (ctx.seed, ctx.progress);
+        let ev: &mut dyn Evaluator = ctx.require_evaluator("ws-dse")?;
+        let job = Explore::start(self, weights, progress, ev)?;
+        let mut entries = job.sweep(ev)?;
+        let sweep_evaluations = ev.stats().evaluations;
+        let pruned = job.prune(ev, &mut entries)?;
+        let clusters = job.clusters(&pruned.lists)?;
+        let x = job.explore(ev, &pruned.lists, &clusters, seed)?;
+        let (points, chosen) = job.rescore(&pruned.lists, &x);
+        let log = job.search_log(&entries, &pruned, &x, sweep_evaluations, ev.stats());
+        job.candidates(&points, chosen, &clusters, log)
     }
 }
