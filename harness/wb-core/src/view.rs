@@ -167,3 +167,73 @@ pub fn series(label: impl Into<String>, points: Vec<(f64, f64)>, joined: bool) -
         joined,
     }
 }
+
+/// One configuration of a method on one model and dataset: the rows a paper-style
+/// table or figure summarises together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    /// Model name.
+    pub model: String,
+    /// Dataset id.
+    pub dataset: String,
+    /// The parameters set in the experiment file ([`ViewRow::params_label`]).
+    pub params_label: String,
+    /// Whether the model and dataset have other configurations of the method too.
+    pub several: bool,
+}
+
+impl Variant {
+    /// Whether `r` belongs to this variant of `method`.
+    pub fn holds(&self, r: &ViewRow, method: &str) -> bool {
+        r.method == method
+            && r.model == self.model
+            && r.dataset == self.dataset
+            && r.params_label == self.params_label
+    }
+
+    /// ` (params)` after a heading or label when the pair has several variants, else
+    /// nothing (so a single configuration reads as before).
+    pub fn label_suffix(&self) -> String {
+        if self.several {
+            format!(" ({})", self.params_label)
+        } else {
+            String::new()
+        }
+    }
+
+    /// `_params` for a figure's file stem when the pair has several variants.
+    pub fn stem_suffix(&self) -> String {
+        if self.several {
+            format!("_{}", self.params_label)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// The configurations of `method` per (model, dataset), in first-seen order.
+pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
+    let mut v: Vec<Variant> = Vec::new();
+    for r in rows.iter().filter(|r| r.method == method) {
+        if !v.iter().any(|x| x.holds(r, method)) {
+            v.push(Variant {
+                model: r.model.clone(),
+                dataset: r.dataset.clone(),
+                params_label: r.params_label.clone(),
+                several: false,
+            });
+        }
+    }
+    let pairs: Vec<(String, String)> = v
+        .iter()
+        .map(|x| (x.model.clone(), x.dataset.clone()))
+        .collect();
+    for x in &mut v {
+        x.several = pairs
+            .iter()
+            .filter(|p| p.0 == x.model && p.1 == x.dataset)
+            .count()
+            > 1;
+    }
+    v
+}

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-use wb_core::{check_params, MethodInfo, Params};
+use wb_core::{MethodInfo, Params};
 
 /// A whole-grid error: every problem found, each naming file, line and field.
 #[derive(Debug)]
@@ -259,8 +259,42 @@ pub fn load(path: &Path, catalog: &Catalog<'_>) -> Result<Experiment, Experiment
     parse(&text, path, catalog)
 }
 
+/// The problems found while checking a file, each as `line: field: message`.
+struct Problems<'t> {
+    text: &'t str,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    /// Records a problem at `span` of the text.
+    fn at(&mut self, span: std::ops::Range<usize>, field: &str, msg: String) {
+        self.list.push(format!(
+            "{}: {field}: {msg}",
+            line_of(self.text, span.start)
+        ));
+    }
+
+    /// An optional integer in `range` (else `default`), reported as `field` when outside.
+    fn int_in(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        field: &str,
+        range: std::ops::RangeInclusive<i64>,
+        allowed: &str,
+    ) -> Option<i64> {
+        let b = v.as_ref()?;
+        let x = *b.get_ref();
+        if !range.contains(&x) {
+            self.at(b.span(), field, format!("{x}; allowed: {allowed}"));
+            return None;
+        }
+        Some(x)
+    }
+}
+
 /// Parses and checks experiment text; `path` names the file in messages and gives the
-/// default name (its stem).
+/// default name (its stem). Every problem of the whole grid is collected before any
+/// is reported.
 pub fn parse(
     text: &str,
     path: &Path,
@@ -278,266 +312,28 @@ pub fn parse(
             None => format!(" {msg}"),
         }])
     })?;
-    let mut problems = Vec::new();
-    let mut at = |span: std::ops::Range<usize>, field: &str, msg: String| {
-        problems.push(format!("{}: {field}: {msg}", line_of(text, span.start)));
+    let mut p = Problems {
+        text,
+        list: Vec::new(),
     };
-
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("experiment")
-        .to_string();
-    let name = match &raw.name {
-        Some(n) => {
-            let v = n.get_ref();
-            if v.is_empty()
-                || !v
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                at(
-                    n.span(),
-                    "name",
-                    format!("`{v}` must be non-empty and use only letters, digits, `-`, `_`, `.`"),
-                );
-            }
-            v.clone()
-        }
-        None => stem,
-    };
-
-    let mut models = Vec::new();
-    if raw.models.get_ref().is_empty() {
-        at(raw.models.span(), "models", "lists no model".into());
-    }
-    for m in raw.models.get_ref() {
-        if let Err(e) = (catalog.model)(m.get_ref()) {
-            at(m.span(), "models", e);
-        }
-        if models.contains(m.get_ref()) {
-            at(
-                m.span(),
-                "models",
-                format!("`{}` is listed twice", m.get_ref()),
-            );
-        }
-        models.push(m.get_ref().clone());
-    }
-    let mut datasets = Vec::new();
-    if raw.datasets.get_ref().is_empty() {
-        at(raw.datasets.span(), "datasets", "lists no dataset".into());
-    }
-    for d in raw.datasets.get_ref() {
-        if let Err(e) = (catalog.dataset)(d.get_ref()) {
-            at(d.span(), "datasets", e);
-        }
-        if datasets.contains(d.get_ref()) {
-            at(
-                d.span(),
-                "datasets",
-                format!("`{}` is listed twice", d.get_ref()),
-            );
-        }
-        datasets.push(d.get_ref().clone());
-    }
-    let mut seeds = Vec::new();
-    match &raw.seeds {
-        None => seeds.push(0u64),
-        Some(s) => {
-            if s.get_ref().is_empty() {
-                at(
-                    s.span(),
-                    "seeds",
-                    "lists no seed (leave it out for seed 0)".into(),
-                );
-            }
-            for x in s.get_ref() {
-                if *x.get_ref() < 0 {
-                    at(x.span(), "seeds", format!("{} must be ≥ 0", x.get_ref()));
-                } else {
-                    seeds.push(*x.get_ref() as u64);
-                }
-            }
-        }
-    }
-
-    let eval_split = match &raw.evaluation.split {
-        None => EvalSplit::Full,
-        Some(s) => match s.get_ref().as_str() {
-            "full" => EvalSplit::Full,
-            "heldout" => EvalSplit::Heldout,
-            other => {
-                at(
-                    s.span(),
-                    "evaluation.split",
-                    format!("`{other}`; allowed: full, heldout"),
-                );
-                EvalSplit::Full
-            }
-        },
-    };
-    let batch_size = match &raw.evaluation.batch_size {
-        None => 500,
-        Some(b) => {
-            let v = *b.get_ref();
-            if !(1..=100_000).contains(&v) {
-                at(
-                    b.span(),
-                    "evaluation.batch_size",
-                    format!("{v}; allowed: 1..=100000"),
-                );
-            }
-            v.max(1) as usize
-        }
-    };
-    let search_images = match &raw.search.images {
-        None => 1000,
-        Some(b) => {
-            let v = *b.get_ref();
-            if !(10..=1_000_000).contains(&v) {
-                at(
-                    b.span(),
-                    "search.images",
-                    format!("{v}; allowed: 10..=1000000 (and fewer than the dataset's images)"),
-                );
-            }
-            v.max(10) as usize
-        }
-    };
-    let search_dataset = match &raw.search.dataset {
-        None => None,
-        Some(d) => {
-            if let Err(e) = (catalog.search_dataset)(d.get_ref()) {
-                at(d.span(), "search.dataset", e);
-            }
-            Some(d.get_ref().clone())
-        }
-    };
-    let search_seed = match &raw.search.seed {
-        None => 0,
-        Some(s) => {
-            if *s.get_ref() < 0 {
-                at(
-                    s.span(),
-                    "search.seed",
-                    format!("{} must be ≥ 0", s.get_ref()),
-                );
-            }
-            s.get_ref().max(&0).to_owned() as u64
-        }
-    };
-    let mut timing = TimingSettings::default();
-    if let Some(e) = raw.timing.enabled {
-        timing.enabled = e;
-    }
-    if let Some(e) = raw.timing.energy {
-        timing.energy = e;
-    }
-    if let Some(t) = &raw.timing.min_time_s {
-        let v = *t.get_ref();
-        if !(v.is_finite() && (0.01..=600.0).contains(&v)) {
-            at(
-                t.span(),
-                "timing.min_time_s",
-                format!("{v}; allowed: 0.01..=600"),
-            );
-        } else {
-            timing.min_time_s = v;
-        }
-    }
-    if let Some(t) = &raw.timing.min_samples {
-        let v = *t.get_ref();
-        if !(1..=100_000).contains(&v) {
-            at(
-                t.span(),
-                "timing.min_samples",
-                format!("{v}; allowed: 1..=100000"),
-            );
-        } else {
-            timing.min_samples = v as usize;
-        }
-    }
-    if let Some(t) = &raw.timing.throughput_batch {
-        let v = *t.get_ref();
-        if !(1..=4096).contains(&v) {
-            at(
-                t.span(),
-                "timing.throughput_batch",
-                format!("{v}; allowed: 1..=4096"),
-            );
-        } else {
-            timing.throughput_batch = v as usize;
-        }
-    }
-
-    if raw.methods.get_ref().is_empty() {
-        at(raw.methods.span(), "methods", "lists no method".into());
-    }
-    let mut configs: Vec<(String, Params, String)> = Vec::new();
-    for (mi, m) in raw.methods.get_ref().iter().enumerate() {
-        let id = m.id.get_ref();
-        let Some(info) = catalog.methods.iter().find(|i| i.id == id) else {
-            let known: Vec<&str> = catalog.methods.iter().map(|i| i.id).collect();
-            at(
-                m.id.span(),
-                &format!("methods[{mi}].id"),
-                format!("unknown method `{id}`; allowed: {}", known.join(", ")),
-            );
-            continue;
-        };
-        // Expand sweeps: an array value is one cell per element.
-        let mut combos: Vec<BTreeMap<String, serde_json::Value>> = vec![BTreeMap::new()];
-        let mut spans: BTreeMap<String, std::ops::Range<usize>> = BTreeMap::new();
-        for (k, v) in &m.params {
-            spans.insert(k.clone(), v.span());
-            let values: Vec<serde_json::Value> = match v.get_ref() {
-                toml::Value::Array(a) => {
-                    if a.is_empty() {
-                        at(
-                            v.span(),
-                            &format!("methods[{mi}].params.{k}"),
-                            "empty sweep".into(),
-                        );
-                    }
-                    a.iter().map(toml_to_json).collect()
-                }
-                other => vec![toml_to_json(other)],
-            };
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut c = c.clone();
-                        c.insert(k.clone(), v.clone());
-                        c
-                    })
-                })
-                .collect();
-        }
-        for combo in combos {
-            match check_params(info.params, &combo).and_then(|p| (info.build)(&p).map(|_| p)) {
-                Ok(p) => {
-                    if !configs.iter().any(|(i, q, _)| i == id && *q == p) {
-                        let given = serde_json::to_string(&combo).expect("JSON values serialize");
-                        configs.push((id.clone(), p, given));
-                    }
-                }
-                Err(e) => {
-                    let span = spans.get(&e.field).cloned().unwrap_or(m.id.span());
-                    at(
-                        span,
-                        &format!("methods[{mi}] ({id}).params.{}", e.field),
-                        e.message,
-                    );
-                }
-            }
-        }
-    }
-    if !problems.is_empty() {
+    let name = parse_name(&raw, path, &mut p);
+    let models = parse_list(&raw.models, "models", "model", catalog.model, &mut p);
+    let datasets = parse_list(
+        &raw.datasets,
+        "datasets",
+        "dataset",
+        catalog.dataset,
+        &mut p,
+    );
+    let seeds = parse_seeds(&raw, &mut p);
+    let (eval_split, batch_size) = parse_evaluation(&raw.evaluation, &mut p);
+    let (search_images, search_dataset, search_seed) = parse_search(&raw.search, catalog, &mut p);
+    let timing = parse_timing(&raw.timing, &mut p);
+    let configs = parse_methods(&raw.methods, catalog, &mut p);
+    if !p.list.is_empty() {
         // Deduplicate (a bad value repeated across a sweep is reported once).
-        problems.dedup();
-        return Err(fail(problems));
+        p.list.dedup();
+        return Err(fail(p.list));
     }
 
     let mut cells = Vec::new();
@@ -576,6 +372,270 @@ pub fn parse(
         timing,
         cells,
     })
+}
+
+/// `name`, or the file's stem.
+fn parse_name(raw: &RawExperiment, path: &Path, p: &mut Problems<'_>) -> String {
+    let Some(n) = &raw.name else {
+        return path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("experiment")
+            .to_string();
+    };
+    let v = n.get_ref();
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        p.at(
+            n.span(),
+            "name",
+            format!("`{v}` must be non-empty and use only letters, digits, `-`, `_`, `.`"),
+        );
+    }
+    v.clone()
+}
+
+/// `models` or `datasets`: non-empty, each known to the catalog, none twice.
+fn parse_list(
+    list: &Spanned<Vec<Spanned<String>>>,
+    field: &str,
+    what: &str,
+    known: &dyn Fn(&str) -> Result<(), String>,
+    p: &mut Problems<'_>,
+) -> Vec<String> {
+    if list.get_ref().is_empty() {
+        p.at(list.span(), field, format!("lists no {what}"));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for m in list.get_ref() {
+        if let Err(e) = known(m.get_ref()) {
+            p.at(m.span(), field, e);
+        }
+        if out.contains(m.get_ref()) {
+            p.at(
+                m.span(),
+                field,
+                format!("`{}` is listed twice", m.get_ref()),
+            );
+        }
+        out.push(m.get_ref().clone());
+    }
+    out
+}
+
+/// `seeds` (default `[0]`), each ≥ 0.
+fn parse_seeds(raw: &RawExperiment, p: &mut Problems<'_>) -> Vec<u64> {
+    let Some(s) = &raw.seeds else {
+        return vec![0];
+    };
+    if s.get_ref().is_empty() {
+        p.at(
+            s.span(),
+            "seeds",
+            "lists no seed (leave it out for seed 0)".into(),
+        );
+    }
+    let mut seeds = Vec::new();
+    for x in s.get_ref() {
+        if *x.get_ref() < 0 {
+            p.at(x.span(), "seeds", format!("{} must be ≥ 0", x.get_ref()));
+        } else {
+            seeds.push(*x.get_ref() as u64);
+        }
+    }
+    seeds
+}
+
+/// `[evaluation]`: the split (default `full`) and the batch size (default 500).
+fn parse_evaluation(e: &RawEvaluation, p: &mut Problems<'_>) -> (EvalSplit, usize) {
+    let split = match &e.split {
+        None => EvalSplit::Full,
+        Some(s) => match s.get_ref().as_str() {
+            "full" => EvalSplit::Full,
+            "heldout" => EvalSplit::Heldout,
+            other => {
+                p.at(
+                    s.span(),
+                    "evaluation.split",
+                    format!("`{other}`; allowed: full, heldout"),
+                );
+                EvalSplit::Full
+            }
+        },
+    };
+    let batch = p
+        .int_in(
+            &e.batch_size,
+            "evaluation.batch_size",
+            1..=100_000,
+            "1..=100000",
+        )
+        .unwrap_or(500);
+    (split, batch as usize)
+}
+
+/// `[search]`: subset size (default 1000), source dataset (default: the cell's own)
+/// and seed (default 0).
+fn parse_search(
+    s: &RawSearch,
+    catalog: &Catalog<'_>,
+    p: &mut Problems<'_>,
+) -> (usize, Option<String>, u64) {
+    let images = p
+        .int_in(
+            &s.images,
+            "search.images",
+            10..=1_000_000,
+            "10..=1000000 (and fewer than the dataset's images)",
+        )
+        .unwrap_or(1000);
+    let dataset = s.dataset.as_ref().map(|d| {
+        if let Err(e) = (catalog.search_dataset)(d.get_ref()) {
+            p.at(d.span(), "search.dataset", e);
+        }
+        d.get_ref().clone()
+    });
+    let seed = match &s.seed {
+        None => 0,
+        Some(x) => {
+            if *x.get_ref() < 0 {
+                p.at(
+                    x.span(),
+                    "search.seed",
+                    format!("{} must be ≥ 0", x.get_ref()),
+                );
+            }
+            x.get_ref().max(&0).to_owned() as u64
+        }
+    };
+    (images as usize, dataset, seed)
+}
+
+/// `[timing]`, each field checked against its range (defaults otherwise).
+fn parse_timing(t: &RawTiming, p: &mut Problems<'_>) -> TimingSettings {
+    let mut timing = TimingSettings::default();
+    if let Some(e) = t.enabled {
+        timing.enabled = e;
+    }
+    if let Some(e) = t.energy {
+        timing.energy = e;
+    }
+    if let Some(s) = &t.min_time_s {
+        let v = *s.get_ref();
+        if !(v.is_finite() && (0.01..=600.0).contains(&v)) {
+            p.at(
+                s.span(),
+                "timing.min_time_s",
+                format!("{v}; allowed: 0.01..=600"),
+            );
+        } else {
+            timing.min_time_s = v;
+        }
+    }
+    if let Some(v) = p.int_in(
+        &t.min_samples,
+        "timing.min_samples",
+        1..=100_000,
+        "1..=100000",
+    ) {
+        timing.min_samples = v as usize;
+    }
+    if let Some(v) = p.int_in(
+        &t.throughput_batch,
+        "timing.throughput_batch",
+        1..=4096,
+        "1..=4096",
+    ) {
+        timing.throughput_batch = v as usize;
+    }
+    timing
+}
+
+/// One method configuration of the grid: (id, checked parameters, the parameters the
+/// file set, as canonical JSON).
+type Config = (String, Params, String);
+
+/// `[[methods]]`: each id registered, each parameter combination (arrays are sweeps)
+/// checked against the method's declaration and `build`; duplicates dropped.
+fn parse_methods(
+    methods: &Spanned<Vec<RawMethod>>,
+    catalog: &Catalog<'_>,
+    p: &mut Problems<'_>,
+) -> Vec<Config> {
+    if methods.get_ref().is_empty() {
+        p.at(methods.span(), "methods", "lists no method".into());
+    }
+    let mut configs: Vec<Config> = Vec::new();
+    for (mi, m) in methods.get_ref().iter().enumerate() {
+        let id = m.id.get_ref();
+        let Some(info) = catalog.methods.iter().find(|i| i.id == id) else {
+            let known: Vec<&str> = catalog.methods.iter().map(|i| i.id).collect();
+            p.at(
+                m.id.span(),
+                &format!("methods[{mi}].id"),
+                format!("unknown method `{id}`; allowed: {}", known.join(", ")),
+            );
+            continue;
+        };
+        for combo in expand_sweeps(m, mi, p) {
+            match info.instantiate(&combo) {
+                Ok((params, _)) => {
+                    if !configs.iter().any(|(i, q, _)| i == id && *q == params) {
+                        let given = serde_json::to_string(&combo).expect("JSON values serialize");
+                        configs.push((id.clone(), params, given));
+                    }
+                }
+                Err(e) => {
+                    let span = m.params.get(&e.field).map_or(m.id.span(), |v| v.span());
+                    p.at(
+                        span,
+                        &format!("methods[{mi}] ({id}).params.{}", e.field),
+                        e.message,
+                    );
+                }
+            }
+        }
+    }
+    configs
+}
+
+/// The parameter combinations of one `[[methods]]` entry: an array value is one
+/// combination per element (the cross product over all arrays).
+fn expand_sweeps(
+    m: &RawMethod,
+    mi: usize,
+    p: &mut Problems<'_>,
+) -> Vec<BTreeMap<String, serde_json::Value>> {
+    let mut combos: Vec<BTreeMap<String, serde_json::Value>> = vec![BTreeMap::new()];
+    for (k, v) in &m.params {
+        let values: Vec<serde_json::Value> = match v.get_ref() {
+            toml::Value::Array(a) => {
+                if a.is_empty() {
+                    p.at(
+                        v.span(),
+                        &format!("methods[{mi}].params.{k}"),
+                        "empty sweep".into(),
+                    );
+                }
+                a.iter().map(toml_to_json).collect()
+            }
+            other => vec![toml_to_json(other)],
+        };
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(k.clone(), v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -62,6 +62,11 @@ enum Cmd {
         /// combines with --method. The report still covers every finished cell.
         #[arg(long = "model", value_name = "NAME")]
         only_models: Vec<String>,
+        /// Leave out the cells whose parameter KEY has another value (cells without
+        /// KEY stay in); repeatable. E.g. `--param init=uniform` runs one ws-dse variant
+        /// with the baselines it is compared with.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        only_params: Vec<(String, String)>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -98,6 +103,14 @@ enum Cmd {
     },
     /// List the registered datasets.
     Datasets,
+}
+
+/// `KEY=VALUE` of `--param`.
+fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}`: expected KEY=VALUE, e.g. init=uniform")),
+    }
 }
 
 struct Resolved {
@@ -215,6 +228,7 @@ fn main() -> Result<()> {
             quiet,
             only_methods,
             only_models,
+            only_params,
             paths,
         } => {
             let r = resolve(&paths);
@@ -242,6 +256,7 @@ fn main() -> Result<()> {
                 progress: !quiet,
                 only_methods,
                 only_models,
+                only_params,
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",

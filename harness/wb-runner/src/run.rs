@@ -41,13 +41,22 @@ pub struct RunOptions {
     pub only_methods: Vec<String>,
     /// Run only the cells of these models (empty: all); combines with `only_methods`.
     pub only_models: Vec<String>,
+    /// `(parameter, value)` pairs: a cell whose parameters hold one of these keys with
+    /// another value is left out (cells of methods without the key stay in), so
+    /// `init=uniform` selects one variant and keeps the baselines it is compared with.
+    pub only_params: Vec<(String, String)>,
 }
 
 impl RunOptions {
     /// Whether `--method` / `--model` select `cell`.
     pub(crate) fn selects(&self, cell: &Cell) -> bool {
         let pick = |wanted: &[String], have: &String| wanted.is_empty() || wanted.contains(have);
-        pick(&self.only_methods, &cell.method) && pick(&self.only_models, &cell.model)
+        let params = cell.params.as_map();
+        let agrees = self
+            .only_params
+            .iter()
+            .all(|(k, want)| params.get(k).is_none_or(|v| param_matches(v, want)));
+        pick(&self.only_methods, &cell.method) && pick(&self.only_models, &cell.model) && agrees
     }
 }
 
@@ -66,6 +75,40 @@ pub struct RunSummary {
     pub cells_failed: usize,
     /// Rows written by this run.
     pub rows_written: usize,
+}
+
+/// Whether a parameter value equals `want` as written on the command line (a string
+/// without its quotes, anything else as JSON: `4`, `0.5`, `true`).
+fn param_matches(v: &serde_json::Value, want: &str) -> bool {
+    match v {
+        serde_json::Value::String(s) => s == want,
+        other => other.to_string() == want,
+    }
+}
+
+/// Fails when a `--param` key is a parameter of no cell, or no cell has that value.
+fn check_param_selection(wanted: &[(String, String)], exp: &Experiment) -> Result<()> {
+    for (k, want) in wanted {
+        let values: Vec<String> = exp
+            .cells
+            .iter()
+            .filter_map(|c| c.params.as_map().get(k))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect();
+        if values.is_empty() {
+            bail!("--param {k}={want}: no cell of the experiment has a parameter `{k}`");
+        }
+        if !values.iter().any(|v| v == want) {
+            let mut have = values;
+            have.sort_unstable();
+            have.dedup();
+            bail!(
+                "--param {k}={want}: no cell has that value (it has: {})",
+                have.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fails when a `--method` / `--model` value names nothing in the experiment, listing
@@ -110,6 +153,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     // A bad --method or --model is refused before anything is created.
     check_selection("--method", &opts.only_methods, exp, |c| &c.method)?;
     check_selection("--model", &opts.only_models, exp, |c| &c.model)?;
+    check_param_selection(&opts.only_params, exp)?;
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;

@@ -45,6 +45,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         progress: false,
         only_methods: Vec::new(),
         only_models: Vec::new(),
+        only_params: Vec::new(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use wb_core::view::{baseline_top1, fmt_opt, model_dataset_pairs, series, Block, Figure, ViewRow};
+use wb_core::view::{baseline_top1, fmt_opt, series, variants, Block, Figure, Variant, ViewRow};
 
 const ID: &str = "moea-bins";
 
@@ -60,12 +60,11 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
          few dozen values is a far smaller share of 11 M weights than of 0.27–0.85 M, and \
          the paper does not count it.\n",
     );
-    for (model, dataset) in model_dataset_pairs(rows, ID) {
+    for v in variants(rows, ID) {
+        let (model, dataset) = (v.model.clone(), v.dataset.clone());
+        let label = v.label_suffix();
         let fp32 = baseline_top1(rows, &model, &dataset);
-        let mine: Vec<&ViewRow> = rows
-            .iter()
-            .filter(|r| r.model == model && r.dataset == dataset && r.method == ID)
-            .collect();
+        let mine: Vec<&ViewRow> = rows.iter().filter(|r| v.holds(r, ID)).collect();
         let base_val = mine.iter().find_map(|r| {
             let c = r.extra.get("search_baseline_top1_correct")?.as_f64()?;
             let n = r.extra.get("search_images")?.as_f64()?;
@@ -73,7 +72,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         });
         let _ = writeln!(
             md,
-            "\n## {model} on {dataset}\n\n\
+            "\n## {model} on {dataset}{label}\n\n\
              | row | points | val top-1 % | test top-1 % | Δ pp test | k | shared values | avg bits | paper CR | whole-artifact CR | artifact bytes |\n\
              |---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n\
              | Baseline (FP32) | 1 | {} | {} | +0.00 | - | - | 32 | 1.00× | 1.00× | - |",
@@ -85,9 +84,9 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         best_line(&mut md, &mine);
         if !before.is_empty() || !after.is_empty() {
             blocks.push(Block::Markdown(std::mem::take(&mut md)));
-            blocks.push(front_figure(&model, &dataset, before, after, base_val));
+            blocks.push(front_figure(&v, before, after, base_val));
         }
-        if let Some(fig) = codebook_figure(&model, &dataset, &mine) {
+        if let Some(fig) = codebook_figure(&v, &mine) {
             blocks.push(Block::Markdown(std::mem::take(&mut md)));
             blocks.push(fig);
         }
@@ -242,15 +241,15 @@ fn best_line(md: &mut String, mine: &[&ViewRow]) {
 
 /// The front before and after merge (validation error against shared values).
 fn front_figure(
-    model: &str,
-    dataset: &str,
+    v: &Variant,
     before: Vec<(f64, f64)>,
     after: Vec<(f64, f64)>,
     base_val: Option<f64>,
 ) -> Block {
+    let (model, dataset, label, stem) = (&v.model, &v.dataset, v.label_suffix(), v.stem_suffix());
     Block::Figure(Figure {
-        stem: format!("moea_front_{model}_{dataset}"),
-        title: format!("moea-bins {model}: front before and after merge"),
+        stem: format!("moea_front_{model}_{dataset}{stem}"),
+        title: format!("moea-bins {model}{label}: front before and after merge"),
         alt: "front before and after merge".into(),
         x_desc: "Shared values (non-empty bins)".into(),
         y_desc: "Validation top-1 error (%)".into(),
@@ -263,7 +262,8 @@ fn front_figure(
 }
 
 /// The codebook of the most compressed Huffman candidate within 1 pp of FP32.
-fn codebook_figure(model: &str, dataset: &str, mine: &[&ViewRow]) -> Option<Block> {
+fn codebook_figure(v: &Variant, mine: &[&ViewRow]) -> Option<Block> {
+    let (model, dataset, label, stem) = (&v.model, &v.dataset, v.label_suffix(), v.stem_suffix());
     let c = mine
         .iter()
         .filter(|r| {
@@ -289,8 +289,8 @@ fn codebook_figure(model: &str, dataset: &str, mine: &[&ViewRow]) -> Option<Bloc
         .collect();
     (!book.is_empty()).then(|| {
         Block::Figure(Figure {
-            stem: format!("moea_codebook_{model}_{dataset}"),
-            title: format!("moea-bins {model}: codebook of {}", c.candidate),
+            stem: format!("moea_codebook_{model}_{dataset}{stem}"),
+            title: format!("moea-bins {model}{label}: codebook of {}", c.candidate),
             alt: "codebook".into(),
             x_desc: "Shared value".into(),
             y_desc: "log10(weights in bin)".into(),

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use wb_core::view::{baseline_top1, fmt_opt, model_dataset_pairs, series, Block, Figure, ViewRow};
+use wb_core::view::{baseline_top1, fmt_opt, series, variants, Block, Figure, ViewRow};
 
 const ID: &str = "ws-dse";
 
@@ -25,12 +25,11 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
          |---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|\n",
     );
     let mut figs = Vec::new();
-    for (model, dataset) in model_dataset_pairs(rows, ID) {
+    for v in variants(rows, ID) {
+        let (model, dataset) = (v.model.clone(), v.dataset.clone());
+        let (label, stem) = (v.label_suffix(), v.stem_suffix());
         let fp32 = baseline_top1(rows, &model, &dataset);
-        let dse: Vec<&ViewRow> = rows
-            .iter()
-            .filter(|r| r.model == model && r.dataset == dataset && r.method == ID)
-            .collect();
+        let dse: Vec<&ViewRow> = rows.iter().filter(|r| v.holds(r, ID)).collect();
         let quality = dse
             .iter()
             .find_map(|r| r.extra.get("quality").and_then(Value::as_f64))
@@ -64,7 +63,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
             .find_map(|r| r.extra.get("search").filter(|v| !v.is_null()));
         let _ = writeln!(
             md,
-            "| {model} | {dataset} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {model}{label} | {dataset} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             fmt_opt(fp32, 2),
             fmt_opt(target, 2),
             fmt_opt(chosen.and_then(|r| r.top1), 2),
@@ -96,8 +95,11 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                     .filter_map(|(i, b)| b.as_f64().map(|b| (i as f64, b)))
                     .collect();
                 figs.push(Block::Figure(Figure {
-                    stem: format!("wsdse_bits_{model}_{dataset}"),
-                    title: format!("ws-dse {model}: per-layer index bits of {}", c.candidate),
+                    stem: format!("wsdse_bits_{model}_{dataset}{stem}"),
+                    title: format!(
+                        "ws-dse {model}{label}: per-layer index bits of {}",
+                        c.candidate
+                    ),
                     alt: format!("per-layer bits {model}"),
                     x_desc: "Layer (compressible tensors in model order)".into(),
                     y_desc: "Index bits ⌈log2 k⌉".into(),
@@ -128,8 +130,8 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 })
                 .collect();
             figs.push(Block::Figure(Figure {
-                stem: format!("wsdse_hv_{model}_{dataset}"),
-                title: format!("ws-dse {model}: hypervolume of the search front"),
+                stem: format!("wsdse_hv_{model}_{dataset}{stem}"),
+                title: format!("ws-dse {model}{label}: hypervolume of the search front"),
                 alt: format!("hypervolume {model}"),
                 x_desc: "Evaluations (baseline and sweep included)".into(),
                 y_desc: "Hypervolume (top-1 fraction × CR_obj)".into(),
