@@ -486,3 +486,55 @@ fn shipped_experiment_files_are_valid() {
         );
     }
 }
+
+#[test]
+fn model_and_param_filters_select_cells_and_refuse_what_matches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+models = ["resnet8", "resnet20"]
+datasets = ["cifar10-exact932"]
+[timing]
+enabled = false
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "kmeans-uniform"
+params = { k = [4, 16] }
+"#;
+    let path = write_exp(tmp.path(), "sel", body);
+    let exp = load(&path);
+    let results = tmp.path().join("results");
+    let mut o = opts(&results, false);
+    let refused = |o: &RunOptions, needle: &str| {
+        let e = wb_runner::run(&exp, &registry::methods(), o).unwrap_err();
+        assert!(format!("{e:#}").contains(needle), "{e:#}");
+    };
+
+    o.only_models = vec!["resnet9".into()];
+    refused(&o, "it has: resnet20, resnet8");
+    o.only_models = vec!["resnet8".into()];
+    o.only_params = vec![("q".into(), "4".into())];
+    refused(&o, "no cell of the experiment has a parameter `q`");
+    o.only_params = vec![("k".into(), "5".into())];
+    refused(&o, "it has: 16, 4");
+    assert!(!results.join("sel").join("cells").exists());
+
+    // resnet8 only, and of kmeans-uniform only k = 4; fp32 has no `k` and stays in.
+    o.only_params = vec![("k".into(), "4".into())];
+    let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
+    assert_eq!((s.rows_written, s.cells_not_selected), (2, 4));
+    let df = read_all(&ResultsDir::new(&results, "sel")).unwrap();
+    let mut got: Vec<String> = col_str(&df, "model")
+        .into_iter()
+        .zip(col_str(&df, "params_json"))
+        .map(|(m, p)| format!("{m} {p}"))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "resnet8 {\"k\":4,\"max_iter\":100,\"tol\":0.0001}",
+            "resnet8 {}"
+        ]
+    );
+}

@@ -176,6 +176,54 @@ fn copy_into(p: &Tensor, w: &[f32], device: Device) -> Result<()> {
     })
 }
 
+/// One SGD step (with momentum when `cfg.momentum > 0`) on every parameter that has a
+/// gradient, without recording it for autograd.
+fn sgd_step(
+    handles: &[(String, Tensor)],
+    velocity: &mut [Option<Tensor>],
+    cfg: &FineTuneConfig,
+) -> Result<(), TorchError> {
+    tch::no_grad(|| -> Result<(), TorchError> {
+        for ((_, p), v) in handles.iter().zip(velocity.iter_mut()) {
+            let g = p.f_grad()?;
+            if !g.defined() {
+                continue;
+            }
+            let dir = if cfg.momentum > 0.0 {
+                let nv = match v.take() {
+                    Some(old) => old.f_mul_scalar(cfg.momentum)?.f_add(&g)?,
+                    None => g.copy(),
+                };
+                *v = Some(nv.shallow_clone());
+                nv
+            } else {
+                g
+            };
+            let mut p = p.shallow_clone();
+            let _ = p.f_sub_(&dir.f_mul_scalar(cfg.lr)?)?;
+        }
+        Ok(())
+    })
+}
+
+/// The method's projection after a step: each compressible parameter is copied to
+/// the host, projected by the hook and copied back.
+fn project_step(
+    handles: &[(String, Tensor)],
+    compressible: &[(usize, &WTensor)],
+    project: &mut dyn Projection,
+    device: Device,
+) -> Result<(), EvalError> {
+    for (i, t) in compressible {
+        let (_, p) = &handles[*i];
+        let mut host = WTensor::new(t.name.clone(), t.shape.clone(), tensor_to_vec(p)?, true)
+            .map_err(TorchError::from)?;
+        project.step(&mut host)?;
+        copy_into(p, &host.data, device)?;
+    }
+    Ok(())
+}
+
 impl TorchFineTuner {
     fn run(
         &mut self,
@@ -281,36 +329,8 @@ impl TorchFineTuner {
                         )));
                     }
                     loss.f_backward().map_err(TorchError::from)?;
-                    tch::no_grad(|| -> Result<(), TorchError> {
-                        for ((_, p), v) in handles.iter().zip(velocity.iter_mut()) {
-                            let g = p.f_grad()?;
-                            if !g.defined() {
-                                continue;
-                            }
-                            let dir = if cfg.momentum > 0.0 {
-                                let nv = match v.take() {
-                                    Some(old) => old.f_mul_scalar(cfg.momentum)?.f_add(&g)?,
-                                    None => g.copy(),
-                                };
-                                *v = Some(nv.shallow_clone());
-                                nv
-                            } else {
-                                g
-                            };
-                            let mut p = p.shallow_clone();
-                            let _ = p.f_sub_(&dir.f_mul_scalar(cfg.lr)?)?;
-                        }
-                        Ok(())
-                    })?;
-                    // Projection after every step: host copy → hook → device.
-                    for (i, t) in &compressible {
-                        let (_, p) = &handles[*i];
-                        let mut host =
-                            WTensor::new(t.name.clone(), t.shape.clone(), tensor_to_vec(p)?, true)
-                                .map_err(TorchError::from)?;
-                        project.step(&mut host)?;
-                        copy_into(p, &host.data, device)?;
-                    }
+                    sgd_step(&handles, &mut velocity, cfg)?;
+                    project_step(&handles, &compressible, project, device)?;
                     loss_sum += l;
                     n += 1;
                     steps += 1;
