@@ -27,37 +27,38 @@ wb_core::method_params! {
     /// cross-field checks.
     #[derive(Debug, Clone, Copy, PartialEq)]
     pub struct Bf16ApproxParams {
-        /// exponent table per compressible layer, or one model-wide table
+        /// per-layer exponent tables (`layer`), or one model-wide table stored once
+        /// (`model`)
         pub table: TableScope = TableScope::Layer => choice,
-        /// exponent index bits removed (r): keep the 2^(b-r) largest exponents; 0 =
-        /// lossless exponent sharing; must be < b of every table
+        /// r: exponent index bits removed, keeping the 2^(b−r) largest exponents (0 =
+        /// lossless exponent sharing; must be < b of every table)
         pub remove_bits: u8 = 0 => int(0, 7),
         /// 0 is a snapping candidate for weights whose exponent is removed (the authors'
         /// code)
         pub zero_candidate: bool = true => flag,
-        /// with zero_candidate: zero takes one of the 2^(b-r) table entries (in-budget)
-        /// or is one more entry (extra, the authors' candidate set; index b-r+1 bits)
+        /// zero within the 2^(b−r) table entries (`in-budget`), or one more entry (`extra`,
+        /// the authors' candidate set, index b−r+1 bits; needs `zero_candidate`)
         pub zero_entry: ZeroEntry = ZeroEntry::InBudget => choice,
-        /// kept BF16 mantissa bits m' (7 = all)
+        /// m′: kept BF16 mantissa bits (7 = all)
         pub mantissa_bits: u8 = 7 => int(0, 7),
         /// how dropped mantissa bits are removed
         pub mantissa_rounding: Rounding = Rounding::NearestEven => choice,
-        /// per-layer table of distinct BF16 values (16 bits per entry, ceil(log2 U)-bit
+        /// per-layer table of distinct BF16 values (16 bits per entry, ⌈log2 U⌉-bit
         /// indices): never, where smaller than the fields, or always
         pub value_sharing: ValueSharing = ValueSharing::Off => choice,
-        /// fine-tuning epochs on cifar10-train-jpeg75 with projection after every step
-        /// (0 = retraining-free)
+        /// fine-tuning epochs on cifar10-train-jpeg75 with projection after every step (0 =
+        /// retraining-free)
         pub retrain_epochs: usize = 0 => int(0, 1000),
-        /// stop fine-tuning after this many optimizer steps in total (0 = whole epochs)
+        /// step cap over all epochs (0 = whole epochs; needs `retrain_epochs` ≥ 1)
         pub retrain_steps: u64 = 0 => int(0, 100_000_000),
-        /// SGD learning rate (momentum 0)
+        /// SGD learning rate, momentum 0 (must be > 0 when retraining)
         pub lr: f64 = 1e-3 => float(0.0, 10.0),
         /// fine-tuning batch size
         pub batch: usize = 64 => int(1, 4096),
         /// training images held out (seeded, class-balanced) to pick the best epoch
         pub holdout: usize = 2500 => int(10, 20_000),
-        /// projection after each step: snap removed exponents only (the authors'), or
-        /// also round the mantissa (full)
+        /// projection after each step: snap removed exponents only (`exponent`, the
+        /// authors'), or also round the mantissa (`full`)
         pub retrain_projection: RetrainProjection = RetrainProjection::Exponent => choice,
     }
 }

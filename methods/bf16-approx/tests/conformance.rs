@@ -15,4 +15,5 @@ wb_core::method_conformance!(
         {"retrain_steps": 5},
         {"retrain_epochs": 1, "lr": 0.0},
     ],
+    readme = include_str!("../README.md"),
 );

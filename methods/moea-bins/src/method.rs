@@ -105,16 +105,17 @@ wb_core::method_params! {
     /// parameter's.
     #[derive(Debug, Clone, Copy, PartialEq)]
     pub struct MoeaBins {
-        /// moea: NSGA-II over k, then merge; random-ub: uniform binning at k = ub only
-        /// (the paper's "Random UB" row, no search)
+        /// search + merge (`moea`), or only the binning at `k = ub` (`random-ub`: one
+        /// candidate, no evaluator needed)
         pub mode: Mode = Mode::Moea => choice,
-        /// conv-linear: the tensors the harness marks compressible (model card; conv and
-        /// linear weights by default, the 2025 code); all: every parameter tensor (the
-        /// 2024 code's trainable parameters incl. biases and BatchNorm affine)
+        /// `conv-linear`: the tensors the harness marks compressible (the model card
+        /// decides; conv and linear weights by default = the 2025 code); `all`: every
+        /// parameter tensor of the weight set (conv/linear weights, biases, BatchNorm γ/β =
+        /// the 2024 code's trainable parameters)
         pub scope: Scope = Scope::ConvLinear => choice,
         /// smallest k (number of linspace edges) searched
         pub lb: usize = crate::DEFAULT_LB => int(1, crate::MAX_K),
-        /// largest k searched (lb <= ub, checked); also the k of random-ub
+        /// largest k searched (`lb ≤ ub`, checked at build) and the k of Random UB
         pub ub: usize = crate::DEFAULT_UB => int(1, crate::MAX_K),
         /// NSGA-II population, initialised with linspace(lb, ub, pop_size) truncated to
         /// integers.
@@ -130,20 +131,21 @@ wb_core::method_params! {
         /// Probability that k is mutated (pymoo 0.6 PM: min(0.5, 1/n_var) = 0.5 for one
         /// variable).
         pub pm_prob: f64 = 0.5 => shared(nsga2::PM_PROB),
-        /// greedy merge of neighbouring bins on the qualifying front solutions
+        /// merge order of neighbouring bins on the qualifying front solutions
         pub merge: Merge = Merge::LeftToRight => choice,
-        /// front solutions merged: search error <= FP32 error (not_worse), < (better,
-        /// the 2024 code) or every one (all)
+        /// which front solutions are merged: search error ≤ FP32 error (`not_worse`), <
+        /// FP32 error (`better`, the 2024 code), or all
         pub merge_which: MergeWhich = MergeWhich::NotWorse => choice,
-        /// most evaluations the merge phase may spend, over all merged solutions (fewest
-        /// bins first); a pass cut by it keeps its accepted merges and says
-        /// merge_complete = false (the paper sets no bound)
+        /// most evaluations of the whole merge phase (fewest-bins solutions first; a pass
+        /// cut by it keeps its merges, `merge_complete = false`); 0 = no merge; the paper
+        /// sets no bound
         pub merge_budget: usize = crate::DEFAULT_MERGE_BUDGET => int(0, 1_000_000),
-        /// index coding of the artifact: one Huffman tree for the model, one per layer,
-        /// or none (fixed width ceil(log2 B) bits)
+        /// index coding: one Huffman tree per model, one per tensor, or fixed width ⌈log2
+        /// B⌉ (`none`)
         pub huffman: Coding = Coding::HuffmanModel => choice,
-        /// also emit the paper's table rows as candidates: random-ub, ub-pNN (qualifying
-        /// front before merge, fixed width), merge-pNN (merged, fixed width)
+        /// also emit the paper's table rows as candidates: `random-ub` (k = ub, fixed
+        /// width), `ub-pNN` (each qualifying front solution before merge, fixed width),
+        /// `merge-pNN` (each final point, fixed width)
         pub emit_stages: bool = false => flag,
     }
 }

@@ -13,4 +13,5 @@ wb_core::method_conformance!(
          "pop_size": 10, "generations": 3},
     ],
     bad = [{"lb": 300, "ub": 200}],
+    readme = include_str!("../README.md"),
 );

@@ -30,11 +30,11 @@ wb_core::method_params! {
     /// is mapped to its nearest final centroid.
     #[derive(Debug, Clone, Copy, PartialEq)]
     pub struct KMeansUniform {
-        /// clusters (shared values) per compressible layer; indices take ceil(log2 k) bits
+        /// clusters (shared values) per compressible layer; indices take ⌈log2 k⌉ bits
         pub k: usize = KMEANS_DEFAULT_K => int(2, 65536),
         /// maximum Lloyd iterations per layer
         pub max_iter: usize = KMEANS_DEFAULT_MAX_ITER => int(1, 100_000),
-        /// stop when the sum of squared centroid shifts of one iteration is <= tol
+        /// stop when Σ (centroid shift)² of one iteration ≤ tol (absolute)
         pub tol: f64 = KMEANS_DEFAULT_TOL => float(0.0, 1.0),
     }
 }

@@ -38,10 +38,10 @@ wb_core::method_params! {
     /// parameter's.
     #[derive(Debug, Clone, Copy, PartialEq)]
     pub struct WsDse {
-        /// MLPerf quality factor: a configuration passes if top-1 > quality x FP32 top-1
-        /// on the search subset (0.99 heavy models, 0.98 light ones)
+        /// MLPerf factor: pass iff top-1 > quality × FP32 top-1 on the search subset (0.99
+        /// heavy models, 0.98 light; the code classes all CIFAR models as heavy)
         pub quality: f64 = crate::DEFAULT_QUALITY => float(0.5, 1.0),
-        /// times the quality factor may be multiplied by 0.9 when a layer has no passing k
+        /// ×0.9 relaxations of `quality` allowed when a layer has no candidate
         pub relaxations: usize = crate::DEFAULT_RELAXATIONS => int(0, 50),
         /// NSGA-II population (the paper's code: 100).
         pub pop_size: usize = crate::DEFAULT_POP_SIZE => shared(nsga2::POP_SIZE),
@@ -53,20 +53,22 @@ wb_core::method_params! {
         pub sbx_eta: f64 = 30.0 => shared(nsga2::SBX_ETA),
         /// Polynomial-mutation distribution index (pymoo int_pm: 20; probability 1/layers).
         pub pm_eta: f64 = 20.0 => shared(nsga2::PM_ETA),
-        /// smallest k of the layer-sweep grid
+        /// smallest k of the sweep grid
         pub k_min: usize = 2 => int(2, 65_536),
-        /// largest k of the layer-sweep grid
+        /// largest k of the sweep grid (`k_max ≥ k_min`, checked)
         pub k_max: usize = 1024 => int(2, 65_536),
-        /// log-spaced grid points before truncation to integers and de-duplication
-        /// (100 gives the paper's 81 values in [2, 1024])
+        /// log-spaced points before truncation to integers and de-duplication (100 → the
+        /// paper's 81 values in [2, 1024]; 10 → the powers of two 2…1024, one per
+        /// bit-width)
         pub k_points: usize = 100 => int(1, 10_000),
-        /// maximum Lloyd iterations of each 1-D k-means
+        /// Lloyd iterations per clustering
         pub max_iter: usize = 100 => int(1, 100_000),
-        /// k-means stops when the sum of squared centroid shifts of one iteration is <= tol
+        /// stop when Σ (centroid shift)² of one iteration ≤ tol (absolute)
         pub tol: f64 = 1e-4 => float(0.0, 1.0),
-        /// NSGA-II first generation: random candidate vectors (the paper's code) or the
-        /// uniform configurations (one per index bit-width, nearest candidate per layer)
-        /// followed by random ones (a deviation)
+        /// NSGA-II's first generation: `pop_size` random candidate vectors (the paper's
+        /// code, pymoo `int_random`), or the uniform configurations (for each index
+        /// bit-width some layer kept, every layer at its candidate nearest to it, the wider
+        /// one on a tie) followed by random vectors up to `pop_size` (Deviation 9)
         pub init: Init = Init::Random => choice,
     }
 }

@@ -8,4 +8,5 @@ wb_core::method_conformance!(
         {"init": "uniform", "k_points": 10, "pop_size": 8, "generations": 3, "quality": 0.5},
     ],
     bad = [{"k_min": 64, "k_max": 8}],
+    readme = include_str!("../README.md"),
 );
