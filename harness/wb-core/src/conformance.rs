@@ -208,6 +208,29 @@ pub fn combined_digest(info: &MethodInfo, given: &Value) -> Result<String, Strin
     Ok(format!("{}:{}", lines.len(), crate::weights::hex(&all)))
 }
 
+/// Every `(parameters as JSON, golden combined digest)` pair still holds; a failure
+/// lists each parameter set whose output changed, with the digest it gives now.
+///
+/// # Errors
+/// One line per changed or failing parameter set.
+pub fn check_golden(info: &MethodInfo, golden: &[(&str, &str)]) -> Result<(), String> {
+    let mut wrong = Vec::new();
+    for (params, want) in golden {
+        let given: Value =
+            serde_json::from_str(params).map_err(|e| format!("golden parameters {params}: {e}"))?;
+        match combined_digest(info, &given) {
+            Ok(got) if got == *want => {}
+            Ok(got) => wrong.push(format!("{params}: got {got}, golden {want}")),
+            Err(e) => wrong.push(e),
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("\n"))
+    }
+}
+
 fn check_size(artifact: &crate::Artifact, file_bytes: u64) -> Result<(), String> {
     let size = artifact.size();
     if size.total_bytes != file_bytes {
