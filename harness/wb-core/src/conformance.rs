@@ -116,7 +116,6 @@ fn run(
         ctx.trainer = Some(&mut tuner);
     }
     let result = compress_checked(info.id, method.as_ref(), weights, &mut ctx);
-    drop(ctx);
     Ok(Outcome {
         result,
         evaluations: ev.stats().evaluations,

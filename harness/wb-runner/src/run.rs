@@ -474,7 +474,6 @@ impl GroupContext {
                     ctx.evaluator = Some(&mut ev);
                     let c =
                         wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx)?;
-                    drop(ctx);
                     (c, ev.stats())
                 }
                 // Only a method that needs an evaluator learns why there is none.

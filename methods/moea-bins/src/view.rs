@@ -23,6 +23,9 @@ const FIXED_KEYS: (&str, &str) = ("fixed_bits_per_weight", "cr_fixed_paper");
 const MODEL_TREE_KEYS: (&str, &str) = ("avg_bits_huffman", "cr_paper");
 const LAYER_TREE_KEYS: (&str, &str) = ("avg_bits_huffman_layer", "cr_paper_layer_trees");
 
+/// (x, y) points of a figure series.
+type Points = Vec<(f64, f64)>;
+
 /// Min–max of `v` with `d` decimals (one value when they agree), `-` when empty.
 fn range(v: &[f64], d: usize) -> String {
     if v.is_empty() {
@@ -97,7 +100,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
 
 /// The table's stage rows (ranges over each stage's candidates); returns the MO-UB
 /// front before and after merge as (shared values, validation error %) points.
-fn stage_rows(md: &mut String, mine: &[&ViewRow]) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn stage_rows(md: &mut String, mine: &[&ViewRow]) -> (Points, Points) {
     // (row, stage, keys of its average bits and paper CR). The last row is the same
     // candidates as the one before it, coded with one tree per layer as the 2025 code
     // counts (papers.md §5.7); the method reports both codings on every candidate.
