@@ -53,7 +53,8 @@ pub enum ParamDefault {
 }
 
 impl ParamDefault {
-    fn to_value(self) -> Value {
+    /// The default as the JSON value written to `params_json`.
+    pub fn to_value(self) -> Value {
         match self {
             ParamDefault::Int(i) => Value::from(i),
             ParamDefault::Float(x) => Value::from(x),

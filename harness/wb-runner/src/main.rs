@@ -310,7 +310,7 @@ fn main() -> Result<()> {
                 println!("{:<16} {}", m.id, m.summary);
                 for p in m.params {
                     let d = match p.default {
-                        Some(d) => format!(" (default {d:?})"),
+                        Some(d) => format!(" (default {})", d.to_value()),
                         None => " (required)".into(),
                     };
                     println!("    {:<14} {}{d}: {}", p.name, p.kind, p.doc.trim());
