@@ -518,7 +518,7 @@ fn draw_view<DB: DrawingBackend>(
         let (color, marker) = style(i);
         draw_marker(&legend_area, marker, (24, y + 10), 6, color)?;
         legend_area
-            .draw(&Text::new(truncate(&s.label, 18), (44, y), (FONT, 18)))
+            .draw(&Text::new(truncate(&s.label, 24), (40, y + 2), (FONT, 15)))
             .map_err(e)?;
         y += row;
     }
