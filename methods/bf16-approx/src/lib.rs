@@ -468,37 +468,92 @@ impl Method for Bf16Approx {
                 .shared
                 .as_ref()
                 .map_or(0, |p| 8 * p.nominal_entries as u64);
-        let extra = json!({
-            "table": match self.table { TableScope::Layer => "layer", TableScope::Model => "model" },
-            "remove_bits": self.remove_bits,
-            "zero": format!("{:?}", self.zero),
-            "mantissa_bits": self.mantissa_bits,
-            "mantissa_rounding": format!("{:?}", self.rounding),
-            "value_sharing": format!("{:?}", self.value_sharing),
-            "model_table": plans.shared.as_ref().map(|p| json!({
-                "distinct_exponents": p.distinct.len(),
-                "lossless_index_bits": p.lossless_bits,
-                "table": p.set.table,
-                "index_bits": p.index_bits(),
-            })),
-            "counted_params": size.counted_params,
-            "bits_bf16_baseline": bits_bf16,
-            "bits_compressed": size.bits_compressed,
-            "bits_per_weight": size.bits_compressed as f64 / size.counted_params.max(1) as f64,
-            "saving_vs_bf16_pct": saving_pct(bits_bf16, size.bits_compressed),
-            "bits_nominal_authors": nominal,
-            "saving_vs_bf16_pct_nominal_authors": saving_pct(bits_bf16, nominal),
-            "compression_ratio_vs_fp32": size.compression_ratio(),
-            "snapped_weights": stats.values().map(|s| s.snapped).sum::<usize>(),
-            "zeroed_weights": stats.values().map(|s| s.zeroed).sum::<usize>(),
-            "retrain": retrain_extra,
-            "layers": layers,
-        });
+        let extra = Diagnostics {
+            table: self.table.name().into(),
+            remove_bits: self.remove_bits,
+            zero: format!("{:?}", self.zero),
+            mantissa_bits: self.mantissa_bits,
+            mantissa_rounding: format!("{:?}", self.rounding),
+            value_sharing: format!("{:?}", self.value_sharing),
+            model_table: plans.shared.as_ref().map(|p| {
+                json!({
+                    "distinct_exponents": p.distinct.len(),
+                    "lossless_index_bits": p.lossless_bits,
+                    "table": p.set.table,
+                    "index_bits": p.index_bits(),
+                })
+            }),
+            counted_params: size.counted_params,
+            bits_bf16_baseline: bits_bf16,
+            bits_compressed: size.bits_compressed,
+            bits_per_weight: size.bits_compressed as f64 / size.counted_params.max(1) as f64,
+            saving_vs_bf16_pct: saving_pct(bits_bf16, size.bits_compressed),
+            bits_nominal_authors: nominal,
+            saving_vs_bf16_pct_nominal_authors: saving_pct(bits_bf16, nominal),
+            compression_ratio_vs_fp32: size.compression_ratio(),
+            snapped_weights: stats.values().map(|s| s.snapped).sum::<usize>(),
+            zeroed_weights: stats.values().map(|s| s.zeroed).sum::<usize>(),
+            retrain: retrain_extra,
+            layers,
+        }
+        .to_value();
         Ok(vec![Candidate {
             label: "default".into(),
             artifact,
             extra,
         }])
+    }
+}
+
+/// The diagnostics of a `bf16-approx` candidate (its `extra_json`), written by
+/// `compress` and read back by the report view with this same type.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Diagnostics {
+    /// Exponent-table scope (`layer` or `model`).
+    pub table: String,
+    /// r: index bits removed.
+    pub remove_bits: u8,
+    /// Zero handling (`Off`, `InBudget`, `ExtraEntry`).
+    pub zero: String,
+    /// m′: kept mantissa bits.
+    pub mantissa_bits: u8,
+    /// Mantissa rounding (`NearestEven`, `Truncate`).
+    pub mantissa_rounding: String,
+    /// Value sharing (`Off`, `Auto`, `Always`).
+    pub value_sharing: String,
+    /// The model-wide exponent table, when `table = "model"`.
+    pub model_table: Option<Value>,
+    /// Weights counted by the paper accounting.
+    pub counted_params: u64,
+    /// 16 bits per counted weight: the BF16 baseline of the paper's saving.
+    pub bits_bf16_baseline: u64,
+    /// Compressed bits of the counted weights and their tables.
+    pub bits_compressed: u64,
+    /// `bits_compressed / counted_params`.
+    pub bits_per_weight: f64,
+    /// Memory saving against BF16, percent (the paper's metric).
+    pub saving_vs_bf16_pct: f64,
+    /// The authors' nominal bit count (tables at their nominal size).
+    pub bits_nominal_authors: u64,
+    /// Saving against BF16 by the authors' nominal count, percent.
+    pub saving_vs_bf16_pct_nominal_authors: f64,
+    /// FP32 bits / compressed bits.
+    pub compression_ratio_vs_fp32: f64,
+    /// Weights moved to another exponent by the projection.
+    pub snapped_weights: usize,
+    /// Weights set to zero by the projection.
+    pub zeroed_weights: usize,
+    /// Fine-tuning record (null without retraining).
+    pub retrain: Value,
+    /// Per-layer records.
+    pub layers: Vec<Value>,
+}
+
+impl Diagnostics {
+    /// As the JSON of `extra_json`.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("diagnostics always serialize")
     }
 }
 

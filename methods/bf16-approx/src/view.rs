@@ -10,7 +10,7 @@ use wb_core::view::{
     Block, Figure, ViewRow,
 };
 
-use crate::ID;
+use crate::{Diagnostics, ID};
 
 /// A short label of a bf16-approx variant: r, m′ and whatever differs from the defaults.
 fn bf16_variant(p: &Value) -> String {
@@ -102,12 +102,15 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
             } else {
                 None
             };
+            let diag = (r.method == ID)
+                .then(|| r.extra_as::<Diagnostics>())
+                .flatten();
             let saving = match r.method.as_str() {
-                ID => r.extra.get("saving_vs_bf16_pct").and_then(Value::as_f64),
+                ID => diag.as_ref().map(|d| d.saving_vs_bf16_pct),
                 "bf16-cast" => Some(0.0),
                 _ => None,
             };
-            let bpw = r.extra.get("bits_per_weight").and_then(Value::as_f64);
+            let bpw = diag.as_ref().map(|d| d.bits_per_weight);
             let variant = if r.method == ID {
                 bf16_variant(&r.params)
             } else {
