@@ -259,6 +259,64 @@ fn pct(c: usize, n: usize) -> f64 {
     100.0 * c as f64 / n as f64
 }
 
+/// The diagnostics of a `ws-dse` candidate (its `extra_json`), written by `compress`
+/// and read back by the report view with this same type.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Diagnostics {
+    /// k of every compressible layer, in model order.
+    pub k: Vec<usize>,
+    /// Index bits ⌈log2 k⌉ of every compressible layer.
+    pub bits: Vec<u8>,
+    /// Top-1 count on the search subset.
+    pub search_top1_correct: usize,
+    /// Images of the search subset.
+    pub search_images: usize,
+    /// Top-1 on the search subset, percent.
+    pub search_top1_pct: f64,
+    /// FP32 top-1 on the search subset, percent.
+    pub search_baseline_top1_pct: f64,
+    /// FP32 minus this point's top-1 on the search subset, percentage points.
+    pub search_top1_loss_pp: f64,
+    /// The paper's compression ratio over all weights (the reported one).
+    pub cr_global: f64,
+    /// The compression ratio NSGA-II optimised.
+    pub cr_obj: f64,
+    /// The quality factor of the run.
+    pub quality: f64,
+    /// Whether the point meets the target on the search subset.
+    pub meets_target_on_search: bool,
+    /// Whether the search chose this point (highest CR meeting the target there).
+    pub chosen_on_search: bool,
+    /// The search log, on the first candidate only (see the crate README).
+    pub search: Option<Value>,
+}
+
+impl Diagnostics {
+    /// As the JSON of `extra_json`.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("diagnostics always serialize")
+    }
+}
+
+/// One NSGA-II generation in the search log (`search.generations`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GenerationRecord {
+    /// Generation number, the initial population being 1.
+    pub generation: usize,
+    /// Evaluator evaluations computed so far (baseline and sweep included).
+    pub evaluations: u64,
+    /// NSGA-II objective calls so far.
+    pub nsga_evaluations: usize,
+    /// Hypervolume of the front (top-1 fraction × CR_obj, reference (0, 0)).
+    pub hypervolume: f64,
+    /// Points on the front.
+    pub front_size: usize,
+    /// The highest CR_obj in the population that meets the target, if any.
+    pub best_cr_obj_meeting_target: Option<f64>,
+}
+
 /// What the steps of one exploration share: the parameters, the weights, the
 /// compressible layers with their sweep grids, and the baseline on the search subset.
 struct Explore<'a> {
@@ -291,7 +349,7 @@ struct Exploration {
     /// Top-1 count of every configuration evaluated.
     cache: HashMap<Vec<usize>, usize>,
     method_cache_hits: u64,
-    history: Vec<Value>,
+    history: Vec<GenerationRecord>,
     seeds: Vec<Vec<i64>>,
 }
 
@@ -493,7 +551,7 @@ impl<'a> Explore<'a> {
         let mut cache: HashMap<Vec<usize>, usize> = HashMap::new();
         let mut method_cache_hits = 0u64;
         let computed = Cell::new(ev.stats().evaluations);
-        let mut history: Vec<Value> = Vec::new();
+        let mut history: Vec<GenerationRecord> = Vec::new();
         let generations = m.generations;
         let seeds = match m.init {
             Init::Random => Vec::new(),
@@ -554,14 +612,14 @@ impl<'a> Explore<'a> {
                     })
                     .map(|i| -i.f[1])
                     .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-                history.push(json!({
-                    "generation": g.generation,
-                    "evaluations": computed.get(),
-                    "nsga_evaluations": g.evaluations,
-                    "hypervolume": hv,
-                    "front_size": front.len(),
-                    "best_cr_obj_meeting_target": best_meeting,
-                }));
+                history.push(GenerationRecord {
+                    generation: g.generation,
+                    evaluations: computed.get(),
+                    nsga_evaluations: g.evaluations,
+                    hypervolume: hv,
+                    front_size: front.len(),
+                    best_cr_obj_meeting_target: best_meeting,
+                });
                 progress.message(&format!(
                     "ws-dse NSGA-II: generation {}/{generations}, front {}, HV {hv:.4}",
                     g.generation,
@@ -748,21 +806,22 @@ impl<'a> Explore<'a> {
             out.push(Candidate {
                 label: format!("p{i:0width$}"),
                 artifact,
-                extra: json!({
-                    "k": p.ks,
-                    "bits": p.ks.iter().map(|&k| index_bits(k)).collect::<Vec<_>>(),
-                    "search_top1_correct": p.correct,
-                    "search_images": n,
-                    "search_top1_pct": pct(p.correct, n),
-                    "search_baseline_top1_pct": pct(c0, n),
-                    "search_top1_loss_pp": pct(c0, n) - pct(p.correct, n),
-                    "cr_global": p.cr_global,
-                    "cr_obj": p.cr_obj,
-                    "quality": self.m.quality,
-                    "meets_target_on_search": p.correct >= self.target,
-                    "chosen_on_search": chosen == Some(i),
-                    "search": log.take(),
-                }),
+                extra: Diagnostics {
+                    k: p.ks.clone(),
+                    bits: p.ks.iter().map(|&k| index_bits(k)).collect(),
+                    search_top1_correct: p.correct,
+                    search_images: n,
+                    search_top1_pct: pct(p.correct, n),
+                    search_baseline_top1_pct: pct(c0, n),
+                    search_top1_loss_pp: pct(c0, n) - pct(p.correct, n),
+                    cr_global: p.cr_global,
+                    cr_obj: p.cr_obj,
+                    quality: self.m.quality,
+                    meets_target_on_search: p.correct >= self.target,
+                    chosen_on_search: chosen == Some(i),
+                    search: log.take(),
+                }
+                .to_value(),
             });
         }
         Ok(out)

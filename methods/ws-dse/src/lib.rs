@@ -6,7 +6,10 @@ mod grid;
 pub mod view;
 
 pub use accounting::{cr_global, cr_obj, LayerCost};
-pub use dse::{min_correct_above, prune, uniform_seeds, Init, SweepEntry, SweepOutcome, WsDse};
+pub use dse::{
+    min_correct_above, prune, uniform_seeds, Diagnostics, GenerationRecord, Init, SweepEntry,
+    SweepOutcome, WsDse,
+};
 pub use grid::k_grid;
 
 use wb_core::{MethodInfo, ParamError, Params};

@@ -4,8 +4,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
 use wb_core::view::{baseline_top1, fmt_opt, series, variants, Block, Figure, ViewRow};
+
+use crate::dse::{Diagnostics, GenerationRecord};
 
 const ID: &str = "ws-dse";
 
@@ -30,9 +31,10 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         let (label, stem) = (v.label_suffix(), v.stem_suffix());
         let fp32 = baseline_top1(rows, &model, &dataset);
         let dse: Vec<&ViewRow> = rows.iter().filter(|r| v.holds(r, ID)).collect();
+        let diag = |r: &ViewRow| r.extra_as::<Diagnostics>();
         let quality = dse
             .iter()
-            .find_map(|r| r.extra.get("quality").and_then(Value::as_f64))
+            .find_map(|r| diag(r).map(|d| d.quality).filter(|q| *q > 0.0))
             .unwrap_or(0.99);
         let target = fp32.map(|f| f * quality);
         let meets = |r: &&ViewRow| match (r.top1, target) {
@@ -58,9 +60,10 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 .collect(),
             meets,
         );
-        let log = dse
+        let generations: Option<Vec<GenerationRecord>> = dse
             .iter()
-            .find_map(|r| r.extra.get("search").filter(|v| !v.is_null()));
+            .find_map(|r| diag(r)?.search)
+            .and_then(|log| serde_json::from_value(log.get("generations")?.clone()).ok());
         let _ = writeln!(
             md,
             "| {model}{label} | {dataset} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -88,11 +91,11 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
             dse.len(),
         );
         if let Some(c) = chosen {
-            if let Some(bits) = c.extra.get("bits").and_then(Value::as_array) {
+            if let Some(bits) = diag(c).map(|d| d.bits).filter(|b| !b.is_empty()) {
                 let pts: Vec<(f64, f64)> = bits
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, b)| b.as_f64().map(|b| (i as f64, b)))
+                    .map(|(i, &b)| (i as f64, f64::from(b)))
                     .collect();
                 figs.push(Block::Figure(Figure {
                     stem: format!("wsdse_bits_{model}_{dataset}{stem}"),
@@ -116,18 +119,10 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 }));
             }
         }
-        if let Some(gens) = log
-            .and_then(|l| l.get("generations"))
-            .and_then(Value::as_array)
-        {
+        if let Some(gens) = generations {
             let pts: Vec<(f64, f64)> = gens
                 .iter()
-                .filter_map(|g| {
-                    Some((
-                        g.get("evaluations")?.as_f64()?,
-                        g.get("hypervolume")?.as_f64()?,
-                    ))
-                })
+                .map(|g| (g.evaluations as f64, g.hypervolume))
                 .collect();
             figs.push(Block::Figure(Figure {
                 stem: format!("wsdse_hv_{model}_{dataset}{stem}"),
