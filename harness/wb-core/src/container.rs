@@ -380,6 +380,33 @@ fn malformed(reason: impl Into<String>) -> CoreError {
 
 /// Parses container bytes, verifying magic and checksum, and validates every encoding.
 pub fn read(bytes: &[u8]) -> Result<Artifact> {
+    let (version, body) = check_envelope(bytes)?;
+    let mut r = Reader { b: body, pos: 8 };
+    let counts = read_counts(&mut r, version)?;
+    let (shared_codebooks, shared_exp_tables, shared_code_tables) = read_shared(&mut r, &counts)?;
+    let mut tensors = Vec::with_capacity(counts.tensors.min(1 << 16));
+    for _ in 0..counts.tensors {
+        tensors.push(read_tensor(&mut r, &shared_code_tables)?);
+    }
+    if r.pos != body.len() {
+        return Err(malformed(format!(
+            "{} trailing bytes after the last tensor",
+            body.len() - r.pos
+        )));
+    }
+    let artifact = Artifact {
+        shared_codebooks,
+        shared_exp_tables,
+        shared_code_tables,
+        tensors,
+    };
+    artifact.validate()?;
+    Ok(artifact)
+}
+
+/// The format version from the magic, and the body (everything before the checksum
+/// trailer) once the checksum matches.
+fn check_envelope(bytes: &[u8]) -> Result<(u8, &[u8])> {
     let min = (FIXED_HEADER_BYTES + TRAILER_BYTES) as usize;
     if bytes.len() < min {
         return Err(malformed(format!(
@@ -401,220 +428,244 @@ pub fn read(bytes: &[u8]) -> Result<Artifact> {
     if Sha256::digest(body).as_slice() != trailer {
         return Err(malformed("checksum mismatch (file corrupted or truncated)"));
     }
-    let mut r = Reader { b: body, pos: 8 };
-    let n_shared = r.u32()? as usize;
-    let n_tensors = r.u32()? as usize;
-    let n_exp = if version >= 2 { r.u32()? as usize } else { 0 };
-    let n_code = if version >= 3 { r.u32()? as usize } else { 0 };
-    if version == 2 && n_exp == 0 {
+    Ok((version, body))
+}
+
+/// How many shared tables of each kind and tensors the header announces.
+struct Counts {
+    codebooks: usize,
+    tensors: usize,
+    exp_tables: usize,
+    code_tables: usize,
+}
+
+fn read_counts(r: &mut Reader<'_>, version: u8) -> Result<Counts> {
+    let codebooks = r.u32()? as usize;
+    let tensors = r.u32()? as usize;
+    let exp_tables = if version >= 2 { r.u32()? as usize } else { 0 };
+    let code_tables = if version >= 3 { r.u32()? as usize } else { 0 };
+    if version == 2 && exp_tables == 0 {
         return Err(malformed(
             "version-2 container without shared exponent tables (must be written as version 1)",
         ));
     }
-    if version == 3 && n_code == 0 {
+    if version == 3 && code_tables == 0 {
         return Err(malformed(
             "version-3 container without shared code tables (must be written as version 1 or 2)",
         ));
     }
-    let mut shared_codebooks = Vec::with_capacity(n_shared.min(1 << 16));
-    for _ in 0..n_shared {
+    Ok(Counts {
+        codebooks,
+        tensors,
+        exp_tables,
+        code_tables,
+    })
+}
+
+/// The shared codebooks, exponent tables and code tables, in that order.
+type Shared = (Vec<Vec<f32>>, Vec<Vec<u8>>, Vec<CodeLengths>);
+
+fn read_shared(r: &mut Reader<'_>, n: &Counts) -> Result<Shared> {
+    let mut codebooks = Vec::with_capacity(n.codebooks.min(1 << 16));
+    for _ in 0..n.codebooks {
         let k = r.u32()? as usize;
-        shared_codebooks.push(r.f32s(k)?);
+        codebooks.push(r.f32s(k)?);
     }
-    let mut shared_exp_tables = Vec::with_capacity(n_exp.min(1 << 16));
-    for _ in 0..n_exp {
+    let mut exp_tables = Vec::with_capacity(n.exp_tables.min(1 << 16));
+    for _ in 0..n.exp_tables {
         let k = r.u32()? as usize;
-        shared_exp_tables.push(r.take(k)?.to_vec());
+        exp_tables.push(r.take(k)?.to_vec());
     }
-    let mut shared_code_tables: Vec<CodeLengths> = Vec::with_capacity(n_code.min(1 << 16));
-    for _ in 0..n_code {
+    let mut code_tables: Vec<CodeLengths> = Vec::with_capacity(n.code_tables.min(1 << 16));
+    for _ in 0..n.code_tables {
         let k = r.u32()? as usize;
-        shared_code_tables.push(
+        code_tables.push(
             r.take(k)?
                 .iter()
                 .map(|b| code_length_from_byte(*b))
                 .collect(),
         );
     }
-    let mut tensors = Vec::with_capacity(n_tensors.min(1 << 16));
-    for _ in 0..n_tensors {
-        let name_len = r.u16()? as usize;
-        let name = String::from_utf8(r.take(name_len)?.to_vec())
-            .map_err(|_| malformed("tensor name is not UTF-8"))?;
-        let ndim = r.u8()? as usize;
-        let shape = (0..ndim)
-            .map(|_| r.u32().map(|d| d as usize))
-            .collect::<Result<Vec<_>>>()?;
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, d| a.checked_mul(*d))
-            .ok_or_else(|| malformed(format!("tensor `{name}`: shape overflows")))?;
-        let compressible = r.u8()? & 1 == 1;
-        let kind = r.u8()?;
-        let encoding = match kind {
-            0 => Encoding::F32(r.f32s(n)?),
-            1 => Encoding::Bf16(r.u16s(n)?),
-            2 => Encoding::F16(r.u16s(n)?),
-            3 => {
-                let tag = r.u8()?;
-                let k_or_id = r.u32()?;
-                let bits = r.u8()?;
-                if bits > 32 {
-                    return Err(malformed(format!(
-                        "tensor `{name}`: index width {bits} > 32"
-                    )));
-                }
-                let codebook = match tag {
-                    0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
-                    1 => CodebookRef::Shared(k_or_id),
-                    t => {
-                        return Err(malformed(format!(
-                            "tensor `{name}`: unknown codebook reference {t}"
-                        )))
-                    }
-                };
-                let packed = r.take(packed_len(n, bits))?;
-                Encoding::Codebook {
-                    codebook,
-                    bits,
-                    indices: unpack(packed, n, bits),
-                }
-            }
-            4 => {
-                let c = shape.first().copied().unwrap_or(1).max(1);
-                let scales = r.f32s(c)?;
-                let q = r.take(n)?.iter().map(|b| *b as i8).collect();
-                Encoding::Int8PerChannel { scales, q }
-            }
-            5 => {
-                let tag = r.u8()?;
-                let k_or_id = r.u32()?;
-                let index_bits = r.u8()?;
-                let mantissa_bits = r.u8()?;
-                if index_bits > 8 || mantissa_bits > 7 {
-                    return Err(malformed(format!(
-                        "tensor `{name}`: {index_bits} exponent index bits (at most 8) or \
-                         {mantissa_bits} mantissa bits (at most 7)"
-                    )));
-                }
-                let exp_table = match tag {
-                    0 => ExpTableRef::Local(r.take(k_or_id as usize)?.to_vec()),
-                    1 => ExpTableRef::Shared(k_or_id),
-                    t => {
-                        return Err(malformed(format!(
-                            "tensor `{name}`: unknown exponent table reference {t}"
-                        )))
-                    }
-                };
-                let indices = unpack(r.take(packed_len(n, index_bits))?, n, index_bits)
-                    .into_iter()
-                    .map(|i| i as u8)
-                    .collect();
-                let codes = unpack(
-                    r.take(packed_len(n, 1 + mantissa_bits))?,
-                    n,
-                    1 + mantissa_bits,
-                );
-                let (signs, mantissas) = split_sign_mantissa(&codes, mantissa_bits);
-                Encoding::Bf16Fields {
-                    exp_table,
-                    index_bits,
-                    mantissa_bits,
-                    signs,
-                    indices,
-                    mantissas,
-                }
-            }
-            6 => {
-                let k = r.u32()? as usize;
-                let bits = r.u8()?;
-                if bits > 32 {
-                    return Err(malformed(format!(
-                        "tensor `{name}`: index width {bits} > 32"
-                    )));
-                }
-                let values = r.u16s(k)?;
-                let packed = r.take(packed_len(n, bits))?;
-                Encoding::Bf16Table {
-                    values,
-                    bits,
-                    indices: unpack(packed, n, bits),
-                }
-            }
-            7 => {
-                let cb_tag = r.u8()?;
-                let k_or_id = r.u32()?;
-                let tab_tag = r.u8()?;
-                let t_or_id = r.u32()?;
-                let stream_bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
-                let codebook = match cb_tag {
-                    0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
-                    1 => CodebookRef::Shared(k_or_id),
-                    t => {
-                        return Err(malformed(format!(
-                            "tensor `{name}`: unknown codebook reference {t}"
-                        )))
-                    }
-                };
-                let code = match tab_tag {
-                    0 => CodeTableRef::Local(
-                        r.take(t_or_id as usize)?
-                            .iter()
-                            .map(|b| code_length_from_byte(*b))
-                            .collect(),
-                    ),
-                    1 => CodeTableRef::Shared(t_or_id),
-                    t => {
-                        return Err(malformed(format!(
-                            "tensor `{name}`: unknown code table reference {t}"
-                        )))
-                    }
-                };
-                let table: &[Option<u8>] = match &code {
-                    CodeTableRef::Local(t) => t,
-                    CodeTableRef::Shared(id) => {
-                        shared_code_tables.get(*id as usize).ok_or_else(|| {
-                            malformed(format!(
-                                "tensor `{name}`: shared code table {id} does not exist"
-                            ))
-                        })?
-                    }
-                };
-                let canon = CanonicalCode::new(table)
-                    .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
-                let n_bytes = usize::try_from(stream_bits.div_ceil(8))
-                    .map_err(|_| malformed("stream length overflow"))?;
-                let indices = canon
-                    .decode(r.take(n_bytes)?, stream_bits, n)
-                    .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
-                Encoding::HuffmanCodebook {
-                    codebook,
-                    code,
-                    stream_bits,
-                    indices,
-                }
-            }
-            k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
-        };
-        tensors.push(EncodedTensor {
-            name,
-            shape,
-            compressible,
-            encoding,
-        });
-    }
-    if r.pos != body.len() {
+    Ok((codebooks, exp_tables, code_tables))
+}
+
+/// One tensor: name, shape, flag and its encoding.
+fn read_tensor(r: &mut Reader<'_>, shared_code_tables: &[CodeLengths]) -> Result<EncodedTensor> {
+    let name_len = r.u16()? as usize;
+    let name = String::from_utf8(r.take(name_len)?.to_vec())
+        .map_err(|_| malformed("tensor name is not UTF-8"))?;
+    let ndim = r.u8()? as usize;
+    let shape = (0..ndim)
+        .map(|_| r.u32().map(|d| d as usize))
+        .collect::<Result<Vec<_>>>()?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| malformed(format!("tensor `{name}`: shape overflows")))?;
+    let compressible = r.u8()? & 1 == 1;
+    let kind = r.u8()?;
+    let encoding = match kind {
+        0 => Encoding::F32(r.f32s(n)?),
+        1 => Encoding::Bf16(r.u16s(n)?),
+        2 => Encoding::F16(r.u16s(n)?),
+        3 => read_codebook(r, &name, n)?,
+        4 => {
+            let c = shape.first().copied().unwrap_or(1).max(1);
+            let scales = r.f32s(c)?;
+            let q = r.take(n)?.iter().map(|b| *b as i8).collect();
+            Encoding::Int8PerChannel { scales, q }
+        }
+        5 => read_bf16_fields(r, &name, n)?,
+        6 => read_bf16_table(r, &name, n)?,
+        7 => read_huffman(r, &name, n, shared_code_tables)?,
+        k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
+    };
+    Ok(EncodedTensor {
+        name,
+        shape,
+        compressible,
+        encoding,
+    })
+}
+
+/// A codebook reference: tag 0 = a local table of `k_or_id` values, 1 = shared id.
+fn read_codebook_ref(r: &mut Reader<'_>, name: &str, tag: u8, k_or_id: u32) -> Result<CodebookRef> {
+    Ok(match tag {
+        0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
+        1 => CodebookRef::Shared(k_or_id),
+        t => {
+            return Err(malformed(format!(
+                "tensor `{name}`: unknown codebook reference {t}"
+            )))
+        }
+    })
+}
+
+/// Kind 3: FP32 codebook and fixed-width indices.
+fn read_codebook(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
+    let tag = r.u8()?;
+    let k_or_id = r.u32()?;
+    let bits = r.u8()?;
+    if bits > 32 {
         return Err(malformed(format!(
-            "{} trailing bytes after the last tensor",
-            body.len() - r.pos
+            "tensor `{name}`: index width {bits} > 32"
         )));
     }
-    let artifact = Artifact {
-        shared_codebooks,
-        shared_exp_tables,
-        shared_code_tables,
-        tensors,
+    let codebook = read_codebook_ref(r, name, tag, k_or_id)?;
+    let packed = r.take(packed_len(n, bits))?;
+    Ok(Encoding::Codebook {
+        codebook,
+        bits,
+        indices: unpack(packed, n, bits),
+    })
+}
+
+/// Kind 5: BF16 sign, exponent index and mantissa fields.
+fn read_bf16_fields(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
+    let tag = r.u8()?;
+    let k_or_id = r.u32()?;
+    let index_bits = r.u8()?;
+    let mantissa_bits = r.u8()?;
+    if index_bits > 8 || mantissa_bits > 7 {
+        return Err(malformed(format!(
+            "tensor `{name}`: {index_bits} exponent index bits (at most 8) or \
+             {mantissa_bits} mantissa bits (at most 7)"
+        )));
+    }
+    let exp_table = match tag {
+        0 => ExpTableRef::Local(r.take(k_or_id as usize)?.to_vec()),
+        1 => ExpTableRef::Shared(k_or_id),
+        t => {
+            return Err(malformed(format!(
+                "tensor `{name}`: unknown exponent table reference {t}"
+            )))
+        }
     };
-    artifact.validate()?;
-    Ok(artifact)
+    let indices = unpack(r.take(packed_len(n, index_bits))?, n, index_bits)
+        .into_iter()
+        .map(|i| i as u8)
+        .collect();
+    let codes = unpack(
+        r.take(packed_len(n, 1 + mantissa_bits))?,
+        n,
+        1 + mantissa_bits,
+    );
+    let (signs, mantissas) = split_sign_mantissa(&codes, mantissa_bits);
+    Ok(Encoding::Bf16Fields {
+        exp_table,
+        index_bits,
+        mantissa_bits,
+        signs,
+        indices,
+        mantissas,
+    })
+}
+
+/// Kind 6: a table of BF16 values and fixed-width indices.
+fn read_bf16_table(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
+    let k = r.u32()? as usize;
+    let bits = r.u8()?;
+    if bits > 32 {
+        return Err(malformed(format!(
+            "tensor `{name}`: index width {bits} > 32"
+        )));
+    }
+    let values = r.u16s(k)?;
+    let packed = r.take(packed_len(n, bits))?;
+    Ok(Encoding::Bf16Table {
+        values,
+        bits,
+        indices: unpack(packed, n, bits),
+    })
+}
+
+/// Kind 7: FP32 codebook and a canonical-Huffman index stream under a local or shared
+/// code table.
+fn read_huffman(
+    r: &mut Reader<'_>,
+    name: &str,
+    n: usize,
+    shared_code_tables: &[CodeLengths],
+) -> Result<Encoding> {
+    let cb_tag = r.u8()?;
+    let k_or_id = r.u32()?;
+    let tab_tag = r.u8()?;
+    let t_or_id = r.u32()?;
+    let stream_bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+    let codebook = read_codebook_ref(r, name, cb_tag, k_or_id)?;
+    let code = match tab_tag {
+        0 => CodeTableRef::Local(
+            r.take(t_or_id as usize)?
+                .iter()
+                .map(|b| code_length_from_byte(*b))
+                .collect(),
+        ),
+        1 => CodeTableRef::Shared(t_or_id),
+        t => {
+            return Err(malformed(format!(
+                "tensor `{name}`: unknown code table reference {t}"
+            )))
+        }
+    };
+    let table: &[Option<u8>] = match &code {
+        CodeTableRef::Local(t) => t,
+        CodeTableRef::Shared(id) => shared_code_tables.get(*id as usize).ok_or_else(|| {
+            malformed(format!(
+                "tensor `{name}`: shared code table {id} does not exist"
+            ))
+        })?,
+    };
+    let canon =
+        CanonicalCode::new(table).map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+    let n_bytes = usize::try_from(stream_bits.div_ceil(8))
+        .map_err(|_| malformed("stream length overflow"))?;
+    let indices = canon
+        .decode(r.take(n_bytes)?, stream_bits, n)
+        .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
+    Ok(Encoding::HuffmanCodebook {
+        codebook,
+        code,
+        stream_bits,
+        indices,
+    })
 }
