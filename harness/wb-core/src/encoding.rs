@@ -416,32 +416,12 @@ impl EncodedTensor {
                 bits,
                 indices,
             } => {
-                let k = match codebook {
-                    CodebookRef::Local(cb) => cb.len(),
-                    CodebookRef::Shared(id) => shared
-                        .get(*id as usize)
-                        .ok_or_else(|| {
-                            self.invalid(format!(
-                                "shared codebook {id} does not exist ({} present)",
-                                shared.len()
-                            ))
-                        })?
-                        .len(),
-                };
+                let k = self.codebook_len(codebook, shared)?;
                 if k == 0 {
                     return Err(self.invalid("empty codebook"));
                 }
-                if *bits != index_bits(k) {
-                    return Err(self.invalid(format!(
-                        "index width {bits} bits but a codebook of {k} needs exactly {}",
-                        index_bits(k)
-                    )));
-                }
-                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
-                    return Err(self.invalid(format!(
-                        "index {v} at position {i} out of range for a codebook of {k}"
-                    )));
-                }
+                self.check_width(*bits, k, "a codebook")?;
+                self.check_indices(indices, k, "index", "a codebook")
             }
             Encoding::Int8PerChannel { scales, .. } => {
                 let c = self.shape.first().copied().unwrap_or(1).max(1);
@@ -450,56 +430,9 @@ impl EncodedTensor {
                         self.invalid(format!("{} scales for {c} output channels", scales.len()))
                     );
                 }
+                Ok(())
             }
-            Encoding::Bf16Fields {
-                exp_table,
-                index_bits: bits,
-                mantissa_bits,
-                signs,
-                indices,
-                mantissas,
-            } => {
-                let table = self.exp_table(exp_table, shared_exp)?;
-                let k = table.len();
-                if k == 0 || k > 256 {
-                    return Err(
-                        self.invalid(format!("exponent table of {k} entries (1 to 256 allowed)"))
-                    );
-                }
-                if *bits != index_bits(k) {
-                    return Err(self.invalid(format!(
-                        "index width {bits} bits but an exponent table of {k} needs exactly {}",
-                        index_bits(k)
-                    )));
-                }
-                if *mantissa_bits > bf16fields::BF16_MANTISSA_BITS {
-                    return Err(
-                        self.invalid(format!("{mantissa_bits} mantissa bits; bfloat16 has 7"))
-                    );
-                }
-                if indices.len() != signs.len() || mantissas.len() != signs.len() {
-                    return Err(self.invalid(format!(
-                        "{} signs, {} indices and {} mantissas",
-                        signs.len(),
-                        indices.len(),
-                        mantissas.len()
-                    )));
-                }
-                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
-                    return Err(self.invalid(format!(
-                        "exponent index {v} at position {i} out of range for a table of {k}"
-                    )));
-                }
-                if let Some((i, m)) = mantissas
-                    .iter()
-                    .enumerate()
-                    .find(|(_, m)| (**m as u32) >> *mantissa_bits != 0)
-                {
-                    return Err(self.invalid(format!(
-                        "mantissa {m} at position {i} does not fit in {mantissa_bits} bits"
-                    )));
-                }
-            }
+            Encoding::Bf16Fields { .. } => self.check_bf16_fields(shared_exp),
             Encoding::Bf16Table {
                 values,
                 bits,
@@ -509,51 +442,121 @@ impl EncodedTensor {
                 if k == 0 {
                     return Err(self.invalid("empty value table"));
                 }
-                if *bits != index_bits(k) {
-                    return Err(self.invalid(format!(
-                        "index width {bits} bits but a value table of {k} needs exactly {}",
-                        index_bits(k)
-                    )));
-                }
-                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
-                    return Err(self.invalid(format!(
-                        "index {v} at position {i} out of range for a value table of {k}"
-                    )));
-                }
+                self.check_width(*bits, k, "a value table")?;
+                self.check_indices(indices, k, "index", "a value table")
             }
-            Encoding::HuffmanCodebook {
-                codebook,
-                code,
-                stream_bits,
-                indices,
-            } => {
-                let k = self.codebook_len(codebook, shared)?;
-                if k == 0 {
-                    return Err(self.invalid("empty codebook"));
-                }
-                let table = self.code_table(code, shared_code)?;
-                if table.len() != k {
-                    return Err(self.invalid(format!(
-                        "code table of {} entries for a codebook of {k}",
-                        table.len()
-                    )));
-                }
-                let canon = CanonicalCode::new(table).map_err(|e| self.invalid(e.to_string()))?;
-                if let Some((i, v)) = indices.iter().enumerate().find(|(_, v)| **v as usize >= k) {
-                    return Err(self.invalid(format!(
-                        "index {v} at position {i} out of range for a codebook of {k}"
-                    )));
-                }
-                let bits = canon
-                    .encoded_bits(indices)
-                    .map_err(|e| self.invalid(e.to_string()))?;
-                if bits != *stream_bits {
-                    return Err(self.invalid(format!(
-                        "stream length {stream_bits} bits but the indices code to {bits}"
-                    )));
-                }
-            }
-            _ => {}
+            Encoding::HuffmanCodebook { .. } => self.check_huffman(shared, shared_code),
+            _ => Ok(()),
+        }
+    }
+
+    /// A fixed index width must be exactly ⌈log2 k⌉ for a table of `k` entries.
+    fn check_width(&self, bits: u8, k: usize, table: &str) -> Result<()> {
+        if bits != index_bits(k) {
+            return Err(self.invalid(format!(
+                "index width {bits} bits but {table} of {k} needs exactly {}",
+                index_bits(k)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every index must point into a table of `k` entries.
+    fn check_indices<T: Copy + Into<u64> + std::fmt::Display>(
+        &self,
+        indices: &[T],
+        k: usize,
+        what: &str,
+        table: &str,
+    ) -> Result<()> {
+        match indices
+            .iter()
+            .enumerate()
+            .find(|(_, v)| (**v).into() >= k as u64)
+        {
+            Some((i, v)) => Err(self.invalid(format!(
+                "{what} {v} at position {i} out of range for {table} of {k}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// BF16 fields: table size, index and mantissa widths, field lengths, indices and
+    /// mantissas in range.
+    fn check_bf16_fields(&self, shared_exp: &[Vec<u8>]) -> Result<()> {
+        let Encoding::Bf16Fields {
+            exp_table,
+            index_bits: bits,
+            mantissa_bits,
+            signs,
+            indices,
+            mantissas,
+        } = &self.encoding
+        else {
+            return Ok(());
+        };
+        let table = self.exp_table(exp_table, shared_exp)?;
+        let k = table.len();
+        if k == 0 || k > 256 {
+            return Err(self.invalid(format!("exponent table of {k} entries (1 to 256 allowed)")));
+        }
+        self.check_width(*bits, k, "an exponent table")?;
+        if *mantissa_bits > bf16fields::BF16_MANTISSA_BITS {
+            return Err(self.invalid(format!("{mantissa_bits} mantissa bits; bfloat16 has 7")));
+        }
+        if indices.len() != signs.len() || mantissas.len() != signs.len() {
+            return Err(self.invalid(format!(
+                "{} signs, {} indices and {} mantissas",
+                signs.len(),
+                indices.len(),
+                mantissas.len()
+            )));
+        }
+        self.check_indices(indices, k, "exponent index", "a table")?;
+        if let Some((i, m)) = mantissas
+            .iter()
+            .enumerate()
+            .find(|(_, m)| (**m as u32) >> *mantissa_bits != 0)
+        {
+            return Err(self.invalid(format!(
+                "mantissa {m} at position {i} does not fit in {mantissa_bits} bits"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Huffman-coded codebook: code table as long as the codebook and a valid prefix
+    /// code, indices in range, and the stream length they code to.
+    fn check_huffman(&self, shared: &[Vec<f32>], shared_code: &[CodeLengths]) -> Result<()> {
+        let Encoding::HuffmanCodebook {
+            codebook,
+            code,
+            stream_bits,
+            indices,
+        } = &self.encoding
+        else {
+            return Ok(());
+        };
+        let k = self.codebook_len(codebook, shared)?;
+        if k == 0 {
+            return Err(self.invalid("empty codebook"));
+        }
+        let table = self.code_table(code, shared_code)?;
+        if table.len() != k {
+            return Err(self.invalid(format!(
+                "code table of {} entries for a codebook of {k}",
+                table.len()
+            )));
+        }
+        let canon = CanonicalCode::new(table).map_err(|e| self.invalid(e.to_string()))?;
+        self.check_indices(indices, k, "index", "a codebook")?;
+        let bits = canon
+            .encoded_bits(indices)
+            .map_err(|e| self.invalid(e.to_string()))?;
+        if bits != *stream_bits {
+            return Err(self.invalid(format!(
+                "stream length {stream_bits} bits but the indices code to {bits}"
+            )));
         }
         Ok(())
     }
