@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod diag;
 mod merge;
 mod method;
 pub mod view;
 
+pub use diag::{Accounting, Counting, Diagnostics};
 pub use merge::{merge_bins, merge_bins_budget, MergeOrder, MergeOutcome, MergeStep};
 pub use method::{Coding, Merge, MergeWhich, Mode, MoeaBins, Scope};
 

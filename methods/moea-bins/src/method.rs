@@ -17,6 +17,7 @@ use wb_kernels::{
 
 use wb_core::params::nsga2;
 
+use crate::diag::{Accounting, Diagnostics};
 use crate::merge::{group_counts, group_of_bin, group_values, merge_bins_budget, MergeOrder};
 
 const ID: &str = "moea-bins";
@@ -367,13 +368,9 @@ fn build_artifact(
 }
 
 /// `a / b`, `null` in JSON when not finite (a 0-bit code gives an infinite ratio).
-fn ratio(a: f64, b: f64) -> Value {
+fn ratio(a: f64, b: f64) -> Option<f64> {
     let r = a / b;
-    if r.is_finite() {
-        json!(r)
-    } else {
-        Value::Null
-    }
+    r.is_finite().then_some(r)
 }
 
 /// Index-stream bits when every scoped tensor has its own Huffman tree over its own
@@ -394,7 +391,7 @@ fn layer_tree_bits(scoped: &Scoped, q: &Quantized) -> u64 {
 }
 
 /// Memory accounting of one quantization and its artifact (README, "Memory").
-fn accounting(artifact: &Artifact, scoped: &Scoped, q: &Quantized, dense_bytes: u64) -> Value {
+fn accounting(artifact: &Artifact, scoped: &Scoped, q: &Quantized, dense_bytes: u64) -> Accounting {
     let n = scoped.data.len() as u64;
     let g = q.values.len() as u64;
     let model_lengths = code_lengths(&q.counts).unwrap_or_default();
@@ -414,30 +411,30 @@ fn accounting(artifact: &Artifact, scoped: &Scoped, q: &Quantized, dense_bytes: 
         .iter()
         .map(|&ti| size.tensors[ti].1.index_bits)
         .sum();
-    json!({
-        "counted_weights": n,
-        "shared_values": g,
-        "avg_bits_huffman": avg_huff,
-        "cr_paper": ratio(32.0, avg_huff),
-        "huffman_index_bits": huff_bits,
-        "huffman_total_bits": huff_total,
-        "cr_huffman_counted": ratio((32 * n) as f64, huff_total as f64),
-        "avg_bits_huffman_layer": avg_layer,
-        "cr_paper_layer_trees": ratio(32.0, avg_layer),
-        "huffman_layer_index_bits": layer_bits,
-        "huffman_layer_total_bits": layer_total,
-        "cr_huffman_layer_counted": ratio((32 * n) as f64, layer_total as f64),
-        "fixed_bits_per_weight": fixed,
-        "fixed_total_bits": fixed_total,
-        "cr_fixed_paper": ratio(32.0, fixed as f64),
-        "cr_fixed_counted": ratio((32 * n) as f64, fixed_total as f64),
-        "artifact_avg_index_bits": artifact_index_bits as f64 / n as f64,
-        "artifact_bits_compressed": size.bits_compressed,
-        "cr_counted": ratio(size.bits_baseline as f64, size.bits_compressed as f64),
-        "artifact_bytes": size.total_bytes,
-        "dense_artifact_bytes": dense_bytes,
-        "cr_artifact_bytes": ratio(dense_bytes as f64, size.total_bytes as f64),
-    })
+    Accounting {
+        counted_weights: Some(n),
+        shared_values: Some(g),
+        avg_bits_huffman: Some(avg_huff),
+        cr_paper: ratio(32.0, avg_huff),
+        huffman_index_bits: Some(huff_bits),
+        huffman_total_bits: Some(huff_total),
+        cr_huffman_counted: ratio((32 * n) as f64, huff_total as f64),
+        avg_bits_huffman_layer: Some(avg_layer),
+        cr_paper_layer_trees: ratio(32.0, avg_layer),
+        huffman_layer_index_bits: Some(layer_bits),
+        huffman_layer_total_bits: Some(layer_total),
+        cr_huffman_layer_counted: ratio((32 * n) as f64, layer_total as f64),
+        fixed_bits_per_weight: Some(fixed),
+        fixed_total_bits: Some(fixed_total),
+        cr_fixed_paper: ratio(32.0, fixed as f64),
+        cr_fixed_counted: ratio((32 * n) as f64, fixed_total as f64),
+        artifact_avg_index_bits: Some(artifact_index_bits as f64 / n as f64),
+        artifact_bits_compressed: Some(size.bits_compressed),
+        cr_counted: ratio(size.bits_baseline as f64, size.bits_compressed as f64),
+        artifact_bytes: Some(size.total_bytes),
+        dense_artifact_bytes: Some(dense_bytes),
+        cr_artifact_bytes: ratio(dense_bytes as f64, size.total_bytes as f64),
+    }
 }
 
 /// One solution of the front, before and after its merge.
@@ -458,8 +455,16 @@ fn pct(c: usize, n: usize) -> f64 {
     100.0 * c as f64 / n as f64
 }
 
-fn err(c: Option<usize>, n: usize) -> Value {
-    c.map_or(Value::Null, |c| json!(1.0 - c as f64 / n as f64))
+/// A merge order as the diagnostics name it.
+fn order_name(order: MergeOrder) -> &'static str {
+    match order {
+        MergeOrder::LeftToRight => "left_to_right",
+        MergeOrder::CenterToEnd => "center_to_end",
+    }
+}
+
+fn err(c: Option<usize>, n: usize) -> Option<f64> {
+    c.map(|c| 1.0 - c as f64 / n as f64)
 }
 
 /// Merges the keys of `more` into the JSON object `base`.
@@ -511,10 +516,22 @@ struct Merged {
     spent: usize,
 }
 
+/// A candidate before its diagnostics are serialized: (label, artifact, diagnostics).
+type Pending = (String, Artifact, Diagnostics);
+
+/// A finished candidate: its diagnostics as `extra_json`.
+fn finish(label: &str, artifact: Artifact, d: Diagnostics) -> Candidate {
+    Candidate {
+        label: label.into(),
+        artifact,
+        extra: d.to_value(),
+    }
+}
+
 /// The candidates and the per-candidate records of the search log.
 struct Encoded {
-    out: Vec<Candidate>,
-    stage_cands: Vec<Candidate>,
+    out: Vec<Pending>,
+    stage_cands: Vec<Pending>,
     front_after: Vec<Value>,
     codebooks: Vec<Value>,
 }
@@ -568,65 +585,53 @@ impl<'a> Job<'a> {
         })
     }
 
-    /// The diagnostics every candidate of a stage carries.
-    fn stage_extra(&self, stage: &str, k: usize, bins_ub: usize, correct: Option<usize>) -> Value {
-        let (c0, images) = (self.c0, self.images);
-        json!({
-            "stage": stage,
-            "k": k,
-            "bins_ub": bins_ub,
-            "search_images": images,
-            "search_baseline_top1_correct": c0,
-            "search_error_baseline": err(c0, images),
-            "search_top1_correct": correct,
-            "search_error": err(correct, images),
-            "search_top1_pct": correct.map(|c| pct(c, images)),
-            "scope": match self.m.scope { Scope::ConvLinear => "conv-linear", Scope::All => "all" },
-        })
-    }
-
     /// A candidate of `q` (binning at `k`, `bins_ub` bins before merge) coded with
-    /// `coding`, with its stage diagnostics and accounting.
+    /// `coding`, with the diagnostics every candidate of a stage carries.
     fn candidate(
         &self,
-        label: String,
         q: &Quantized,
         coding: Coding,
         stage: (&str, usize, usize, Option<usize>),
-    ) -> Result<(Candidate, Value), MethodError> {
+    ) -> Result<(Artifact, Diagnostics), MethodError> {
         let artifact = build_artifact(self.weights, &self.scoped, q, coding)?;
-        let acc = accounting(&artifact, &self.scoped, q, self.dense_bytes);
         let (name, k, bins_ub, correct) = stage;
-        let mut extra = with(self.stage_extra(name, k, bins_ub, correct), acc.clone());
-        extra["encoding"] = json!(coding.encoding_name());
-        Ok((
-            Candidate {
-                label,
-                artifact,
-                extra,
-            },
-            acc,
-        ))
+        let (c0, images) = (self.c0, self.images);
+        let d = Diagnostics {
+            stage: name.into(),
+            k,
+            bins_ub,
+            search_images: images,
+            search_baseline_top1_correct: c0,
+            search_error_baseline: err(c0, images),
+            search_top1_correct: correct,
+            search_error: err(correct, images),
+            search_top1_pct: correct.map(|c| pct(c, images)),
+            scope: self.m.scope.name().into(),
+            accounting: accounting(&artifact, &self.scoped, q, self.dense_bytes),
+            encoding: coding.encoding_name().into(),
+            ..Diagnostics::default()
+        };
+        Ok((artifact, d))
     }
 
     /// Random UB as a candidate (the paper's row; the whole result in `random-ub` mode).
-    fn rub_candidate(&self, coding: Coding, label: &str) -> Result<Candidate, MethodError> {
+    fn rub_candidate(&self, coding: Coding) -> Result<(Artifact, Diagnostics), MethodError> {
         let stage = ("random_ub", self.m.ub, self.rub.len(), self.rub_correct);
-        Ok(self.candidate(label.into(), &self.rub_q, coding, stage)?.0)
+        self.candidate(&self.rub_q, coding, stage)
     }
 
     /// `random-ub` mode: Random UB alone, with its codebook as the search log.
     fn random_ub_only(&self) -> Result<Vec<Candidate>, MethodError> {
-        let mut c = self.rub_candidate(self.m.huffman, "random-ub")?;
+        let (artifact, mut d) = self.rub_candidate(self.m.huffman)?;
         let q = &self.rub_q;
-        c.extra["search"] = json!({
+        d.search = Some(json!({
             "mode": "random-ub",
             "counted_weights": self.scoped.data.len(),
             "codebook": q.values.iter().zip(&q.counts).enumerate()
                 .map(|(i, (v, n))| json!({"candidate": "random-ub", "index": i, "value": v, "count": n}))
                 .collect::<Vec<_>>(),
-        });
-        Ok(vec![c])
+        }));
+        Ok(vec![finish("random-ub", artifact, d)])
     }
 
     /// Whether a solution with `c` correct search images is merged (and reported).
@@ -877,25 +882,20 @@ impl<'a> Job<'a> {
                 (false, Coding::Fixed) => "mo_ub",
                 (false, _) => "mo_ub_huffman",
             };
-            let (mut cand, acc) = self.candidate(
-                label.clone(),
-                &q,
-                m.huffman,
-                (stage, s.k, s.bins, Some(s.correct_after)),
-            )?;
-            let extra = &mut cand.extra;
-            extra["merged"] = json!(s.merged);
-            extra["merge_method"] = json!(match (s.merged, m.merge.order()) {
-                (true, Some(MergeOrder::LeftToRight)) => Some("left_to_right"),
-                (true, Some(MergeOrder::CenterToEnd)) => Some("center_to_end"),
+            let (artifact, mut d) =
+                self.candidate(&q, m.huffman, (stage, s.k, s.bins, Some(s.correct_after)))?;
+            let acc = d.accounting.to_value();
+            d.merged = Some(s.merged);
+            d.merge_method = Some(match (s.merged, m.merge.order()) {
+                (true, Some(order)) => Some(order_name(order).into()),
                 _ => None,
             });
-            extra["search_top1_correct_before_merge"] = json!(s.correct_before);
-            extra["search_error_before_merge"] = err(Some(s.correct_before), images);
-            extra["search_error_after_merge"] = err(Some(s.correct_after), images);
-            extra["merge_evaluations"] = json!(s.merge_evaluations);
-            extra["merges_accepted"] = json!(s.merges_accepted);
-            extra["merge_complete"] = json!(s.merge_complete);
+            d.search_top1_correct_before_merge = Some(s.correct_before);
+            d.search_error_before_merge = err(Some(s.correct_before), images);
+            d.search_error_after_merge = err(Some(s.correct_after), images);
+            d.merge_evaluations = Some(s.merge_evaluations);
+            d.merges_accepted = Some(s.merges_accepted);
+            d.merge_complete = Some(s.merge_complete);
             enc.front_after.push(with(
                 json!({
                     "candidate": label,
@@ -919,31 +919,29 @@ impl<'a> Job<'a> {
             }
             if m.emit_stages && m.huffman != Coding::Fixed {
                 let name = if s.merged { "mo_ub_merge" } else { "mo_ub" };
-                let (mut c, _) = self.candidate(
-                    format!("merge-p{i:0width$}"),
+                let (a, mut sd) = self.candidate(
                     &q,
                     Coding::Fixed,
                     (name, s.k, s.bins, Some(s.correct_after)),
                 )?;
-                c.extra["merged"] = json!(s.merged);
-                enc.stage_cands.push(c);
+                sd.merged = Some(s.merged);
+                enc.stage_cands.push((format!("merge-p{i:0width$}"), a, sd));
             }
-            enc.out.push(cand);
+            enc.out.push((label, artifact, d));
         }
         if m.emit_stages {
-            enc.stage_cands
-                .push(self.rub_candidate(Coding::Fixed, "random-ub")?);
+            let (a, d) = self.rub_candidate(Coding::Fixed)?;
+            enc.stage_cands.push(("random-ub".into(), a, d));
             for (i, s) in reported.iter().map(|&i| &solutions[i]).enumerate() {
                 let ub = binning(&self.scoped.data, s.k)?;
                 let q = Quantized::new(&ub, &identity(ub.len()));
-                let (mut c, _) = self.candidate(
-                    format!("ub-p{i:0width$}"),
+                let (a, mut d) = self.candidate(
                     &q,
                     Coding::Fixed,
                     ("mo_ub", s.k, s.bins, Some(s.correct_before)),
                 )?;
-                c.extra["merged"] = json!(false);
-                enc.stage_cands.push(c);
+                d.merged = Some(false);
+                enc.stage_cands.push((format!("ub-p{i:0width$}"), a, d));
             }
         }
         Ok(enc)
@@ -1060,11 +1058,10 @@ impl Method for MoeaBins {
         let finals = Job::finals(&merged.solutions, &reported);
         let mut enc = job.encode(&merged.solutions, &reported, &finals)?;
         let log = job.search_log(start_evaluations, ev.stats(), &search, &merged, &mut enc);
-        let mut out = std::mem::take(&mut enc.out);
-        if let Some(first) = out.first_mut() {
-            first.extra["search"] = log;
+        if let Some(first) = enc.out.first_mut() {
+            first.2.search = Some(log);
         }
-        out.extend(enc.stage_cands);
-        Ok(out)
+        let pending = enc.out.into_iter().chain(enc.stage_cands);
+        Ok(pending.map(|(l, a, d)| finish(&l, a, d)).collect())
     }
 }

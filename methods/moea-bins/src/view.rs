@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 use wb_core::view::{baseline_top1, fmt_opt, series, variants, Block, Figure, Variant, ViewRow};
 
+use crate::{Counting, Diagnostics};
+
 const ID: &str = "moea-bins";
 
 /// A ratio cell: `-` stays `-` (rows written before a key existed), a number gets `×`.
@@ -18,10 +20,8 @@ fn times(cell: String) -> String {
     }
 }
 
-/// `extra` keys (average index bits, paper CR) of the moea-bins table's codings.
-const FIXED_KEYS: (&str, &str) = ("fixed_bits_per_weight", "cr_fixed_paper");
-const MODEL_TREE_KEYS: (&str, &str) = ("avg_bits_huffman", "cr_paper");
-const LAYER_TREE_KEYS: (&str, &str) = ("avg_bits_huffman_layer", "cr_paper_layer_trees");
+/// A row of this method with its diagnostics.
+type Typed<'a> = (&'a ViewRow, Diagnostics);
 
 /// (x, y) points of a figure series.
 type Points = Vec<(f64, f64)>;
@@ -38,11 +38,6 @@ fn range(v: &[f64], d: usize) -> String {
     } else {
         format!("{lo:.d$}–{hi:.d$}")
     }
-}
-
-/// A diagnostic number of a row.
-fn f(r: &ViewRow, k: &str) -> Option<f64> {
-    r.extra.get(k).and_then(Value::as_f64)
 }
 
 /// arXiv 2025 view: a Table I-style table per model (Baseline, Random UB, MO-UB,
@@ -67,11 +62,15 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         let (model, dataset) = (v.model.clone(), v.dataset.clone());
         let label = v.label_suffix();
         let fp32 = baseline_top1(rows, &model, &dataset);
-        let mine: Vec<&ViewRow> = rows.iter().filter(|r| v.holds(r, ID)).collect();
-        let base_val = mine.iter().find_map(|r| {
-            let c = r.extra.get("search_baseline_top1_correct")?.as_f64()?;
-            let n = r.extra.get("search_images")?.as_f64()?;
-            Some(100.0 * c / n)
+        // Each row with its diagnostics, parsed once.
+        let mine: Vec<Typed<'_>> = rows
+            .iter()
+            .filter(|r| v.holds(r, ID))
+            .map(|r| (r, r.extra_as::<Diagnostics>().unwrap_or_default()))
+            .collect();
+        let base_val = mine.iter().find_map(|(_, d)| {
+            let c = d.search_baseline_top1_correct? as f64;
+            (d.search_images > 0).then(|| 100.0 * c / d.search_images as f64)
         });
         let _ = writeln!(
             md,
@@ -100,62 +99,58 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
 
 /// The table's stage rows (ranges over each stage's candidates); returns the MO-UB
 /// front before and after merge as (shared values, validation error %) points.
-fn stage_rows(md: &mut String, mine: &[&ViewRow]) -> (Points, Points) {
-    // (row, stage, keys of its average bits and paper CR). The last row is the same
-    // candidates as the one before it, coded with one tree per layer as the 2025 code
-    // counts (papers.md §5.7); the method reports both codings on every candidate.
+fn stage_rows(md: &mut String, mine: &[Typed<'_>]) -> (Points, Points) {
+    // (row, stage, the coding whose average bits and paper CR it shows). The last row
+    // is the same candidates as the one before it, coded with one tree per layer as the
+    // 2025 code counts (papers.md §5.7); the method reports both codings on every
+    // candidate.
     let stages = [
-        ("Random UB (k = ub)", "random_ub", FIXED_KEYS),
-        ("MO-UB", "mo_ub", FIXED_KEYS),
-        ("MO-UB + Merge", "mo_ub_merge", FIXED_KEYS),
-        ("MO-UB + Huffman", "mo_ub_huffman", MODEL_TREE_KEYS),
+        ("Random UB (k = ub)", "random_ub", Counting::Fixed),
+        ("MO-UB", "mo_ub", Counting::Fixed),
+        ("MO-UB + Merge", "mo_ub_merge", Counting::Fixed),
+        ("MO-UB + Huffman", "mo_ub_huffman", Counting::ModelTree),
         (
             "MO-UB + Merge + Huffman",
             "mo_ub_merge_huffman",
-            MODEL_TREE_KEYS,
+            Counting::ModelTree,
         ),
         (
             "MO-UB + Merge + Huffman, a tree per layer (2025 code)",
             "mo_ub_merge_huffman",
-            LAYER_TREE_KEYS,
+            Counting::LayerTrees,
         ),
     ];
-    let f = |r: &ViewRow, k: &str| r.extra.get(k).and_then(Value::as_f64);
     let mut before = Vec::new();
     let mut after = Vec::new();
-    for (name, stage, (bits_key, cr_key)) in stages {
-        let st: Vec<&&ViewRow> = mine
+    for (name, stage, counting) in stages {
+        // Rows written before a coding's fields existed have none: they show `-`.
+        let st: Vec<&Typed<'_>> = mine
             .iter()
-            .filter(|r| {
-                r.extra.get("stage").and_then(Value::as_str) == Some(stage)
-                    && r.extra.get(bits_key).is_some()
-            })
+            .filter(|(_, d)| d.stage == stage && d.accounting.bits_and_cr(counting).0.is_some())
             .collect();
         if st.is_empty() {
             continue;
         }
-        let col = |g: &dyn Fn(&ViewRow) -> Option<f64>| -> Vec<f64> {
-            st.iter().filter_map(|r| g(r)).collect()
+        let col = |g: &dyn Fn(&ViewRow, &Diagnostics) -> Option<f64>| -> Vec<f64> {
+            st.iter().filter_map(|(r, d)| g(r, d)).collect()
         };
-        let val = col(&|r| f(r, "search_top1_pct"));
-        let test = col(&|r| r.top1);
-        let delta = col(&|r| r.top1_delta_pp);
-        let k = col(&|r| f(r, "k"));
-        let shared = col(&|r| f(r, "shared_values"));
-        let bits = col(&|r| f(r, bits_key));
-        let cr = col(&|r| f(r, cr_key));
         // The per-layer-tree row is an accounting of the same candidates, whose
         // artifacts use the model-wide tree: no container of its own to measure
         // (unless the run asked for `huffman = "layer"`, where the two agree).
-        let own_artifact = |r: &ViewRow| {
-            cr_key != LAYER_TREE_KEYS.1
-                || r.extra.get("encoding").and_then(Value::as_str) == Some("huffman-layer")
-        };
-        let cr_art = col(&|r| f(r, "cr_artifact_bytes").filter(|_| own_artifact(r)));
-        let bytes = col(&|r| {
+        let own_artifact =
+            |d: &Diagnostics| counting != Counting::LayerTrees || d.encoding == "huffman-layer";
+        let val = col(&|_, d| d.search_top1_pct);
+        let test = col(&|r, _| r.top1);
+        let delta = col(&|r, _| r.top1_delta_pp);
+        let k = col(&|_, d| Some(d.k as f64));
+        let shared = col(&|_, d| d.accounting.shared_values.map(|g| g as f64));
+        let bits = col(&|_, d| d.accounting.bits_and_cr(counting).0);
+        let cr = col(&|_, d| d.accounting.bits_and_cr(counting).1);
+        let cr_art = col(&|_, d| d.accounting.cr_artifact_bytes.filter(|_| own_artifact(d)));
+        let bytes = col(&|r, d| {
             r.artifact_bytes
                 .map(|b| b as f64)
-                .filter(|_| own_artifact(r))
+                .filter(|_| own_artifact(d))
         });
         let _ = writeln!(
             md,
@@ -171,11 +166,11 @@ fn stage_rows(md: &mut String, mine: &[&ViewRow]) -> (Points, Points) {
             times(range(&cr_art, 2)),
             range(&bytes, 0),
         );
-        for r in &st {
-            if let (Some(b), Some(v)) = (f(r, "shared_values"), f(r, "search_top1_pct")) {
+        for (_, d) in &st {
+            if let (Some(b), Some(v)) = (d.accounting.shared_values, d.search_top1_pct) {
                 match stage {
-                    "mo_ub" => before.push((b, 100.0 - v)),
-                    "mo_ub_merge" => after.push((b, 100.0 - v)),
+                    "mo_ub" => before.push((b as f64, 100.0 - v)),
+                    "mo_ub_merge" => after.push((b as f64, 100.0 - v)),
                     _ => {}
                 }
             }
@@ -185,9 +180,11 @@ fn stage_rows(md: &mut String, mine: &[&ViewRow]) -> (Points, Points) {
 }
 
 /// The search cost, from the candidate that carries the search log.
-fn search_cost(md: &mut String, mine: &[&ViewRow]) {
-    if let Some(r) = mine.iter().find(|r| r.extra.get("search").is_some()) {
-        let srch = &r.extra["search"];
+fn search_cost(md: &mut String, mine: &[Typed<'_>]) {
+    if let Some((r, srch)) = mine
+        .iter()
+        .find_map(|(r, d)| d.search.as_ref().map(|s| (r, s)))
+    {
         let ev = |k: &str| srch["evaluations"].get(k).and_then(Value::as_i64);
         let complete = srch["front_before_merge"].as_array().map(|a| {
             let merged: Vec<&Value> = a.iter().filter(|s| s["merged"] == true).collect();
@@ -221,15 +218,18 @@ fn search_cost(md: &mut String, mine: &[&ViewRow]) {
     }
 }
 
+/// The MO-UB + Merge + Huffman candidates within 1 pp of FP32 on the test images.
+fn within_1pp<'a>(mine: &'a [Typed<'a>]) -> impl Iterator<Item = &'a Typed<'a>> {
+    mine.iter().filter(|(r, d)| {
+        d.stage == "mo_ub_merge_huffman" && r.top1_delta_pp.is_some_and(|x| x >= -1.0)
+    })
+}
+
 /// The best MO-UB + Merge + Huffman paper CR within 1 pp of FP32 on the test images.
-fn best_line(md: &mut String, mine: &[&ViewRow]) {
-    let best = |key: &str| {
-        mine.iter()
-            .filter(|r| {
-                r.extra.get("stage").and_then(Value::as_str) == Some("mo_ub_merge_huffman")
-                    && r.top1_delta_pp.is_some_and(|d| d >= -1.0)
-            })
-            .filter_map(|r| f(r, key))
+fn best_line(md: &mut String, mine: &[Typed<'_>]) {
+    let best = |counting: Counting| {
+        within_1pp(mine)
+            .filter_map(|(_, d)| d.accounting.bits_and_cr(counting).1)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
     let _ = writeln!(
@@ -237,8 +237,8 @@ fn best_line(md: &mut String, mine: &[&ViewRow]) {
         "\nBest MO-UB + Merge + Huffman paper CR with test top-1 within 1 pp of FP32: {} \
          with one tree for the model, {} with a tree per layer \
          (paper, ResNet-18 on CIFAR-10: 13.72–14.98×).",
-        times(fmt_opt(best(MODEL_TREE_KEYS.1), 2)),
-        times(fmt_opt(best(LAYER_TREE_KEYS.1), 2))
+        times(fmt_opt(best(Counting::ModelTree), 2)),
+        times(fmt_opt(best(Counting::LayerTrees), 2))
     );
 }
 
@@ -265,22 +265,13 @@ fn front_figure(
 }
 
 /// The codebook of the most compressed Huffman candidate within 1 pp of FP32.
-fn codebook_figure(v: &Variant, mine: &[&ViewRow]) -> Option<Block> {
+fn codebook_figure(v: &Variant, mine: &[Typed<'_>]) -> Option<Block> {
     let (model, dataset, label, stem) = (&v.model, &v.dataset, v.label_suffix(), v.stem_suffix());
-    let c = mine
-        .iter()
-        .filter(|r| {
-            r.extra.get("stage").and_then(Value::as_str) == Some("mo_ub_merge_huffman")
-                && r.top1_delta_pp.is_some_and(|d| d >= -1.0)
-        })
-        .max_by(|a, b| {
-            f(a, "cr_paper")
-                .unwrap_or(0.0)
-                .total_cmp(&f(b, "cr_paper").unwrap_or(0.0))
-        })?;
+    let cr = |d: &Diagnostics| d.accounting.cr_paper.unwrap_or(0.0);
+    let (c, _) = within_1pp(mine).max_by(|a, b| cr(&a.1).total_cmp(&cr(&b.1)))?;
     let book: Vec<(f64, f64)> = mine
         .iter()
-        .filter_map(|r| r.extra.get("search")?.get("codebook")?.as_array())
+        .filter_map(|(_, d)| d.search.as_ref()?.get("codebook")?.as_array())
         .flatten()
         .filter(|e| e.get("candidate").and_then(Value::as_str) == Some(c.candidate.as_str()))
         .filter_map(|e| {
