@@ -82,7 +82,11 @@ pub struct RunSummary {
 fn param_matches(v: &serde_json::Value, want: &str) -> bool {
     match v {
         serde_json::Value::String(s) => s == want,
-        other => other.to_string() == want,
+        // Numbers and booleans compare by their JSON text (`4`, `0.5`, `true`).
+        other => {
+            let text = other.to_string();
+            text == want
+        }
     }
 }
 
