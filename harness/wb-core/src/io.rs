@@ -76,9 +76,11 @@ pub fn is_temporary(file_name: &str) -> bool {
 }
 
 /// A file-name-safe identifier: ASCII alphanumerics, `-`, `.` and `_`; others become
-/// `_` (how models, datasets and candidates are named in result and report files).
+/// `_`, leading and trailing dots are dropped, and an empty result is `_` (how models,
+/// datasets and candidates are named in result and report files).
 pub fn sanitize_name(s: &str) -> String {
-    s.chars()
+    let out: String = s
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
                 c
@@ -86,7 +88,13 @@ pub fn sanitize_name(s: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    let out = out.trim_matches('.');
+    if out.is_empty() {
+        "_".to_string()
+    } else {
+        out.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +139,8 @@ mod tests {
     fn sanitize_keeps_safe_characters_only() {
         assert_eq!(sanitize_name("resnet18"), "resnet18");
         assert_eq!(sanitize_name("ViT-B/16 (in1k)"), "ViT-B_16__in1k_");
+        assert_eq!(sanitize_name(".."), "_");
+        assert_eq!(sanitize_name(""), "_");
+        assert_eq!(sanitize_name(".hidden."), "hidden");
     }
 }
