@@ -1,4 +1,4 @@
-//! The bfloat16 field codec behind [`crate::Encoding::Bf16Fields`]: a BF16 bit pattern
+//! The bfloat16 field codec behind [`crate::ValueTable::Bf16Exponents`]: a BF16 bit pattern
 //! `s | eeeeeeee | mmmmmmm` is stored as its sign bit, an index into a table of 8-bit
 //! biased exponents, and the top `mantissa_bits` (0–7) bits of its mantissa.
 //!

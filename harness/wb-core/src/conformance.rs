@@ -123,7 +123,8 @@ fn run(
 }
 
 /// Determinism, claimed size = container bytes, bit-exact decode with the input's
-/// layout, and an untouched input, for one parameter set.
+/// layout, an untouched input, and a lossless, exactly sized Huffman post-stage, for one
+/// parameter set.
 ///
 /// # Errors
 /// A message naming the method, the parameters, the candidate and the broken rule.
@@ -164,6 +165,29 @@ pub fn check_artifacts(info: &MethodInfo, given: &Value) -> Result<(), String> {
             ));
         }
         same_layout(&weights, &decoded).map_err(|e| at(&e))?;
+        check_huffman_post_stage(&a.artifact, &direct).map_err(|e| at(&e))?;
+    }
+    Ok(())
+}
+
+/// The harness's entropy-coding post-stage ([`crate::Artifact::huffman_coded`]) applies
+/// to the method's artifact in both scopes: sized exactly and decoding to the same weights.
+fn check_huffman_post_stage(artifact: &crate::Artifact, direct: &WeightSet) -> Result<(), String> {
+    for scope in [crate::HuffmanScope::Tensor, crate::HuffmanScope::Model] {
+        let coded = artifact
+            .huffman_coded(scope)
+            .map_err(|e| format!("Huffman post-stage ({scope:?}): {e}"))?;
+        let bytes = container::write(&coded).map_err(|e| format!("Huffman post-stage: {e}"))?;
+        check_size(&coded, bytes.len() as u64)
+            .map_err(|e| format!("Huffman post-stage ({scope:?}): {e}"))?;
+        let back = container::read(&bytes)
+            .and_then(|a| a.decode())
+            .map_err(|e| format!("Huffman post-stage ({scope:?}) does not decode: {e}"))?;
+        if !back.bit_identical(direct) {
+            return Err(format!(
+                "Huffman post-stage ({scope:?}) decodes to other weights"
+            ));
+        }
     }
     Ok(())
 }

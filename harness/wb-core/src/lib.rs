@@ -15,8 +15,8 @@ pub mod view;
 pub mod weights;
 
 pub use encoding::{
-    Artifact, ArtifactSize, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor, Encoding,
-    ExpTableRef, TensorSize,
+    Artifact, ArtifactSize, Bf16Exponents, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor,
+    Encoding, ExpTableRef, HuffmanScope, IndexCoding, Ref, SharedTables, TensorSize, ValueTable,
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};

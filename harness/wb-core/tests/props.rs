@@ -3,11 +3,12 @@
 
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use wb_core::bitpack::{index_bits, pack, packed_len, unpack};
+use wb_core::bitpack::{pack, packed_len, unpack};
 use wb_core::container::{self, TensorSpan};
 use wb_core::{
-    bf16fields, Artifact, CodeLengths, CodeTableRef, CodebookRef, CoreError, EncodedTensor,
-    Encoding, ExpTableRef, Tensor, WeightSet,
+    bf16fields, Artifact, Bf16Exponents, CodeLengths, CodeTableRef, CodebookRef, CoreError,
+    EncodedTensor, Encoding, ExpTableRef, HuffmanScope, IndexCoding, Ref, Tensor, ValueTable,
+    WeightSet,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -44,23 +45,29 @@ fn name() -> impl Strategy<Value = String> {
     prop_oneof!["[a-z][a-z0-9_.]{0,24}", "\\PC{0,12}",]
 }
 
-/// Sign / exponent-index / mantissa streams of `n` values for a table of `k` exponents.
-fn bf16_fields(n: usize, k: usize, exp_table: ExpTableRef) -> impl Strategy<Value = Encoding> {
+/// Sign and mantissa streams of `n` values for an exponent table `table` of `k`
+/// entries, with its size.
+fn bf16_exponents(
+    n: usize,
+    k: usize,
+    table: ExpTableRef,
+) -> impl Strategy<Value = (ValueTable, usize)> {
     (0u8..=7).prop_flat_map(move |m| {
-        let exp_table = exp_table.clone();
+        let table = table.clone();
         (
             prop::collection::vec(any::<bool>(), n),
-            // u16 ranges: a table of 256 entries has indices 0..=255.
-            prop::collection::vec((0..k as u16).prop_map(|i| i as u8), n),
             prop::collection::vec((0..1u16 << m).prop_map(|v| v as u8), n),
         )
-            .prop_map(move |(signs, indices, mantissas)| Encoding::Bf16Fields {
-                exp_table: exp_table.clone(),
-                index_bits: index_bits(k),
-                mantissa_bits: m,
-                signs,
-                indices,
-                mantissas,
+            .prop_map(move |(signs, mantissas)| {
+                (
+                    ValueTable::Bf16Exponents(Bf16Exponents {
+                        table: table.clone(),
+                        mantissa_bits: m,
+                        signs,
+                        mantissas,
+                    }),
+                    k,
+                )
             })
     })
 }
@@ -85,123 +92,44 @@ fn coded_indices(table: &CodeLengths, n: usize) -> impl Strategy<Value = Vec<u32
         .prop_map(move |ix| ix.iter().map(|i| used[i.index(used.len())]).collect())
 }
 
-fn huffman(
-    codebook: CodebookRef,
-    code: CodeTableRef,
-    table: CodeLengths,
+/// Any value table for `n` values with its number of entries: a local FP32, FP16 or
+/// BF16 table of 1 to 300 entries, a local exponent table of 1 to 256 (duplicates, 0
+/// and 255 included), or a shared codebook or exponent table of the artifact.
+fn value_table(
     n: usize,
-) -> impl Strategy<Value = Encoding> {
-    coded_indices(&table, n).prop_map(move |indices| {
-        Encoding::huffman_codebook(codebook.clone(), code.clone(), &table, indices).unwrap()
-    })
-}
-
-/// An encoding of `n` values for a tensor with `c` output channels, given the sizes of
-/// the artifact's shared codebooks and shared exponent tables, and the shared Huffman
-/// code tables (table `i`, when present, has as many entries as shared codebook `i`).
-fn encoding(
-    n: usize,
-    c: usize,
     shared: Vec<usize>,
     shared_exp: Vec<usize>,
-    shared_code: Vec<CodeLengths>,
-) -> BoxedStrategy<Encoding> {
-    let mut options: Vec<BoxedStrategy<Encoding>> = vec![
-        prop::collection::vec(any_f32(), n)
-            .prop_map(Encoding::F32)
-            .boxed(),
-        prop::collection::vec(any::<u16>(), n)
-            .prop_map(Encoding::Bf16)
-            .boxed(),
-        prop::collection::vec(any::<u16>(), n)
-            .prop_map(Encoding::F16)
-            .boxed(),
-        (1usize..=300)
-            .prop_flat_map(move |k| {
-                (
-                    prop::collection::vec(any_f32(), k),
-                    prop::collection::vec(0..k as u32, n),
-                )
+) -> BoxedStrategy<(ValueTable, usize)> {
+    let mut options: Vec<BoxedStrategy<(ValueTable, usize)>> = vec![
+        prop::collection::vec(any_f32(), 1..=300)
+            .prop_map(|cb| {
+                let k = cb.len();
+                (ValueTable::F32(CodebookRef::Local(cb)), k)
             })
-            .prop_map(|(cb, idx)| Encoding::codebook_local(cb, idx))
             .boxed(),
-        (
-            prop::collection::vec(any_f32(), c),
-            prop::collection::vec(any::<i8>(), n),
-        )
-            .prop_map(|(scales, q)| Encoding::Int8PerChannel { scales, q })
+        prop::collection::vec(any::<u16>(), 1..=300)
+            .prop_map(|v| {
+                let k = v.len();
+                (ValueTable::F16(v), k)
+            })
             .boxed(),
-        // Any exponent table of 1 to 256 entries (duplicates allowed, 0 and 255 included).
+        prop::collection::vec(any::<u16>(), 1..=300)
+            .prop_map(|v| {
+                let k = v.len();
+                (ValueTable::Bf16(v), k)
+            })
+            .boxed(),
         prop::collection::vec(any::<u8>(), 1..=256)
             .prop_flat_map(move |t| {
                 let k = t.len();
-                bf16_fields(n, k, ExpTableRef::Local(t))
-            })
-            .boxed(),
-        (1usize..=300)
-            .prop_flat_map(move |k| {
-                (
-                    prop::collection::vec(any::<u16>(), k),
-                    prop::collection::vec(0..k as u32, n),
-                )
-            })
-            .prop_map(|(values, indices)| Encoding::Bf16Table {
-                bits: index_bits(values.len()),
-                values,
-                indices,
+                bf16_exponents(n, k, ExpTableRef::Local(t))
             })
             .boxed(),
     ];
-    // Huffman-coded codebook, local codebook and local table.
-    options.push(
-        (1usize..=300)
-            .prop_flat_map(move |k| (prop::collection::vec(any_f32(), k), code_table(k)))
-            .prop_flat_map(move |(cb, table)| {
-                huffman(
-                    CodebookRef::Local(cb),
-                    CodeTableRef::Local(table.clone()),
-                    table,
-                    n,
-                )
-            })
-            .boxed(),
-    );
     if !shared.is_empty() {
-        // Shared codebook with a local table.
-        let shared = shared.clone();
         options.push(
             (0..shared.len())
-                .prop_flat_map(move |id| (Just(id), code_table(shared[id])))
-                .prop_flat_map(move |(id, table)| {
-                    huffman(
-                        CodebookRef::Shared(id as u32),
-                        CodeTableRef::Local(table.clone()),
-                        table,
-                        n,
-                    )
-                })
-                .boxed(),
-        );
-    }
-    if !shared_code.is_empty() {
-        // Shared codebook and shared table (one model-wide tree), or a local codebook
-        // of the table's size with the shared table.
-        let sc = shared_code.clone();
-        options.push(
-            (
-                0..sc.len(),
-                any::<bool>(),
-                prop::collection::vec(any_f32(), 300),
-            )
-                .prop_flat_map(move |(id, local_cb, values)| {
-                    let table = sc[id].clone();
-                    let codebook = if local_cb {
-                        CodebookRef::Local(values[..table.len()].to_vec())
-                    } else {
-                        CodebookRef::Shared(id as u32)
-                    };
-                    huffman(codebook, CodeTableRef::Shared(id as u32), table, n)
-                })
+                .prop_map(move |id| (ValueTable::F32(CodebookRef::Shared(id as u32)), shared[id]))
                 .boxed(),
         );
     }
@@ -209,28 +137,88 @@ fn encoding(
         options.push(
             (0..shared_exp.len())
                 .prop_flat_map(move |id| {
-                    bf16_fields(n, shared_exp[id], ExpTableRef::Shared(id as u32))
+                    bf16_exponents(n, shared_exp[id], ExpTableRef::Shared(id as u32))
                 })
                 .boxed(),
         );
     }
-    if !shared.is_empty() {
+    Union::new(options).boxed()
+}
+
+/// Any index coding of `n` indices into a table of `k` entries, with the indices:
+/// fixed width, Huffman with a local code table, or Huffman with one of the artifact's
+/// shared code tables of `k` entries.
+fn index_coding(
+    n: usize,
+    k: usize,
+    shared_code: Vec<CodeLengths>,
+) -> BoxedStrategy<(IndexCoding, Vec<u32>)> {
+    let mut options: Vec<BoxedStrategy<(IndexCoding, Vec<u32>)>> = vec![
+        prop::collection::vec(0..k as u32, n)
+            .prop_map(move |idx| (IndexCoding::fixed(k), idx))
+            .boxed(),
+        code_table(k)
+            .prop_flat_map(move |table| {
+                coded_indices(&table, n).prop_map(move |idx| {
+                    let code =
+                        IndexCoding::huffman(Ref::Local(table.clone()), &table, &idx).unwrap();
+                    (code, idx)
+                })
+            })
+            .boxed(),
+    ];
+    let fitting: Vec<u32> = (0..shared_code.len() as u32)
+        .filter(|&id| shared_code[id as usize].len() == k)
+        .collect();
+    if !fitting.is_empty() {
         options.push(
-            (0..shared.len())
+            prop::sample::select(fitting)
                 .prop_flat_map(move |id| {
-                    let k = shared[id];
-                    prop::collection::vec(0..k as u32, n).prop_map(move |indices| {
-                        Encoding::Codebook {
-                            codebook: CodebookRef::Shared(id as u32),
-                            bits: index_bits(k),
-                            indices,
-                        }
+                    let table = shared_code[id as usize].clone();
+                    coded_indices(&table, n).prop_map(move |idx| {
+                        let code = IndexCoding::huffman(Ref::Shared(id), &table, &idx).unwrap();
+                        (code, idx)
                     })
                 })
                 .boxed(),
         );
     }
     Union::new(options).boxed()
+}
+
+/// An encoding of `n` values for a tensor with `c` output channels, given the sizes of
+/// the artifact's shared codebooks and shared exponent tables, and the shared Huffman
+/// code tables: a dense one, or any value table with any index coding.
+fn encoding(
+    n: usize,
+    c: usize,
+    shared: Vec<usize>,
+    shared_exp: Vec<usize>,
+    shared_code: Vec<CodeLengths>,
+) -> BoxedStrategy<Encoding> {
+    let indexed = value_table(n, shared, shared_exp)
+        .prop_flat_map(move |(table, k)| {
+            index_coding(n, k, shared_code.clone()).prop_map(move |(coding, indices)| {
+                Encoding::Indexed {
+                    table: table.clone(),
+                    coding,
+                    indices,
+                }
+            })
+        })
+        .boxed();
+    prop_oneof![
+        1 => prop::collection::vec(any_f32(), n).prop_map(Encoding::F32),
+        1 => prop::collection::vec(any::<u16>(), n).prop_map(Encoding::Bf16),
+        1 => prop::collection::vec(any::<u16>(), n).prop_map(Encoding::F16),
+        1 => (
+            prop::collection::vec(any_f32(), c),
+            prop::collection::vec(any::<i8>(), n),
+        )
+            .prop_map(|(scales, q)| Encoding::Int8PerChannel { scales, q }),
+        6 => indexed,
+    ]
+    .boxed()
 }
 
 fn tensor(
@@ -324,60 +312,38 @@ fn f32_bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+fn same_table(a: &ValueTable, b: &ValueTable) -> bool {
+    match (a, b) {
+        (ValueTable::F32(CodebookRef::Local(x)), ValueTable::F32(CodebookRef::Local(y))) => {
+            f32_bits(x) == f32_bits(y)
+        }
+        // No floats inside: structural equality is bit equality.
+        (ValueTable::F32(CodebookRef::Local(_)), _)
+        | (_, ValueTable::F32(CodebookRef::Local(_))) => false,
+        _ => a == b,
+    }
+}
+
 fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
     match (a, b) {
         (Encoding::F32(x), Encoding::F32(y)) => f32_bits(x) == f32_bits(y),
         (Encoding::Bf16(x), Encoding::Bf16(y)) | (Encoding::F16(x), Encoding::F16(y)) => x == y,
         (
-            Encoding::Codebook {
-                codebook: ca,
-                bits: ba,
-                indices: ia,
-            },
-            Encoding::Codebook {
-                codebook: cb,
-                bits: bb,
-                indices: ib,
-            },
-        ) => {
-            ba == bb
-                && ia == ib
-                && match (ca, cb) {
-                    (CodebookRef::Local(x), CodebookRef::Local(y)) => f32_bits(x) == f32_bits(y),
-                    (CodebookRef::Shared(x), CodebookRef::Shared(y)) => x == y,
-                    _ => false,
-                }
-        }
-        (
             Encoding::Int8PerChannel { scales: sa, q: qa },
             Encoding::Int8PerChannel { scales: sb, q: qb },
         ) => f32_bits(sa) == f32_bits(sb) && qa == qb,
         (
-            Encoding::HuffmanCodebook {
-                codebook: ca,
-                code: ta,
-                stream_bits: sa,
+            Encoding::Indexed {
+                table: ta,
+                coding: ca,
                 indices: ia,
             },
-            Encoding::HuffmanCodebook {
-                codebook: cb,
-                code: tb,
-                stream_bits: sb,
+            Encoding::Indexed {
+                table: tb,
+                coding: cb,
                 indices: ib,
             },
-        ) => {
-            ta == tb
-                && sa == sb
-                && ia == ib
-                && match (ca, cb) {
-                    (CodebookRef::Local(x), CodebookRef::Local(y)) => f32_bits(x) == f32_bits(y),
-                    (CodebookRef::Shared(x), CodebookRef::Shared(y)) => x == y,
-                    _ => false,
-                }
-        }
-        // No floats inside: structural equality is bit equality.
-        (Encoding::Bf16Fields { .. }, Encoding::Bf16Fields { .. })
-        | (Encoding::Bf16Table { .. }, Encoding::Bf16Table { .. }) => a == b,
+        ) => ca == cb && ia == ib && same_table(ta, tb),
         _ => false,
     }
 }
@@ -494,6 +460,34 @@ proptest! {
             prop_assert_eq!(s.index_bits.div_ceil(8), s.indices);
             prop_assert_eq!(s.value_bits.div_ceil(8), s.values);
             prop_assert_eq!(s.scale_bits.div_ceil(8), s.scales);
+        }
+    }
+
+    /// 2b. Huffman coding of the indices as a post-stage, per tensor and model-wide, on
+    /// any artifact: it writes and reads back at exactly its analytic size, decodes bit
+    /// for bit to the same weights, and per tensor never costs payload bits.
+    #[test]
+    fn huffman_post_stage_is_lossless_and_counted(a in artifact()) {
+        let before = a.size();
+        for scope in [HuffmanScope::Tensor, HuffmanScope::Model] {
+            let h = a.huffman_coded(scope).unwrap();
+            let bytes = container::write(&h).unwrap();
+            prop_assert_eq!(bytes.len() as u64, h.size().total_bytes);
+            let back = container::read(&bytes).unwrap();
+            prop_assert!(same_artifact(&h, &back));
+            prop_assert!(same_weights(&a.decode().unwrap(), &back.decode().unwrap()));
+            if scope == HuffmanScope::Model {
+                let fixed = h.tensors.iter().filter(|t| {
+                    matches!(&t.encoding, Encoding::Indexed { coding: IndexCoding::Fixed { .. }, .. })
+                });
+                prop_assert_eq!(fixed.count(), 0);
+            }
+            if scope == HuffmanScope::Tensor {
+                for (x, y) in a.tensors.iter().zip(&h.tensors) {
+                    prop_assert!(y.size().payload_bits() <= x.size().payload_bits());
+                }
+                prop_assert!(h.size().bits_compressed <= before.bits_compressed);
+            }
         }
     }
 
@@ -810,8 +804,8 @@ fn every_bf16_pattern_round_trips_through_fields_and_container() {
         .map(|e| e.wrapping_mul(37).wrapping_add(11))
         .collect();
     let enc = Encoding::bf16_fields_local(&all, table.clone(), 7).unwrap();
-    let Encoding::Bf16Fields {
-        index_bits,
+    let Encoding::Indexed {
+        coding: IndexCoding::Fixed { bits: index_bits },
         ref indices,
         ..
     } = enc
@@ -967,7 +961,7 @@ fn bf16_table_accounting() {
     let s = t.size();
     assert_eq!(s.codebook_bits, 3 * 16);
     assert_eq!(s.index_bits, 5 * 2);
-    let d = t.decode(&[], &[]).unwrap();
+    let d = t.decode(Default::default()).unwrap();
     assert_eq!(
         f32_bits(&d),
         v.iter().map(|b| (*b as u32) << 16).collect::<Vec<_>>()
@@ -1007,7 +1001,7 @@ fn huffman_codebook_accounting_and_shared_table() {
     assert_eq!(s.indices, 2);
     assert_eq!(s.codebook_bits, 4 * 32 + 4 * 8);
     assert_eq!(s.header, 2 + 1 + 1 + 8 + 1 + 1 + 1 + 4 + 1 + 4 + 8);
-    let d = t.decode(&[], &[]).unwrap();
+    let d = t.decode(Default::default()).unwrap();
     assert_eq!(d, idx.iter().map(|&i| cb[i as usize]).collect::<Vec<_>>());
 
     // Two tensors on one shared codebook and one shared table (a model-wide tree).
@@ -1045,7 +1039,11 @@ fn huffman_codebook_accounting_and_shared_table() {
     // A stream length that does not match the indices, an index without code, a table
     // of the wrong size: refused before writing.
     let mut bad = a.clone();
-    if let Encoding::HuffmanCodebook { stream_bits, .. } = &mut bad.tensors[0].encoding {
+    if let Encoding::Indexed {
+        coding: IndexCoding::Huffman { stream_bits, .. },
+        ..
+    } = &mut bad.tensors[0].encoding
+    {
         *stream_bits += 1;
     }
     assert!(container::write(&bad).is_err());
@@ -1081,4 +1079,94 @@ fn huffman_single_symbol_costs_no_index_bits() {
     let bytes = container::write(&a).unwrap();
     assert_eq!(bytes.len() as u64, size.total_bytes);
     assert_eq!(container::read(&bytes).unwrap(), a);
+}
+
+/// The four table × coding combinations that existed as kinds of their own keep their
+/// kind tag (so their bytes, and every artifact written before, are unchanged); every
+/// other combination is the generic kind 8.
+#[test]
+fn indexed_kind_tags_are_stable() {
+    let one = |table: ValueTable, huffman: bool| {
+        let e = Encoding::indexed(table, vec![0, 1, 1]);
+        let e = if huffman {
+            e.with_huffman_indices(2).unwrap()
+        } else {
+            e
+        };
+        let a = Artifact {
+            tensors: vec![EncodedTensor {
+                name: "t".into(),
+                shape: vec![3],
+                compressible: true,
+                encoding: e,
+            }],
+            ..Default::default()
+        };
+        let bytes = container::write(&a).unwrap();
+        assert_eq!(bytes.len() as u64, a.size().total_bytes);
+        assert_eq!(container::read(&bytes).unwrap(), a);
+        // magic 8 + counts 8 + name_len 2 + "t" + ndim 1 + dim 4 + flags 1, then the kind
+        (bytes[25], a.tensors[0].encoding.kind())
+    };
+    let exp = || {
+        ValueTable::Bf16Exponents(Bf16Exponents {
+            table: ExpTableRef::Local(vec![120, 127]),
+            mantissa_bits: 2,
+            signs: vec![false, true, false],
+            mantissas: vec![0, 3, 1],
+        })
+    };
+    let f32 = || ValueTable::F32(CodebookRef::Local(vec![-1.0, 0.5]));
+    assert_eq!(one(f32(), false), (3, "codebook"));
+    assert_eq!(one(exp(), false), (5, "bf16-fields"));
+    assert_eq!(
+        one(ValueTable::Bf16(vec![0x3F80, 0x4000]), false),
+        (6, "bf16-table")
+    );
+    assert_eq!(one(f32(), true), (7, "huffman-codebook"));
+    assert_eq!(one(exp(), true), (8, "bf16-fields+huffman"));
+    assert_eq!(
+        one(ValueTable::Bf16(vec![0x3F80, 0x4000]), true),
+        (8, "bf16-table+huffman")
+    );
+    assert_eq!(
+        one(ValueTable::F16(vec![0x3C00, 0x4000]), false),
+        (8, "f16-codebook")
+    );
+    assert_eq!(
+        one(ValueTable::F16(vec![0x3C00, 0x4000]), true),
+        (8, "f16-codebook+huffman")
+    );
+}
+
+/// A kind-8 tensor whose table or coding kind is unknown, or whose 16-bit table claims
+/// to be shared, is a malformed container, never a panic.
+#[test]
+fn generic_kind_rejects_unknown_parts() {
+    let a = Artifact {
+        tensors: vec![EncodedTensor {
+            name: "t".into(),
+            shape: vec![2],
+            compressible: true,
+            encoding: Encoding::indexed(ValueTable::F16(vec![0x3C00, 0x4000]), vec![0, 1]),
+        }],
+        ..Default::default()
+    };
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(bytes[25], 8);
+    let reseal = |mut b: Vec<u8>, at: usize, v: u8| {
+        b[at] = v;
+        let n = b.len() - 32;
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&b[..n]);
+        b[n..].copy_from_slice(&digest);
+        b
+    };
+    for (at, v, msg) in [
+        (26, 4, "unknown table kind"),
+        (27, 2, "index coding"),
+        (28, 1, "cannot be shared"),
+    ] {
+        let e = container::read(&reseal(bytes.clone(), at, v)).unwrap_err();
+        assert!(e.to_string().contains(msg), "{e}");
+    }
 }

@@ -12,9 +12,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use wb_core::bf16fields::exponent_field;
 use wb_core::{
-    check_params, container, Artifact, Candidate, Context, CoreError, Encoding, ExpTableRef,
-    FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, MethodError, Progress, Projection,
-    Tensor, WeightSet,
+    check_params, container, Artifact, Bf16Exponents, Candidate, Context, CoreError, Encoding,
+    ExpTableRef, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, IndexCoding,
+    MethodError, Progress, Projection, Tensor, ValueTable, WeightSet,
 };
 
 /// Deterministic pseudo-random values, roughly normal with standard deviation `scale`
@@ -91,19 +91,22 @@ fn check_sizes(a: &Artifact) {
     for t in a.tensors.iter().filter(|t| t.compressible) {
         let n = t.encoding.len() as u64;
         paper += match &t.encoding {
-            Encoding::Bf16Fields {
-                exp_table,
-                index_bits,
-                mantissa_bits,
+            Encoding::Indexed {
+                table: ValueTable::Bf16Exponents(e),
+                coding: IndexCoding::Fixed { bits },
                 ..
             } => {
-                n * (1 + *index_bits as u64 + *mantissa_bits as u64)
-                    + match exp_table {
+                n * (1 + *bits as u64 + e.mantissa_bits as u64)
+                    + match &e.table {
                         ExpTableRef::Local(t) => 8 * t.len() as u64,
                         ExpTableRef::Shared(_) => 0,
                     }
             }
-            Encoding::Bf16Table { values, bits, .. } => n * *bits as u64 + 16 * values.len() as u64,
+            Encoding::Indexed {
+                table: ValueTable::Bf16(values),
+                coding: IndexCoding::Fixed { bits },
+                ..
+            } => n * *bits as u64 + 16 * values.len() as u64,
             other => panic!("unexpected encoding {}", other.kind()),
         };
     }
@@ -133,9 +136,13 @@ fn lossless_sharing_round_trips_every_finite_bf16_pattern() {
     .unwrap()])
     .unwrap();
     let c = run(json!({}), &w);
-    let Encoding::Bf16Fields {
-        exp_table: ExpTableRef::Local(table),
-        index_bits,
+    let Encoding::Indexed {
+        table:
+            ValueTable::Bf16Exponents(Bf16Exponents {
+                table: ExpTableRef::Local(table),
+                ..
+            }),
+        coding: IndexCoding::Fixed { bits: index_bits },
         ..
     } = &c.artifact.tensors[0].encoding
     else {
@@ -418,15 +425,15 @@ fn variants_are_exact_deterministic_and_monotone() {
                 );
                 last_bits = bits;
                 for t in c.artifact.tensors.iter().filter(|t| t.compressible) {
-                    let Encoding::Bf16Fields {
-                        index_bits,
-                        mantissa_bits,
+                    let Encoding::Indexed {
+                        table: ValueTable::Bf16Exponents(e),
+                        coding: IndexCoding::Fixed { bits: index_bits },
                         ..
                     } = &t.encoding
                     else {
                         panic!("fields expected")
                     };
-                    assert_eq!(*mantissa_bits, m);
+                    assert_eq!(e.mantissa_bits, m);
                     if r > 0 && table == "layer" {
                         let l = c.extra["layers"]
                             .as_array()

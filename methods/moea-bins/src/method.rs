@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use wb_core::bitpack::index_bits;
 use wb_core::{
     Artifact, Candidate, CodeTableRef, CodebookRef, Context, CoreError, EncodedTensor, Encoding,
-    EvalError, Evaluator, Method, MethodError, Needs, ParamError, Progress, Threshold, WeightSet,
+    EvalError, Evaluator, IndexCoding, Method, MethodError, Needs, ParamError, Progress, Threshold,
+    ValueTable, WeightSet,
 };
 use wb_kernels::huffman::{code_lengths, coded_bits};
 use wb_kernels::{
@@ -327,11 +328,9 @@ fn build_artifact(
         };
         let idx = q.labels[scoped.offsets[p]..scoped.offsets[p + 1]].to_vec();
         let enc = match (coding, &model_table) {
-            (Coding::Fixed, _) => Encoding::Codebook {
-                codebook: CodebookRef::Shared(0),
-                bits: index_bits(g),
-                indices: idx,
-            },
+            (Coding::Fixed, _) => {
+                Encoding::indexed_fixed(ValueTable::F32(CodebookRef::Shared(0)), g, idx)
+            }
             (Coding::HuffmanModel, Some(table)) => Encoding::huffman_codebook(
                 CodebookRef::Shared(0),
                 CodeTableRef::Shared(0),
@@ -339,21 +338,12 @@ fn build_artifact(
                 idx,
             )
             .map_err(|e| named(&t.name, e))?,
-            _ => {
-                let mut freqs = vec![0u64; g];
-                for &i in &idx {
-                    freqs[i as usize] += 1;
-                }
-                let table = code_lengths(&freqs)
-                    .map_err(|e| MethodError::Other(format!("{ID}: `{}`: {e}", t.name)))?;
-                Encoding::huffman_codebook(
-                    CodebookRef::Shared(0),
-                    CodeTableRef::Local(table.clone()),
-                    &table,
-                    idx,
-                )
-                .map_err(|e| named(&t.name, e))?
-            }
+            _ => Encoding::Indexed {
+                table: ValueTable::F32(CodebookRef::Shared(0)),
+                coding: IndexCoding::huffman_local(g, &idx)
+                    .map_err(|e| MethodError::Other(format!("{ID}: `{}`: {e}", t.name)))?,
+                indices: idx,
+            },
         };
         tensors.push(EncodedTensor::with(t, enc));
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use moea_bins::{merge_bins, merge_bins_budget, methods, MergeOrder, MoeaBins, MOEA_BINS};
 use serde_json::{json, Value};
 use wb_core::{
-    check_params, container, Candidate, Context, Encoding, Evaluator, FakeEvaluator, Method,
-    MethodError, Tensor, WeightSet,
+    check_params, container, Candidate, Context, Encoding, Evaluator, FakeEvaluator, IndexCoding,
+    Method, MethodError, Tensor, WeightSet,
 };
 
 /// Seeded pseudo-normal weights (sum of uniforms), so that bins are unevenly filled.
@@ -222,10 +222,10 @@ fn front_is_merged_without_losing_accuracy_and_artifacts_are_exact() {
             e["huffman_total_bits"].as_u64().unwrap(),
             "32 B + 8 B + stream bits"
         );
-        assert!(matches!(
-            c.artifact.tensors[0].encoding,
-            Encoding::HuffmanCodebook { .. }
-        ));
+        assert_eq!(
+            c.artifact.tensors[0].encoding.kind(),
+            "huffman-codebook-shared"
+        );
     }
     assert!(merged_any, "the fake model has qualifying solutions");
     // Candidates are ordered by increasing compression.
@@ -268,7 +268,11 @@ fn codings_and_stages() {
     let (layer, _) = run(&small(json!({"huffman": "layer"})), 3);
     for c in &layer {
         check_artifact(c, &w);
-        let Encoding::HuffmanCodebook { code, .. } = &c.artifact.tensors[0].encoding else {
+        let Encoding::Indexed {
+            coding: IndexCoding::Huffman { code, .. },
+            ..
+        } = &c.artifact.tensors[0].encoding
+        else {
             panic!("huffman expected");
         };
         assert!(matches!(code, wb_core::CodeTableRef::Local(_)));
@@ -312,11 +316,7 @@ fn scope_all_bins_every_parameter() {
     let (c, _) = run(&small(json!({"scope": "all", "merge": "none"})), 5);
     let a = &c[0].artifact;
     for t in &a.tensors {
-        assert!(
-            matches!(t.encoding, Encoding::HuffmanCodebook { .. }),
-            "{}",
-            t.name
-        );
+        assert!(t.encoding.kind() == "huffman-codebook-shared", "{}", t.name);
     }
     assert_eq!(c[0].extra["counted_weights"], json!(w.total_params()));
     // The harness flag is kept: biases and BN stay outside bits_baseline.

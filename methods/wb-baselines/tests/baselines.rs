@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use wb_baselines::{methods, METHODS};
 use wb_core::{
     check_params, container, Artifact, Candidate, CodebookRef, Context, CoreError, Encoding,
-    MethodError, MethodInfo, Tensor, WeightSet,
+    IndexCoding, MethodError, MethodInfo, Tensor, ValueTable, WeightSet,
 };
 
 /// Deterministic pseudo-random values in roughly [-scale, scale] (SplitMix64).
@@ -307,9 +307,9 @@ fn kmeans_k4_gives_four_values_and_two_bit_indices() {
             assert_eq!(e.encoding.kind(), "f32");
             continue;
         }
-        let Encoding::Codebook {
-            codebook: CodebookRef::Local(cb),
-            bits,
+        let Encoding::Indexed {
+            table: ValueTable::F32(CodebookRef::Local(cb)),
+            coding: IndexCoding::Fixed { bits },
             indices,
         } = &e.encoding
         else {
@@ -347,7 +347,11 @@ fn kmeans_index_width_is_ceil_log2_k() {
     for (k, bits) in [(2, 1), (3, 2), (5, 3), (16, 4), (17, 5), (100, 7)] {
         let a = artifact("kmeans-uniform", json!({"k": k}), &w);
         for e in a.tensors.iter().filter(|e| e.compressible) {
-            let Encoding::Codebook { bits: b, .. } = &e.encoding else {
+            let Encoding::Indexed {
+                coding: IndexCoding::Fixed { bits: b },
+                ..
+            } = &e.encoding
+            else {
                 panic!("not a codebook")
             };
             assert_eq!(*b, bits, "k = {k}");
@@ -369,8 +373,8 @@ fn kmeans_with_fewer_distinct_values_than_k_follows_the_kernel() {
     ])
     .unwrap();
     let a = artifact("kmeans-uniform", json!({"k": 4}), &w);
-    let Encoding::Codebook {
-        codebook: CodebookRef::Local(cb),
+    let Encoding::Indexed {
+        table: ValueTable::F32(CodebookRef::Local(cb)),
         ..
     } = &a.tensors[0].encoding
     else {

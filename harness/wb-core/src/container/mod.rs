@@ -27,6 +27,8 @@
 //!                    | table ref u8 (0 local, 1 shared) | t u32 (local) or id u32
 //!                    | stream bits u64 | local: k × f32 | local: t × u8 code-length bytes
 //!                    | ⌈stream bits/8⌉ bytes of canonical Huffman codes, MSB first
+//!   kind 8 indexed:  table kind u8 | coding kind u8 | any value table × index coding
+//!                    in the order of kinds 3–7 ([`indexed`])
 //! sha256 of everything above (32)                                           trailer
 //! ```
 //!
@@ -41,15 +43,12 @@
 //! [`crate::Artifact::size`] predicts every byte of this layout; [`write_with_spans`]
 //! reports what was actually written so tests can compare the two per tensor.
 
-use crate::bf16fields::{sign_mantissa_codes, split_sign_mantissa};
-use crate::bitpack::{pack, packed_len, unpack};
-use crate::encoding::{
-    Artifact, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor, Encoding, ExpTableRef,
-};
+use crate::encoding::{Artifact, CodeLengths, EncodedTensor, Encoding};
 use crate::error::{CoreError, Result};
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use wb_kernels::huffman::CanonicalCode;
+
+pub mod indexed;
 
 /// File magic, including the format version.
 pub const MAGIC: &[u8; 8] = b"WBCONT01";
@@ -163,6 +162,28 @@ fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
     }
 }
 
+/// Bytes the container spends on `t` before its values: name, shape, flags, kind and
+/// the encoding's own header.
+pub fn tensor_header_bytes(t: &EncodedTensor) -> u64 {
+    // name_len u16 + name + ndim u8 + dims u32 each + flags u8 + kind u8
+    let fixed = 2 + t.name.len() as u64 + 1 + 4 * t.shape.len() as u64 + 1 + 1;
+    fixed
+        + match &t.encoding {
+            Encoding::Indexed { table, coding, .. } => indexed::header_bytes(table, coding),
+            _ => 0,
+        }
+}
+
+fn kind_tag(e: &Encoding) -> u8 {
+    match e {
+        Encoding::F32(_) => 0,
+        Encoding::Bf16(_) => 1,
+        Encoding::F16(_) => 2,
+        Encoding::Int8PerChannel { .. } => 4,
+        Encoding::Indexed { table, coding, .. } => indexed::kind_tag(table, coding),
+    }
+}
+
 fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor, shared_code: &[CodeLengths]) -> Result<()> {
     out.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
     out.extend_from_slice(t.name.as_bytes());
@@ -171,7 +192,7 @@ fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor, shared_code: &[CodeLengths
         out.extend_from_slice(&(*d as u32).to_le_bytes());
     }
     out.push(t.compressible as u8);
-    out.push(t.encoding.kind_tag());
+    out.push(kind_tag(&t.encoding));
     match &t.encoding {
         Encoding::F32(v) => put_f32s(out, v),
         Encoding::Bf16(v) | Encoding::F16(v) => {
@@ -179,118 +200,15 @@ fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor, shared_code: &[CodeLengths
                 out.extend_from_slice(&x.to_le_bytes());
             }
         }
-        Encoding::Codebook {
-            codebook,
-            bits,
-            indices,
-        } => {
-            match codebook {
-                CodebookRef::Local(cb) => {
-                    out.push(0);
-                    out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
-                }
-                CodebookRef::Shared(id) => {
-                    out.push(1);
-                    out.extend_from_slice(&id.to_le_bytes());
-                }
-            }
-            out.push(*bits);
-            if let CodebookRef::Local(cb) = codebook {
-                put_f32s(out, cb);
-            }
-            out.extend_from_slice(&pack(indices, *bits));
-        }
         Encoding::Int8PerChannel { scales, q } => {
             put_f32s(out, scales);
             out.extend(q.iter().map(|v| *v as u8));
         }
-        Encoding::Bf16Fields {
-            exp_table,
-            index_bits,
-            mantissa_bits,
-            signs,
+        Encoding::Indexed {
+            table,
+            coding,
             indices,
-            mantissas,
-        } => {
-            match exp_table {
-                ExpTableRef::Local(t) => {
-                    out.push(0);
-                    out.extend_from_slice(&(t.len() as u32).to_le_bytes());
-                }
-                ExpTableRef::Shared(id) => {
-                    out.push(1);
-                    out.extend_from_slice(&id.to_le_bytes());
-                }
-            }
-            out.push(*index_bits);
-            out.push(*mantissa_bits);
-            if let ExpTableRef::Local(t) = exp_table {
-                out.extend_from_slice(t);
-            }
-            let idx: Vec<u32> = indices.iter().map(|i| *i as u32).collect();
-            out.extend_from_slice(&pack(&idx, *index_bits));
-            let codes = sign_mantissa_codes(signs, mantissas, *mantissa_bits);
-            out.extend_from_slice(&pack(&codes, 1 + *mantissa_bits));
-        }
-        Encoding::Bf16Table {
-            values,
-            bits,
-            indices,
-        } => {
-            out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-            out.push(*bits);
-            for v in values {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            out.extend_from_slice(&pack(indices, *bits));
-        }
-        Encoding::HuffmanCodebook {
-            codebook,
-            code,
-            stream_bits,
-            indices,
-        } => {
-            match codebook {
-                CodebookRef::Local(cb) => {
-                    out.push(0);
-                    out.extend_from_slice(&(cb.len() as u32).to_le_bytes());
-                }
-                CodebookRef::Shared(id) => {
-                    out.push(1);
-                    out.extend_from_slice(&id.to_le_bytes());
-                }
-            }
-            let table: &[Option<u8>] = match code {
-                CodeTableRef::Local(tab) => {
-                    out.push(0);
-                    out.extend_from_slice(&(tab.len() as u32).to_le_bytes());
-                    tab
-                }
-                CodeTableRef::Shared(id) => {
-                    out.push(1);
-                    out.extend_from_slice(&id.to_le_bytes());
-                    &shared_code[*id as usize]
-                }
-            };
-            out.extend_from_slice(&stream_bits.to_le_bytes());
-            if let CodebookRef::Local(cb) = codebook {
-                put_f32s(out, cb);
-            }
-            if let CodeTableRef::Local(tab) = code {
-                out.extend(tab.iter().map(|l| code_length_byte(*l)));
-            }
-            // Validated before writing, so the code exists and the length matches.
-            let invalid = |e: wb_kernels::KernelError| CoreError::InvalidEncoding {
-                name: t.name.clone(),
-                reason: e.to_string(),
-            };
-            let (bytes, bits) = CanonicalCode::new(table)
-                .map_err(invalid)?
-                .encode(indices)
-                .map_err(invalid)?;
-            debug_assert_eq!(bits, *stream_bits);
-            out.extend_from_slice(&bytes);
-        }
+        } => indexed::write(out, &t.name, (table, coding, indices), shared_code)?,
     }
     Ok(())
 }
@@ -318,7 +236,7 @@ pub fn read_file(path: &Path) -> Result<Artifact> {
     })
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
 }
@@ -508,16 +426,13 @@ fn read_tensor(r: &mut Reader<'_>, shared_code_tables: &[CodeLengths]) -> Result
         0 => Encoding::F32(r.f32s(n)?),
         1 => Encoding::Bf16(r.u16s(n)?),
         2 => Encoding::F16(r.u16s(n)?),
-        3 => read_codebook(r, &name, n)?,
         4 => {
             let c = shape.first().copied().unwrap_or(1).max(1);
             let scales = r.f32s(c)?;
             let q = r.take(n)?.iter().map(|b| *b as i8).collect();
             Encoding::Int8PerChannel { scales, q }
         }
-        5 => read_bf16_fields(r, &name, n)?,
-        6 => read_bf16_table(r, &name, n)?,
-        7 => read_huffman(r, &name, n, shared_code_tables)?,
+        3 | 5..=indexed::KIND_GENERIC => indexed::read(r, &name, n, kind, shared_code_tables)?,
         k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
     };
     Ok(EncodedTensor {
@@ -525,147 +440,5 @@ fn read_tensor(r: &mut Reader<'_>, shared_code_tables: &[CodeLengths]) -> Result
         shape,
         compressible,
         encoding,
-    })
-}
-
-/// A codebook reference: tag 0 = a local table of `k_or_id` values, 1 = shared id.
-fn read_codebook_ref(r: &mut Reader<'_>, name: &str, tag: u8, k_or_id: u32) -> Result<CodebookRef> {
-    Ok(match tag {
-        0 => CodebookRef::Local(r.f32s(k_or_id as usize)?),
-        1 => CodebookRef::Shared(k_or_id),
-        t => {
-            return Err(malformed(format!(
-                "tensor `{name}`: unknown codebook reference {t}"
-            )))
-        }
-    })
-}
-
-/// Kind 3: FP32 codebook and fixed-width indices.
-fn read_codebook(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
-    let tag = r.u8()?;
-    let k_or_id = r.u32()?;
-    let bits = r.u8()?;
-    if bits > 32 {
-        return Err(malformed(format!(
-            "tensor `{name}`: index width {bits} > 32"
-        )));
-    }
-    let codebook = read_codebook_ref(r, name, tag, k_or_id)?;
-    let packed = r.take(packed_len(n, bits))?;
-    Ok(Encoding::Codebook {
-        codebook,
-        bits,
-        indices: unpack(packed, n, bits),
-    })
-}
-
-/// Kind 5: BF16 sign, exponent index and mantissa fields.
-fn read_bf16_fields(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
-    let tag = r.u8()?;
-    let k_or_id = r.u32()?;
-    let index_bits = r.u8()?;
-    let mantissa_bits = r.u8()?;
-    if index_bits > 8 || mantissa_bits > 7 {
-        return Err(malformed(format!(
-            "tensor `{name}`: {index_bits} exponent index bits (at most 8) or \
-             {mantissa_bits} mantissa bits (at most 7)"
-        )));
-    }
-    let exp_table = match tag {
-        0 => ExpTableRef::Local(r.take(k_or_id as usize)?.to_vec()),
-        1 => ExpTableRef::Shared(k_or_id),
-        t => {
-            return Err(malformed(format!(
-                "tensor `{name}`: unknown exponent table reference {t}"
-            )))
-        }
-    };
-    let indices = unpack(r.take(packed_len(n, index_bits))?, n, index_bits)
-        .into_iter()
-        .map(|i| i as u8)
-        .collect();
-    let codes = unpack(
-        r.take(packed_len(n, 1 + mantissa_bits))?,
-        n,
-        1 + mantissa_bits,
-    );
-    let (signs, mantissas) = split_sign_mantissa(&codes, mantissa_bits);
-    Ok(Encoding::Bf16Fields {
-        exp_table,
-        index_bits,
-        mantissa_bits,
-        signs,
-        indices,
-        mantissas,
-    })
-}
-
-/// Kind 6: a table of BF16 values and fixed-width indices.
-fn read_bf16_table(r: &mut Reader<'_>, name: &str, n: usize) -> Result<Encoding> {
-    let k = r.u32()? as usize;
-    let bits = r.u8()?;
-    if bits > 32 {
-        return Err(malformed(format!(
-            "tensor `{name}`: index width {bits} > 32"
-        )));
-    }
-    let values = r.u16s(k)?;
-    let packed = r.take(packed_len(n, bits))?;
-    Ok(Encoding::Bf16Table {
-        values,
-        bits,
-        indices: unpack(packed, n, bits),
-    })
-}
-
-/// Kind 7: FP32 codebook and a canonical-Huffman index stream under a local or shared
-/// code table.
-fn read_huffman(
-    r: &mut Reader<'_>,
-    name: &str,
-    n: usize,
-    shared_code_tables: &[CodeLengths],
-) -> Result<Encoding> {
-    let cb_tag = r.u8()?;
-    let k_or_id = r.u32()?;
-    let tab_tag = r.u8()?;
-    let t_or_id = r.u32()?;
-    let stream_bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
-    let codebook = read_codebook_ref(r, name, cb_tag, k_or_id)?;
-    let code = match tab_tag {
-        0 => CodeTableRef::Local(
-            r.take(t_or_id as usize)?
-                .iter()
-                .map(|b| code_length_from_byte(*b))
-                .collect(),
-        ),
-        1 => CodeTableRef::Shared(t_or_id),
-        t => {
-            return Err(malformed(format!(
-                "tensor `{name}`: unknown code table reference {t}"
-            )))
-        }
-    };
-    let table: &[Option<u8>] = match &code {
-        CodeTableRef::Local(t) => t,
-        CodeTableRef::Shared(id) => shared_code_tables.get(*id as usize).ok_or_else(|| {
-            malformed(format!(
-                "tensor `{name}`: shared code table {id} does not exist"
-            ))
-        })?,
-    };
-    let canon =
-        CanonicalCode::new(table).map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
-    let n_bytes = usize::try_from(stream_bits.div_ceil(8))
-        .map_err(|_| malformed("stream length overflow"))?;
-    let indices = canon
-        .decode(r.take(n_bytes)?, stream_bits, n)
-        .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
-    Ok(Encoding::HuffmanCodebook {
-        codebook,
-        code,
-        stream_bits,
-        indices,
     })
 }
