@@ -170,23 +170,21 @@ pub fn check_artifacts(info: &MethodInfo, given: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The harness's entropy-coding post-stage ([`crate::Artifact::huffman_coded`]) applies
-/// to the method's artifact in both scopes: sized exactly and decoding to the same weights.
+/// The harness's index-coding post-stages ([`crate::Artifact::recoded`]: fixed width,
+/// Huffman per tensor and per model) apply to the method's artifact: sized exactly and
+/// decoding to the same weights.
 fn check_huffman_post_stage(artifact: &crate::Artifact, direct: &WeightSet) -> Result<(), String> {
-    for scope in [crate::HuffmanScope::Tensor, crate::HuffmanScope::Model] {
+    for (scope, coding) in crate::PostCoding::ALL {
         let coded = artifact
-            .huffman_coded(scope)
-            .map_err(|e| format!("Huffman post-stage ({scope:?}): {e}"))?;
-        let bytes = container::write(&coded).map_err(|e| format!("Huffman post-stage: {e}"))?;
-        check_size(&coded, bytes.len() as u64)
-            .map_err(|e| format!("Huffman post-stage ({scope:?}): {e}"))?;
+            .recoded(coding)
+            .map_err(|e| format!("post-stage {scope}: {e}"))?;
+        let bytes = container::write(&coded).map_err(|e| format!("post-stage {scope}: {e}"))?;
+        check_size(&coded, bytes.len() as u64).map_err(|e| format!("post-stage {scope}: {e}"))?;
         let back = container::read(&bytes)
             .and_then(|a| a.decode())
-            .map_err(|e| format!("Huffman post-stage ({scope:?}) does not decode: {e}"))?;
+            .map_err(|e| format!("post-stage {scope} does not decode: {e}"))?;
         if !back.bit_identical(direct) {
-            return Err(format!(
-                "Huffman post-stage ({scope:?}) decodes to other weights"
-            ));
+            return Err(format!("post-stage {scope} decodes to other weights"));
         }
     }
     Ok(())

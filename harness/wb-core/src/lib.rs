@@ -16,7 +16,8 @@ pub mod weights;
 
 pub use encoding::{
     Artifact, ArtifactSize, Bf16Exponents, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor,
-    Encoding, ExpTableRef, HuffmanScope, IndexCoding, Ref, SharedTables, TensorSize, ValueTable,
+    Encoding, ExpTableRef, HuffmanScope, IndexCoding, PostCoding, Ref, SharedTables, TensorSize,
+    ValueTable,
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};

@@ -469,6 +469,12 @@ proptest! {
     #[test]
     fn huffman_post_stage_is_lossless_and_counted(a in artifact()) {
         let before = a.size();
+        // Undoing Huffman coding gives a fixed-width artifact of the same weights.
+        let fixed = a.fixed_width().unwrap();
+        prop_assert!(fixed.shared_code_tables.is_empty());
+        let fb = container::write(&fixed).unwrap();
+        prop_assert_eq!(fb.len() as u64, fixed.size().total_bytes);
+        prop_assert!(same_weights(&a.decode().unwrap(), &fixed.decode().unwrap()));
         for scope in [HuffmanScope::Tensor, HuffmanScope::Model] {
             let h = a.huffman_coded(scope).unwrap();
             let bytes = container::write(&h).unwrap();

@@ -196,7 +196,19 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let mut files = Vec::new();
 
     // Method views first: their figures are listed in the Markdown that follows.
-    let view_rows = views::view_rows(&ok_df).map_err(table_err)?;
+    // Method views see the artifacts as their method coded them; post-stage rows
+    // appear in the results table.
+    let method_coded = ok_df
+        .clone()
+        .lazy()
+        .filter(
+            col("index_coding")
+                .fill_null(lit("method"))
+                .eq(lit("method")),
+        )
+        .collect()
+        .map_err(table_err)?;
+    let view_rows = views::view_rows(&method_coded).map_err(table_err)?;
     let mut view_files = Vec::new();
     let view_md = views::render_views(&opts.views, &view_rows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");

@@ -207,6 +207,16 @@ fn or_unknown(v: Option<String>) -> String {
 }
 
 /// Extract the rows of a normalized frame for rendering.
+/// The candidate as shown: its label, with the harness's index-coding post-stage in
+/// brackets when the row is one (`k16 [huffman-tensor]`).
+fn candidate_label(candidate: Option<&str>, coding: Option<&str>) -> String {
+    let label = candidate.filter(|c| !c.is_empty()).unwrap_or("default");
+    match coding {
+        Some(c) if c != "method" => format!("{label} [{c}]"),
+        _ => label.to_string(),
+    }
+}
+
 pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
     let model = str_col(df, "model")?;
     let dataset = str_col(df, "dataset")?;
@@ -218,6 +228,7 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
     // files lack it and fall back to the full parameters.
     let label = str_col(df, "params_label")?;
     let candidate = str_col(df, "candidate")?;
+    let coding = str_col(df, "index_coding")?;
     let seed = i64_col(df, "seed")?;
     let top1 = f64_col(df, "top1")?;
     let baseline = f64_col(df, "top1_baseline")?;
@@ -248,10 +259,7 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
                         .filter(|s| !s.is_empty())
                         .or(params[i].as_deref()),
                 ),
-                candidate: candidate[i]
-                    .clone()
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| "default".to_string()),
+                candidate: candidate_label(candidate[i].as_deref(), coding[i].as_deref()),
                 seed: seed[i],
                 top1: top1[i],
                 delta_pp: delta[i],

@@ -113,6 +113,12 @@ schema! {
     params_label: String,
     seed: u64,
     candidate: String,
+    /// `method` for the artifact as the method coded it; a post-stage name
+    /// (`fixed`, `huffman-tensor`, `huffman-model`) for the same candidate with its
+    /// indices recoded by the harness (accuracy and inference timing carried over from
+    /// the method's row: the decoded weights are bit-identical, checked). NULL in rows
+    /// written before the column existed (= `method`).
+    index_coding: Option<String>,
     /// `ok` or `failed`.
     status: Status,
     error: Option<String>,

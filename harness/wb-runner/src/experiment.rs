@@ -18,6 +18,9 @@
 //! [[methods]]
 //! id = "kmeans-uniform"
 //! params = { k = [4, 16, 64] }   # an array is a sweep: one cell per value
+//! index_codings = ["huffman-tensor"]  # optional: one more row per candidate with the
+//!                                     # indices recoded by the harness (fixed,
+//!                                     # huffman-tensor, huffman-model)
 //! ```
 
 use serde::Deserialize;
@@ -26,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-use wb_core::{MethodInfo, Params};
+use wb_core::{MethodInfo, Params, PostCoding};
 
 /// A whole-grid error: every problem found, each naming file, line and field.
 #[derive(Debug)]
@@ -117,6 +120,10 @@ struct RawMethod {
     id: Spanned<String>,
     #[serde(default)]
     params: BTreeMap<String, Spanned<toml::Value>>,
+    /// Extra rows per candidate with the indices recoded by the harness
+    /// ([`wb_core::PostCoding`] names).
+    #[serde(default)]
+    index_codings: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The split the reported accuracy is measured on.
@@ -182,6 +189,9 @@ pub struct Cell {
     pub seed: u64,
     /// The parameters the experiment file set explicitly (canonical JSON), for labels.
     pub params_given: String,
+    /// Index-coding post-stages applied to every candidate, each giving one more row
+    /// (`index_codings` of the method entry; empty = the method's own coding only).
+    pub index_codings: Vec<PostCoding>,
 }
 
 /// A parsed, checked experiment.
@@ -339,20 +349,19 @@ pub fn parse(
     let mut cells = Vec::new();
     for model in &models {
         for dataset in &datasets {
-            for (method, params, given) in &configs {
+            for config in &configs {
                 for &seed in &seeds {
                     let mut cell = make_cell(
                         model,
                         dataset,
-                        method,
-                        params,
+                        config,
                         seed,
                         eval_split,
                         search_images,
                         search_seed,
                         search_dataset.as_deref(),
                     );
-                    cell.params_given = given.clone();
+                    cell.params_given = config.given.clone();
                     cells.push(cell);
                 }
             }
@@ -554,9 +563,17 @@ fn parse_timing(t: &RawTiming, p: &mut Problems<'_>) -> TimingSettings {
     timing
 }
 
-/// One method configuration of the grid: (id, checked parameters, the parameters the
-/// file set, as canonical JSON).
-type Config = (String, Params, String);
+/// One method configuration of the grid.
+struct Config {
+    /// Method id.
+    method: String,
+    /// Checked parameters.
+    params: Params,
+    /// The parameters the file set, as canonical JSON.
+    given: String,
+    /// Post-stages of the entry.
+    index_codings: Vec<PostCoding>,
+}
 
 /// `[[methods]]`: each id registered, each parameter combination (arrays are sweeps)
 /// checked against the method's declaration and `build`; duplicates dropped.
@@ -580,12 +597,21 @@ fn parse_methods(
             );
             continue;
         };
+        let index_codings = parse_index_codings(m, mi, p);
         for combo in expand_sweeps(m, mi, p) {
             match info.instantiate(&combo) {
                 Ok((params, _)) => {
-                    if !configs.iter().any(|(i, q, _)| i == id && *q == params) {
+                    let known = configs.iter().any(|c| {
+                        c.method == *id && c.params == params && c.index_codings == index_codings
+                    });
+                    if !known {
                         let given = serde_json::to_string(&combo).expect("JSON values serialize");
-                        configs.push((id.clone(), params, given));
+                        configs.push(Config {
+                            method: id.clone(),
+                            params,
+                            given,
+                            index_codings: index_codings.clone(),
+                        });
                     }
                 }
                 Err(e) => {
@@ -600,6 +626,38 @@ fn parse_methods(
         }
     }
     configs
+}
+
+/// `index_codings` of one `[[methods]]` entry: known post-stage names, none twice.
+fn parse_index_codings(m: &RawMethod, mi: usize, p: &mut Problems<'_>) -> Vec<PostCoding> {
+    let Some(list) = &m.index_codings else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in list.get_ref() {
+        let field = format!("methods[{mi}].index_codings");
+        match PostCoding::from_name(name.get_ref()) {
+            Some(c) if out.contains(&c) => p.at(
+                name.span(),
+                &field,
+                format!("`{}` is listed twice", name.get_ref()),
+            ),
+            Some(c) => out.push(c),
+            None => {
+                let allowed: Vec<&str> = PostCoding::ALL.iter().map(|(n, _)| *n).collect();
+                p.at(
+                    name.span(),
+                    &field,
+                    format!(
+                        "unknown index coding `{}`; allowed: {}",
+                        name.get_ref(),
+                        allowed.join(", ")
+                    ),
+                )
+            }
+        }
+    }
+    out
 }
 
 /// The parameter combinations of one `[[methods]]` entry: an array value is one
@@ -642,14 +700,14 @@ fn expand_sweeps(
 fn make_cell(
     model: &str,
     dataset: &str,
-    method: &str,
-    params: &Params,
+    config: &Config,
     seed: u64,
     split: EvalSplit,
     search_images: usize,
     search_seed: u64,
     search_dataset: Option<&str>,
 ) -> Cell {
+    let (method, params) = (config.method.as_str(), &config.params);
     // Everything that changes a cell's result goes into its id; the batch size and
     // timing settings do not change accuracy and are not part of it.
     let mut key = serde_json::json!({
@@ -660,6 +718,10 @@ fn make_cell(
     // Only when set, so that the ids of experiments without it stay what they were.
     if let Some(d) = search_dataset {
         key["search_dataset"] = d.into();
+    }
+    if !config.index_codings.is_empty() {
+        let names: Vec<&str> = config.index_codings.iter().map(|c| c.name()).collect();
+        key["index_codings"] = names.into();
     }
     let hash = Sha256::digest(key.to_string().as_bytes());
     let id = format!(
@@ -674,6 +736,7 @@ fn make_cell(
         params: params.clone(),
         seed,
         params_given: String::new(),
+        index_codings: config.index_codings.clone(),
     }
 }
 
@@ -781,6 +844,44 @@ params = { k = [4, 16, 64] }
         assert_eq!(ids.len(), e.cells.len());
         let again = check(OK).unwrap();
         assert_eq!(e.cells[5].id, again.cells[5].id);
+    }
+
+    #[test]
+    fn index_codings_add_post_stages_and_change_only_their_cells_ids() {
+        let plain = check(OK).unwrap();
+        let with = check(&format!(
+            "{OK}index_codings = [\"huffman-tensor\", \"fixed\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(plain.cells.len(), with.cells.len());
+        for (a, b) in plain.cells.iter().zip(&with.cells) {
+            assert!(a.index_codings.is_empty());
+            if b.method == "km" {
+                assert_eq!(
+                    b.index_codings,
+                    vec![
+                        PostCoding::Huffman(wb_core::HuffmanScope::Tensor),
+                        PostCoding::Fixed
+                    ]
+                );
+                assert_ne!(a.id, b.id, "the rows differ, so the cell does");
+            } else {
+                assert_eq!(a.id, b.id, "entries without index_codings keep their ids");
+            }
+        }
+        let bad = check(&format!(
+            "{OK}index_codings = [\"huffman\", \"fixed\", \"fixed\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains(
+                ":10: methods[1].index_codings: unknown index coding `huffman`; \
+                 allowed: fixed, huffman-tensor, huffman-model"
+            ),
+            "{bad}"
+        );
+        assert!(bad.contains("`fixed` is listed twice"), "{bad}");
     }
 
     #[test]

@@ -284,10 +284,10 @@ fn describe(r: &Row, secs: f64) -> String {
             r.dataset,
             r.method,
             params,
-            if r.candidate == "default" {
-                String::new()
-            } else {
-                format!(" [{}]", r.candidate)
+            match r.index_coding.as_deref() {
+                Some(c) if c != "method" => format!(" [{} {c}]", r.candidate),
+                _ if r.candidate == "default" => String::new(),
+                _ => format!(" [{}]", r.candidate),
             },
             r.top1.unwrap_or(f64::NAN),
             r.top1_delta_pp.unwrap_or(f64::NAN),
@@ -509,19 +509,36 @@ impl GroupContext {
             r.compress_s = Some(compress_s);
             r.search_evaluations = Some(search_stats.evaluations);
             r.extra_json = cand.extra.to_string();
-            match self.evaluate_candidate(cell, &cand.artifact, &original, dir, &mut r, exp, bars) {
-                Ok(()) => {}
+            r.index_coding = Some("method".into());
+            let decoded = match self.evaluate_candidate(
+                cell,
+                &cand.artifact,
+                &original,
+                dir,
+                &mut r,
+                exp,
+                bars,
+            ) {
+                Ok(d) => Some(d),
                 Err(e) => {
                     r.status = Status::Failed;
                     r.error = Some(format!("{e:#}"));
+                    None
                 }
-            }
+            };
             r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
+            let post = match &decoded {
+                Some(d) => post_stage_rows(cell, &cand.artifact, d, &r, dir),
+                None => Vec::new(),
+            };
             rows.push(r);
+            rows.extend(post);
         }
         Ok(rows)
     }
 
+    /// Stores the candidate, evaluates the decoded weights on the reported split and
+    /// times them; returns the decoded weights.
     #[allow(clippy::too_many_arguments)]
     fn evaluate_candidate(
         &mut self,
@@ -532,38 +549,9 @@ impl GroupContext {
         r: &mut Row,
         exp: &Experiment,
         bars: &Bars,
-    ) -> Result<()> {
-        artifact.validate()?;
-        let size = artifact.size();
-        // The real artifact: written, read back, decoded. Its byte count is the file's.
-        let adir = dir.artifacts(&cell.id);
-        std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
-        let path = adir.join(format!("{}.wbc", wb_core::io::sanitize_name(&r.candidate)));
-        let (written, spans) = container::write_with_spans(artifact)?;
-        wb_core::io::atomic_write(&path, &written)?;
-        crate::layers::write_layers(dir, &cell.id, &r.candidate, artifact, &size, &spans)?;
-        let file_bytes = std::fs::metadata(&path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .len();
-        anyhow::ensure!(
-            file_bytes == size.total_bytes,
-            "claimed size {} B differs from the written container {} B ({})",
-            size.total_bytes,
-            file_bytes,
-            path.display()
-        );
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        r.artifact_sha256 = Some(wb_core::weights::hex(
-            &<sha2::Sha256 as sha2::Digest>::digest(&bytes),
-        ));
-        let t = Instant::now();
-        let decoded = container::read(&bytes)?.decode()?;
-        r.decode_ms = Some(t.elapsed().as_secs_f64() * 1e3);
-        let expected = artifact.decode()?;
-        anyhow::ensure!(
-            decoded.bit_identical(&expected),
-            "decoding the written container does not reproduce the artifact's weights"
-        );
+    ) -> Result<WeightSet> {
+        let stem = r.candidate.clone();
+        let decoded = store_artifact(cell, artifact, &stem, dir, r)?;
         check_same_layout(original, &decoded)?;
         decoded.check_finite()?;
         let acc = TorchEvaluator::new(&mut self.model, &self.eval).evaluate(&decoded)?;
@@ -575,37 +563,6 @@ impl GroupContext {
         r.top1_correct = Some(acc.top1_correct as u64);
         r.top1_baseline = Some(self.baseline.top1_pct());
         r.top1_delta_pp = Some(acc.top1_pct() - self.baseline.top1_pct());
-        r.counted_params = Some(size.counted_params);
-        r.bits_baseline = Some(size.bits_baseline);
-        r.bits_compressed = Some(size.bits_compressed);
-        r.compression_ratio = Some(size.compression_ratio());
-        r.memory_saving_pct =
-            Some(100.0 * (1.0 - size.bits_compressed as f64 / size.bits_baseline as f64));
-        r.artifact_bytes = Some(file_bytes);
-        r.artifact_bytes_header = Some(size.container_overhead + size.component(|t| t.header));
-        // Every table: codebooks, exponent tables and Huffman code tables, shared or not,
-        // so that the components add up to the file.
-        r.artifact_bytes_codebooks = Some(
-            size.shared_codebooks
-                + size.shared_exp_tables
-                + size.shared_code_tables
-                + size.component(|t| t.codebook),
-        );
-        r.artifact_bytes_indices = Some(size.component(|t| t.indices));
-        r.artifact_bytes_values = Some(size.component(|t| t.values));
-        r.artifact_bytes_scales = Some(size.component(|t| t.scales));
-        let parts = [
-            r.artifact_bytes_header,
-            r.artifact_bytes_codebooks,
-            r.artifact_bytes_indices,
-            r.artifact_bytes_values,
-            r.artifact_bytes_scales,
-        ];
-        let sum: u64 = parts.iter().flatten().sum();
-        anyhow::ensure!(
-            sum == file_bytes,
-            "the artifact's components add up to {sum} B, the file holds {file_bytes} B"
-        );
         r.model_bytes_fp32 = Some(self.fp32_container_bytes);
         if exp.timing.enabled {
             bars.step.set_message(format!(
@@ -634,8 +591,129 @@ impl GroupContext {
         } else {
             r.timing_invalid_reasons = Some("timing disabled in the experiment".into());
         }
-        Ok(())
+        Ok(decoded)
     }
+}
+
+/// Writes `artifact` as `<stem>.wbc` in the cell's artifact folder with its per-layer
+/// breakdown, reads it back and decodes it, and fills the row's size columns and
+/// digest; the claimed size must be the file's, and the file must decode to the
+/// artifact's weights. Returns the decoded weights.
+fn store_artifact(
+    cell: &Cell,
+    artifact: &Artifact,
+    stem: &str,
+    dir: &ResultsDir,
+    r: &mut Row,
+) -> Result<WeightSet> {
+    artifact.validate()?;
+    let size = artifact.size();
+    // The real artifact: written, read back, decoded. Its byte count is the file's.
+    let adir = dir.artifacts(&cell.id);
+    std::fs::create_dir_all(&adir).with_context(|| format!("creating {}", adir.display()))?;
+    let path = adir.join(format!("{}.wbc", wb_core::io::sanitize_name(stem)));
+    let (written, spans) = container::write_with_spans(artifact)?;
+    wb_core::io::atomic_write(&path, &written)?;
+    crate::layers::write_layers(dir, &cell.id, stem, artifact, &size, &spans)?;
+    let file_bytes = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        file_bytes == size.total_bytes,
+        "claimed size {} B differs from the written container {} B ({})",
+        size.total_bytes,
+        file_bytes,
+        path.display()
+    );
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    r.artifact_sha256 = Some(wb_core::weights::hex(
+        &<sha2::Sha256 as sha2::Digest>::digest(&bytes),
+    ));
+    let t = Instant::now();
+    let decoded = container::read(&bytes)?.decode()?;
+    r.decode_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    let expected = artifact.decode()?;
+    anyhow::ensure!(
+        decoded.bit_identical(&expected),
+        "decoding the written container does not reproduce the artifact's weights"
+    );
+    r.counted_params = Some(size.counted_params);
+    r.bits_baseline = Some(size.bits_baseline);
+    r.bits_compressed = Some(size.bits_compressed);
+    r.compression_ratio = Some(size.compression_ratio());
+    r.memory_saving_pct =
+        Some(100.0 * (1.0 - size.bits_compressed as f64 / size.bits_baseline as f64));
+    r.artifact_bytes = Some(file_bytes);
+    r.artifact_bytes_header = Some(size.container_overhead + size.component(|t| t.header));
+    // Every table: codebooks, exponent tables and Huffman code tables, shared or not,
+    // so that the components add up to the file.
+    r.artifact_bytes_codebooks = Some(
+        size.shared_codebooks
+            + size.shared_exp_tables
+            + size.shared_code_tables
+            + size.component(|t| t.codebook),
+    );
+    r.artifact_bytes_indices = Some(size.component(|t| t.indices));
+    r.artifact_bytes_values = Some(size.component(|t| t.values));
+    r.artifact_bytes_scales = Some(size.component(|t| t.scales));
+    let parts = [
+        r.artifact_bytes_header,
+        r.artifact_bytes_codebooks,
+        r.artifact_bytes_indices,
+        r.artifact_bytes_values,
+        r.artifact_bytes_scales,
+    ];
+    let sum: u64 = parts.iter().flatten().sum();
+    anyhow::ensure!(
+        sum == file_bytes,
+        "the artifact's components add up to {sum} B, the file holds {file_bytes} B"
+    );
+    Ok(decoded)
+}
+
+/// One row per index-coding post-stage of the cell: the candidate's artifact with its
+/// indices recoded by the harness, stored and sized like any artifact. Accuracy and
+/// inference timing are the method row's: the decoded weights are bit-identical
+/// (checked here) and inference runs on decoded weights. A post-stage that leaves the
+/// artifact unchanged (no indices, or already coded that way) gives no row.
+fn post_stage_rows(
+    cell: &Cell,
+    artifact: &Artifact,
+    decoded: &WeightSet,
+    method_row: &Row,
+    dir: &ResultsDir,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &coding in &cell.index_codings {
+        let mut r = method_row.clone();
+        r.index_coding = Some(coding.name().into());
+        let stored = artifact
+            .recoded(coding)
+            .map_err(anyhow::Error::from)
+            .and_then(|a| {
+                if a == *artifact {
+                    return Ok(false);
+                }
+                let stem = format!("{}.{}", method_row.candidate, coding.name());
+                let d = store_artifact(cell, &a, &stem, dir, &mut r)?;
+                anyhow::ensure!(
+                    d.bit_identical(decoded),
+                    "post-stage `{}` changed the decoded weights",
+                    coding.name()
+                );
+                Ok(true)
+            });
+        match stored {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                r.status = Status::Failed;
+                r.error = Some(format!("post-stage `{}`: {e:#}", coding.name()));
+            }
+        }
+        rows.push(r);
+    }
+    rows
 }
 
 fn check_same_layout(a: &WeightSet, b: &WeightSet) -> Result<()> {

@@ -538,3 +538,69 @@ params = { k = [4, 16] }
         ]
     );
 }
+
+/// `index_codings` adds one row per post-stage for a codebook method, with real files
+/// of the recoded artifact and the method row's accuracy; a method without indices
+/// (int8) gets no extra row.
+#[test]
+fn index_coding_post_stages_add_real_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = r#"
+models = ["resnet8"]
+datasets = ["cifar10-exact932"]
+[timing]
+enabled = false
+[[methods]]
+id = "int8-affine"
+index_codings = ["huffman-tensor"]
+[[methods]]
+id = "kmeans-uniform"
+params = { k = 16 }
+index_codings = ["huffman-tensor", "huffman-model"]
+"#;
+    let path = write_exp(tmp.path(), "post", body);
+    let exp = load(&path);
+    let results = tmp.path().join("r");
+    wb_runner::run(&exp, &registry::methods(), &opts(&results, false)).unwrap();
+    let df = read_all(&ResultsDir::new(&results, "post")).unwrap();
+    let method = col_str(&df, "method");
+    let coding = col_str(&df, "index_coding");
+    let status = col_str(&df, "status");
+    assert!(status.iter().all(|s| s == "ok"), "{status:?}");
+    let u = |c: &str| -> Vec<Option<u64>> { df.column(c).unwrap().u64().unwrap().iter().collect() };
+    let (correct, bytes, idx) = (
+        u("top1_correct"),
+        u("artifact_bytes"),
+        u("artifact_bytes_indices"),
+    );
+    let at = |m: &str, c: &str| {
+        (0..df.height())
+            .find(|&i| method[i] == m && coding[i] == c)
+            .unwrap_or_else(|| panic!("no row {m} {c}: {method:?} {coding:?}"))
+    };
+    assert_eq!(method.iter().filter(|m| *m == "int8-affine").count(), 1);
+    let (fixed, tensor, model) = (
+        at("kmeans-uniform", "method"),
+        at("kmeans-uniform", "huffman-tensor"),
+        at("kmeans-uniform", "huffman-model"),
+    );
+    for r in [tensor, model] {
+        assert_eq!(
+            correct[r], correct[fixed],
+            "same decoded weights, same accuracy"
+        );
+        assert!(idx[r] < idx[fixed], "Huffman indices are smaller");
+        assert!(bytes[r] < bytes[fixed]);
+    }
+    // Every row's artifact is a real file of its claimed size.
+    let files = walk(&results.join("post/artifacts"));
+    assert_eq!(files.len(), 4, "{files:?}");
+    let mut sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    let mut claimed: Vec<u64> = bytes.iter().map(|b| b.unwrap()).collect();
+    sizes.sort();
+    claimed.sort();
+    assert_eq!(sizes, claimed);
+}

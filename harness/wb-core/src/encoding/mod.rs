@@ -487,6 +487,40 @@ pub enum HuffmanScope {
     Model,
 }
 
+/// An index-coding post-stage the harness applies to any method's artifact
+/// ([`Artifact::recoded`]), so that every codebook method can be compared with and
+/// without entropy coding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostCoding {
+    /// Every index at fixed width ⌈log2 k⌉.
+    Fixed,
+    /// Huffman-coded indices, one code table per tensor or per model.
+    Huffman(HuffmanScope),
+}
+
+impl PostCoding {
+    /// Every post-stage, by its name.
+    pub const ALL: [(&'static str, PostCoding); 3] = [
+        ("fixed", PostCoding::Fixed),
+        ("huffman-tensor", PostCoding::Huffman(HuffmanScope::Tensor)),
+        ("huffman-model", PostCoding::Huffman(HuffmanScope::Model)),
+    ];
+
+    /// The name used in experiment files and result rows.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, c)| *c == self)
+            .map(|(n, _)| *n)
+            .expect("every post-stage is listed")
+    }
+
+    /// The post-stage called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+}
+
 /// Size of a whole artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ArtifactSize {
@@ -642,6 +676,39 @@ impl Artifact {
         }
         out.validate()?;
         Ok(out)
+    }
+
+    /// The same model with every indexed tensor's indices at fixed width ⌈log2 k⌉
+    /// (Huffman coding undone) and the shared code tables, then unused, dropped.
+    /// Decodes to exactly the same weights.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidEncoding`] when the artifact does not validate.
+    pub fn fixed_width(&self) -> Result<Artifact> {
+        self.validate()?;
+        let shared = self.shared();
+        let mut out = self.clone();
+        for t in &mut out.tensors {
+            if let Encoding::Indexed { table, coding, .. } = &mut t.encoding {
+                *coding = IndexCoding::fixed(table.entries(shared).expect("validated"));
+            }
+        }
+        out.shared_code_tables.clear();
+        out.validate()?;
+        Ok(out)
+    }
+
+    /// The same model with its indices recoded by `coding`: fixed width, or Huffman
+    /// (from fixed width) in the given scope. Decodes to exactly the same weights.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidEncoding`] when the artifact does not validate.
+    pub fn recoded(&self, coding: PostCoding) -> Result<Artifact> {
+        let fixed = self.fixed_width()?;
+        match coding {
+            PostCoding::Fixed => Ok(fixed),
+            PostCoding::Huffman(scope) => fixed.huffman_coded(scope),
+        }
     }
 
     /// Checks every shared code table and every tensor's encoding.
