@@ -340,6 +340,13 @@ pub fn parse(
     let (search_images, search_dataset, search_seed) = parse_search(&raw.search, catalog, &mut p);
     let timing = parse_timing(&raw.timing, &mut p);
     let configs = parse_methods(&raw.methods, catalog, &mut p);
+    check_search_overlap(
+        &configs,
+        eval_split,
+        search_dataset.as_deref(),
+        &datasets,
+        &mut p,
+    );
     if !p.list.is_empty() {
         // Deduplicate (a bad value repeated across a sweep is reported once).
         p.list.dedup();
@@ -573,6 +580,10 @@ struct Config {
     given: String,
     /// Post-stages of the entry.
     index_codings: Vec<PostCoding>,
+    /// Whether the method searches on the evaluator's search subset.
+    searches: bool,
+    /// Where the entry's `id` is in the file, and its index, for messages.
+    at: (std::ops::Range<usize>, usize),
 }
 
 /// `[[methods]]`: each id registered, each parameter combination (arrays are sweeps)
@@ -600,7 +611,7 @@ fn parse_methods(
         let index_codings = parse_index_codings(m, mi, p);
         for combo in expand_sweeps(m, mi, p) {
             match info.instantiate(&combo) {
-                Ok((params, _)) => {
+                Ok((params, method)) => {
                     let known = configs.iter().any(|c| {
                         c.method == *id && c.params == params && c.index_codings == index_codings
                     });
@@ -611,6 +622,8 @@ fn parse_methods(
                             params,
                             given,
                             index_codings: index_codings.clone(),
+                            searches: method.needs().evaluator,
+                            at: (m.id.span(), mi),
                         });
                     }
                 }
@@ -626,6 +639,46 @@ fn parse_methods(
         }
     }
     configs
+}
+
+/// A method that searches must never have seen the images it is reported on: with
+/// `split = "full"`, its search subset has to come from another dataset than every
+/// reported one (`[search] dataset`); with `split = "heldout"` it is the complement.
+fn check_search_overlap(
+    configs: &[Config],
+    split: EvalSplit,
+    search_dataset: Option<&str>,
+    datasets: &[String],
+    p: &mut Problems<'_>,
+) {
+    if split == EvalSplit::Heldout {
+        return;
+    }
+    let overlapping: Vec<&String> = match search_dataset {
+        None => datasets.iter().collect(),
+        Some(s) => datasets.iter().filter(|d| *d == s).collect(),
+    };
+    let Some(first) = overlapping.first() else {
+        return;
+    };
+    let mut seen = Vec::new();
+    for c in configs.iter().filter(|c| c.searches) {
+        if seen.contains(&c.at.1) {
+            continue;
+        }
+        seen.push(c.at.1);
+        p.at(
+            c.at.0.clone(),
+            &format!("methods[{}] ({})", c.at.1, c.method),
+            format!(
+                "searches on a subset of `{first}`, whose images `split = \"full\"` then \
+                 reports: the reported images would include searched ones. Set \
+                 `[evaluation] split = \"heldout\"` (report the complement of the search \
+                 subset) or `[search] dataset` to a dataset that is not reported (e.g. \
+                 \"cifar10-train-jpeg75\")"
+            ),
+        );
+    }
 }
 
 /// `index_codings` of one `[[methods]]` entry: known post-stage names, none twice.
@@ -771,6 +824,22 @@ mod tests {
             }
             Ok(Box::new(Nop))
         }
+        fn build_search(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
+            struct Searches;
+            impl wb_core::Method for Searches {
+                fn needs(&self) -> wb_core::Needs {
+                    wb_core::Needs::EVALUATOR
+                }
+                fn compress(
+                    &self,
+                    w: &wb_core::WeightSet,
+                    _: &mut wb_core::Context<'_>,
+                ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
+                    Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
+                }
+            }
+            Ok(Box::new(Searches))
+        }
         let _ = build;
         vec![
             MethodInfo {
@@ -785,6 +854,13 @@ mod tests {
                 summary: "",
                 params: K,
                 build: build_ok,
+                view: None,
+            },
+            MethodInfo {
+                id: "search",
+                summary: "",
+                params: &[],
+                build: build_search,
                 view: None,
             },
         ]
@@ -885,6 +961,31 @@ params = { k = [4, 16, 64] }
     }
 
     #[test]
+    fn a_search_on_reported_images_is_refused() {
+        let base = "models = [\"resnet20\"]\ndatasets = [\"cifar10-jpeg75\"]\n";
+        let methods = "[[methods]]\nid = \"km\"\n[[methods]]\nid = \"search\"\n";
+        let e = check(&format!("{base}{methods}")).unwrap_err().to_string();
+        assert!(
+            e.contains(":6: methods[1] (search): searches on a subset of `cifar10-jpeg75`"),
+            "{e}"
+        );
+        assert!(e.contains("split = \"heldout\""), "{e}");
+        assert_eq!(
+            e.matches("searches on").count(),
+            1,
+            "km does not search: {e}"
+        );
+        let same = "[search]\ndataset = \"cifar10-jpeg75\"\n";
+        assert!(check(&format!("{base}{same}{methods}")).is_err());
+        for fix in [
+            "[evaluation]\nsplit = \"heldout\"\n",
+            "[search]\ndataset = \"cifar10-train-jpeg75\"\n",
+        ] {
+            check(&format!("{base}{fix}{methods}")).unwrap();
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_with_line_and_field() {
         let text = r#"
 models = ["resnet20", "vgg"]
@@ -917,7 +1018,7 @@ params = { q = 3 }
             "{s}"
         );
         assert!(
-            s.contains(":8: methods[1].id: unknown method `nope`; allowed: fp32, km"),
+            s.contains(":8: methods[1].id: unknown method `nope`; allowed: fp32, km, search"),
             "{s}"
         );
     }
