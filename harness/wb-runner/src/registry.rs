@@ -13,6 +13,7 @@ pub fn methods() -> Vec<MethodInfo> {
     v.extend(bf16_approx::methods());
     v.extend(ws_dse::methods());
     v.extend(moea_bins::methods());
+    v.extend(bin_quant::methods());
     // new methods: just new-method adds them above this line
     v
 }
