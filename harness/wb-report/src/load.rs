@@ -322,7 +322,8 @@ pub(crate) fn sections(ok: Vec<KeyedRow>, failed: Vec<KeyedRow>) -> Vec<Section>
         .collect()
 }
 
-/// The tidy CSV frame: the columns shown in the tables, for all ok rows.
+/// The tidy CSV frame: the columns shown in the tables, then the identity and
+/// measurement columns of [`IDENTITY_COLUMNS`], for all ok rows.
 pub(crate) fn tidy(ok_sorted: &DataFrame, ok_rows: &[KeyedRow]) -> PolarsResult<DataFrame> {
     let params: Vec<String> = ok_rows.iter().map(|k| k.row.params.clone()).collect();
     let candidate: Vec<String> = ok_rows.iter().map(|k| k.row.candidate.clone()).collect();
@@ -342,6 +343,31 @@ pub(crate) fn tidy(ok_sorted: &DataFrame, ok_rows: &[KeyedRow]) -> PolarsResult<
             ok_sorted.column("top1_delta_pp")?.clone(),
             ok_sorted.column("compression_ratio")?.clone(),
             ok_sorted.column("artifact_bytes")?.clone(),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            IDENTITY_COLUMNS
+                .iter()
+                .map(|c| ok_sorted.column(c).cloned())
+                .collect::<PolarsResult<Vec<_>>>()?,
+        )
+        .collect(),
     )
 }
+
+/// Columns the CSV carries after the table's, so that a row can be traced to its cell,
+/// split, seed and artifact and a table rebuilt from the CSV alone.
+const IDENTITY_COLUMNS: &[&str] = &[
+    "eval_split",
+    "eval_images",
+    "seed",
+    "index_coding",
+    "params_json",
+    "top1_correct",
+    "top1_baseline",
+    "bits_compressed",
+    "search_evaluations",
+    "compress_s",
+    "artifact_sha256",
+    "cell_id",
+];

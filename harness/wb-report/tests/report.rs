@@ -233,9 +233,18 @@ fn generate_writes_all_files() {
     let csv = fs::read_to_string(out.join("smoke.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 7, "{csv}");
-    assert_eq!(
-        lines[0],
-        "model,dataset,method,params,candidate,top1,top1_delta_pp,compression_ratio,artifact_bytes"
+    assert!(
+        lines[0].starts_with(
+            "model,dataset,method,params,candidate,top1,top1_delta_pp,compression_ratio,\
+             artifact_bytes,eval_split,eval_images,seed,index_coding,params_json,"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(",artifact_sha256,cell_id"),
+        "{}",
+        lines[0]
     );
     assert!(lines
         .iter()
