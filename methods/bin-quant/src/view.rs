@@ -55,9 +55,9 @@ fn point_table(
                 .total_cmp(&b.compression_ratio.unwrap_or(0.0))
         });
     let mut s = format!(
-        "\n### {model} on {dataset} ({} {})\n\n| point | top-1 % | Δ pp vs FP32 | compression ratio | \
+        "\n### {model} on {dataset}, {}\n\n| point | top-1 % | Δ pp vs FP32 | compression ratio | \
          bytes | search top-1 % (FP32) | evaluations | compress s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n",
-        r.params_label, r.candidate
+        setting(r)
     );
     s += &format!(
         "| bin-quant (own choice{}) | {} | {} | {}× | {} | {:.2} ({:.2}) | {} | {} |\n",
@@ -92,6 +92,22 @@ fn point_table(
         }
     }
     s
+}
+
+/// The row's setting in a few words: the number of bins and any parameter the experiment
+/// changed besides it (`B=8`, `B=4 levels=uniform`).
+fn setting(r: &ViewRow) -> String {
+    let defaults = crate::BinQuant::default().to_params();
+    let mut parts = vec![format!(
+        "B={}",
+        r.param("bins").map_or("?".into(), |v| v.to_string())
+    )];
+    for (k, v) in defaults.as_map() {
+        if k != "bins" && r.param(k).is_some_and(|x| x != v) {
+            parts.push(format!("{k}={}", r.param(k).expect("checked")));
+        }
+    }
+    parts.join(" ")
 }
 
 fn bin_table(d: &Diagnostics) -> String {
@@ -131,7 +147,10 @@ fn sensitivity_figure(model: &str, dataset: &str, r: &ViewRow, d: &Diagnostics) 
         })
         .collect();
     Figure {
-        stem: format!("binquant_sens_{model}_{dataset}_{}", r.params_label),
+        stem: format!(
+            "binquant_sens_{model}_{dataset}_{}",
+            setting(r).replace([' ', '='], "")
+        ),
         title: format!("{model} / {dataset}: layer sensitivity and bins"),
         alt: format!("Bin & Quant layer sensitivity, {model} {dataset}"),
         x_desc: "compressible layer (model order)".into(),
