@@ -811,34 +811,29 @@ mod tests {
                 "test build is never called for real",
             ))
         }
-        fn build_ok(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
-            struct Nop;
-            impl wb_core::Method for Nop {
-                fn compress(
-                    &self,
-                    w: &wb_core::WeightSet,
-                    _: &mut wb_core::Context<'_>,
-                ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
-                    Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
+        /// A method that compresses to FP32; it searches when its flag is set.
+        struct Nop(bool);
+        impl wb_core::Method for Nop {
+            fn needs(&self) -> wb_core::Needs {
+                if self.0 {
+                    wb_core::Needs::EVALUATOR
+                } else {
+                    wb_core::Needs::NONE
                 }
             }
-            Ok(Box::new(Nop))
+            fn compress(
+                &self,
+                w: &wb_core::WeightSet,
+                _: &mut wb_core::Context<'_>,
+            ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
+                Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
+            }
+        }
+        fn build_ok(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
+            Ok(Box::new(Nop(false)))
         }
         fn build_search(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
-            struct Searches;
-            impl wb_core::Method for Searches {
-                fn needs(&self) -> wb_core::Needs {
-                    wb_core::Needs::EVALUATOR
-                }
-                fn compress(
-                    &self,
-                    w: &wb_core::WeightSet,
-                    _: &mut wb_core::Context<'_>,
-                ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
-                    Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
-                }
-            }
-            Ok(Box::new(Searches))
+            Ok(Box::new(Nop(true)))
         }
         let _ = build;
         vec![
