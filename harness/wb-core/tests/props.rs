@@ -1093,7 +1093,7 @@ fn huffman_single_symbol_costs_no_index_bits() {
 #[test]
 fn indexed_kind_tags_are_stable() {
     let one = |table: ValueTable, huffman: bool| {
-        let e = Encoding::indexed(table, vec![0, 1, 1]);
+        let e = Encoding::indexed_fixed(table, 2, vec![0, 1, 1]);
         let e = if huffman {
             e.with_huffman_indices(2).unwrap()
         } else {
@@ -1154,7 +1154,7 @@ fn generic_kind_rejects_unknown_parts() {
             name: "t".into(),
             shape: vec![2],
             compressible: true,
-            encoding: Encoding::indexed(ValueTable::F16(vec![0x3C00, 0x4000]), vec![0, 1]),
+            encoding: Encoding::indexed_fixed(ValueTable::F16(vec![0x3C00, 0x4000]), 2, vec![0, 1]),
         }],
         ..Default::default()
     };

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use wb_core::bitpack::index_bits;
+use wb_core::encoding::frequencies;
 use wb_core::{
     Artifact, Candidate, CodeTableRef, CodebookRef, Context, CoreError, EncodedTensor, Encoding,
     EvalError, Evaluator, IndexCoding, Method, MethodError, Needs, ParamError, Progress, Threshold,
@@ -367,17 +368,14 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
 /// symbol counts (tree cost not included).
 fn layer_tree_bits(scoped: &Scoped, q: &Quantized) -> u64 {
     let g = q.values.len();
-    let mut freqs = vec![0u64; g];
-    let mut total = 0u64;
-    for p in 0..scoped.tensors.len() {
-        freqs.iter_mut().for_each(|f| *f = 0);
-        for &i in &q.labels[scoped.offsets[p]..scoped.offsets[p + 1]] {
-            freqs[i as usize] += 1;
-        }
-        let lengths = code_lengths(&freqs).unwrap_or_default();
-        total += coded_bits(&freqs, &lengths).unwrap_or(0);
-    }
-    total
+    (0..scoped.tensors.len())
+        .map(|p| {
+            let labels = &q.labels[scoped.offsets[p]..scoped.offsets[p + 1]];
+            let freqs = frequencies(g, labels).expect("labels index the codebook");
+            let lengths = code_lengths(&freqs).unwrap_or_default();
+            coded_bits(&freqs, &lengths).unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Memory accounting of one quantization and its artifact (README, "Memory").

@@ -73,17 +73,6 @@ impl Encoding {
         Encoding::F16(values.iter().map(|v| f16::from_f32(*v).to_bits()).collect())
     }
 
-    /// `indices` into `table` at the narrowest fixed width (⌈log2 k⌉ of the table's
-    /// local entries; use [`Self::indexed_fixed`] for a shared table).
-    pub fn indexed(table: ValueTable, indices: Vec<u32>) -> Self {
-        let coding = IndexCoding::fixed(table.local_entries());
-        Encoding::Indexed {
-            table,
-            coding,
-            indices,
-        }
-    }
-
     /// `indices` into a table of `k` entries (local or shared) at ⌈log2 k⌉ bits.
     pub fn indexed_fixed(table: ValueTable, k: usize, indices: Vec<u32>) -> Self {
         Encoding::Indexed {
@@ -95,7 +84,8 @@ impl Encoding {
 
     /// A codebook encoding with a local FP32 codebook and the narrowest index width.
     pub fn codebook_local(codebook: Vec<f32>, indices: Vec<u32>) -> Self {
-        Self::indexed(ValueTable::F32(Ref::Local(codebook)), indices)
+        let k = codebook.len();
+        Self::indexed_fixed(ValueTable::F32(Ref::Local(codebook)), k, indices)
     }
 
     /// A Huffman-coded FP32 codebook encoding of `indices` under the code table
@@ -183,7 +173,8 @@ impl Encoding {
             .iter()
             .map(|b| values.binary_search(b).expect("value is in the table") as u32)
             .collect();
-        Self::indexed(ValueTable::Bf16(values), indices)
+        let k = values.len();
+        Self::indexed_fixed(ValueTable::Bf16(values), k, indices)
     }
 
     /// The same encoding with its indices Huffman-coded under a code table of their own
