@@ -17,7 +17,7 @@
 //!   names, shapes and flags;
 //! - the input weights are not changed;
 //! - NaN and infinite weights are refused before any evaluation is spent;
-//! - a missing capability (evaluator, fine-tuner) is a clean error, and a method that
+//! - a missing capability (evaluator, fine-tuner, gradients) is a clean error, and a method that
 //!   does not declare one runs without it;
 //! - and, from the declaration alone, every parameter rejects an out-of-range value,
 //!   a value of the wrong type and an unknown choice, before any work.
@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use crate::container;
 use crate::error::CoreError;
 use crate::eval::{Evaluator, FakeEvaluator};
+use crate::grad::FakeGradients;
 use crate::method::{compress_checked, Candidate, Context, MethodError, MethodInfo};
 use crate::params::{ParamKind, ParamSpec, Value};
 use crate::train::FakeFineTuner;
@@ -88,6 +89,20 @@ struct Outcome {
     evaluations: u64,
 }
 
+/// Which fake capabilities a run gets.
+#[derive(Clone, Copy)]
+struct Caps {
+    evaluator: bool,
+    trainer: bool,
+    gradients: bool,
+}
+
+const ALL: Caps = Caps {
+    evaluator: true,
+    trainer: true,
+    gradients: true,
+};
+
 /// Runs `info` with `given` on `weights` through [`compress_checked`], with the fakes
 /// for the capabilities that are switched on.
 fn run(
@@ -95,8 +110,7 @@ fn run(
     given: &Value,
     weights: &WeightSet,
     reference: &WeightSet,
-    with_evaluator: bool,
-    with_trainer: bool,
+    caps: Caps,
 ) -> Result<Outcome, String> {
     let (_, method) = info
         .instantiate(&object(given)?)
@@ -108,12 +122,16 @@ fn run(
         FAKE_SENSITIVITY,
     );
     let mut tuner = FakeFineTuner::new(reference.clone(), 4, FAKE_IMAGES);
+    let mut grads = FakeGradients::new(FAKE_IMAGES);
     let mut ctx = Context::bare(SEED);
-    if with_evaluator {
+    if caps.evaluator {
         ctx.evaluator = Some(&mut ev);
     }
-    if with_trainer {
+    if caps.trainer {
         ctx.trainer = Some(&mut tuner);
+    }
+    if caps.gradients {
+        ctx.gradients = Some(&mut grads);
     }
     let result = compress_checked(info.id, method.as_ref(), weights, &mut ctx);
     Ok(Outcome {
@@ -132,13 +150,13 @@ pub fn check_artifacts(info: &MethodInfo, given: &Value) -> Result<(), String> {
     let weights = resnet_like_weights(1);
     let before = weights.clone();
     let at = |what: &str| format!("{} {given}: {what}", info.id);
-    let first = run(info, given, &weights, &before, true, true)?
+    let first = run(info, given, &weights, &before, ALL)?
         .result
         .map_err(|e| at(&format!("compress failed: {e}")))?;
     if !weights.bit_identical(&before) {
         return Err(at("the input weights were changed"));
     }
-    let second = run(info, given, &weights, &before, true, true)?
+    let second = run(info, given, &weights, &before, ALL)?
         .result
         .map_err(|e| at(&format!("second compress failed: {e}")))?;
     if first.len() != second.len() {
@@ -200,7 +218,7 @@ fn check_huffman_post_stage(artifact: &crate::Artifact, direct: &WeightSet) -> R
 pub fn artifact_digests(info: &MethodInfo, given: &Value) -> Result<Vec<String>, String> {
     use sha2::{Digest, Sha256};
     let weights = resnet_like_weights(1);
-    let candidates = run(info, given, &weights, &weights, true, true)?
+    let candidates = run(info, given, &weights, &weights, ALL)?
         .result
         .map_err(|e| format!("{} {given}: compress failed: {e}", info.id))?;
     candidates
@@ -301,7 +319,7 @@ pub fn check_non_finite(info: &MethodInfo, given: &Value) -> Result<(), String> 
             .find(|t| t.compressible)
             .expect("the kit's weights have compressible tensors");
         t.data[3] = bad;
-        let out = run(info, given, &weights, &reference, true, true)?;
+        let out = run(info, given, &weights, &reference, ALL)?;
         match out.result {
             Err(MethodError::Core(CoreError::NonFinite { .. })) if out.evaluations == 0 => {}
             Err(MethodError::Core(CoreError::NonFinite { .. })) => {
@@ -333,37 +351,44 @@ pub fn check_capabilities(info: &MethodInfo, given: &Value) -> Result<(), String
         .instantiate(&object(given)?)
         .map_err(|e| format!("{} {given}: valid parameters refused: {e}", info.id))?;
     let needs = method.needs();
-    let without = |ev: bool, tr: bool| run(info, given, &weights, &weights, ev, tr);
-    let out = without(false, true)?;
-    match (needs.evaluator, out.result) {
-        (true, Err(MethodError::NeedsEvaluator(_))) | (false, Ok(_)) => {}
-        (true, r) => {
-            return Err(format!(
-                "{} {given}: declares an evaluator but without one gave {}",
-                info.id,
-                describe(&r)
-            ))
-        }
-        (false, Err(e)) => {
-            return Err(format!(
-                "{} {given}: declares no evaluator but failed without one: {e}",
-                info.id
-            ))
+    let without = |caps: Caps| run(info, given, &weights, &weights, caps);
+    let declared = [
+        ("an evaluator", needs.evaluator),
+        ("a fine-tuner", needs.trainer),
+        ("gradients", needs.gradients),
+    ];
+    for (i, (what, declares)) in declared.into_iter().enumerate() {
+        let caps = Caps {
+            evaluator: i != 0,
+            trainer: i != 1,
+            gradients: i != 2,
+        };
+        let out = without(caps)?;
+        let clean_error = matches!(
+            (i, &out.result),
+            (0, Err(MethodError::NeedsEvaluator(_)))
+                | (1, Err(MethodError::NeedsTrainer(_)))
+                | (2, Err(MethodError::NeedsGradients(_)))
+        );
+        match (declares, out.result) {
+            (true, _) if clean_error => {}
+            (false, Ok(_)) => {}
+            (true, r) => {
+                return Err(format!(
+                    "{} {given}: declares {what} but without them gave {}",
+                    info.id,
+                    describe(&r)
+                ))
+            }
+            (false, Err(e)) => {
+                return Err(format!(
+                    "{} {given}: declares no need for {what} but failed without them: {e}",
+                    info.id
+                ))
+            }
         }
     }
-    let out = without(true, false)?;
-    match (needs.trainer, out.result) {
-        (true, Err(MethodError::NeedsTrainer(_))) | (false, Ok(_)) => Ok(()),
-        (true, r) => Err(format!(
-            "{} {given}: declares a fine-tuner but without one gave {}",
-            info.id,
-            describe(&r)
-        )),
-        (false, Err(e)) => Err(format!(
-            "{} {given}: declares no fine-tuner but failed without one: {e}",
-            info.id
-        )),
-    }
+    Ok(())
 }
 
 fn describe(r: &Result<Vec<Candidate>, MethodError>) -> String {
@@ -631,7 +656,7 @@ mod broken {
     #[test]
     fn an_undeclared_capability_is_caught() {
         let e = check_capabilities(&INFO, &serde_json::json!({"flaw": "undeclared"})).unwrap_err();
-        assert!(e.contains("declares no evaluator"), "{e}");
+        assert!(e.contains("declares no need for an evaluator"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum CoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Gradient statistics do not fit the weights they were taken at.
+    #[error("invalid gradients: {0}")]
+    InvalidGradients(String),
     /// The container bytes are not a valid container.
     #[error("malformed container{}: {reason}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     MalformedContainer {

@@ -7,6 +7,7 @@ pub mod container;
 pub mod encoding;
 pub mod error;
 pub mod eval;
+pub mod grad;
 pub mod io;
 pub mod method;
 pub mod params;
@@ -21,6 +22,9 @@ pub use encoding::{
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};
+pub use grad::{
+    FakeGradients, GradientConfig, GradientSource, Gradients, Importance, TensorGradients,
+};
 pub use method::{
     compress_checked, Candidate, Context, Method, MethodError, MethodInfo, Needs, NoProgress,
     Progress,

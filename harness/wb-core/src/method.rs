@@ -3,6 +3,7 @@
 use crate::encoding::Artifact;
 use crate::error::CoreError;
 use crate::eval::{EvalError, Evaluator};
+use crate::grad::GradientSource;
 use crate::params::{check_params, ParamError, ParamSpec, Params, Value};
 use crate::train::FineTuner;
 use crate::view::ViewFn;
@@ -39,6 +40,8 @@ pub struct Needs {
     pub evaluator: bool,
     /// Fine-tuning on the training images ([`Context::trainer`]).
     pub trainer: bool,
+    /// Gradient statistics on labelled search images ([`Context::gradients`]).
+    pub gradients: bool,
 }
 
 impl Needs {
@@ -46,12 +49,19 @@ impl Needs {
     pub const NONE: Needs = Needs {
         evaluator: false,
         trainer: false,
+        gradients: false,
     };
     /// An evaluator on the search split.
     pub const EVALUATOR: Needs = Needs {
         evaluator: true,
-        trainer: false,
+        ..Needs::NONE
     };
+
+    /// Whether the method looks at search images (evaluator or gradients), so that the
+    /// reported images must be disjoint from them.
+    pub const fn sees_search_images(&self) -> bool {
+        self.evaluator || self.gradients
+    }
 }
 
 /// The harness's side of the method contract, the one way a method is run: checks that
@@ -61,7 +71,7 @@ impl Needs {
 ///
 /// # Errors
 /// [`MethodError::Core`] for a NaN or infinite weight, [`MethodError::NeedsEvaluator`] /
-/// [`MethodError::NeedsTrainer`] for a missing capability (before any work), the
+/// [`MethodError::NeedsTrainer`] / [`MethodError::NeedsGradients`] for a missing capability (before any work), the
 /// method's own error, or [`MethodError::Other`] when it returned no candidate.
 pub fn compress_checked(
     id: &'static str,
@@ -76,6 +86,9 @@ pub fn compress_checked(
     }
     if needs.trainer && ctx.trainer.is_none() {
         return Err(MethodError::NeedsTrainer(id));
+    }
+    if needs.gradients && ctx.gradients.is_none() {
+        return Err(MethodError::NeedsGradients(id));
     }
     let candidates = method.compress(weights, ctx)?;
     if candidates.is_empty() {
@@ -132,6 +145,9 @@ pub struct Context<'a> {
     /// Fine-tuning on the training images with a projection hook, when the runner
     /// provides one (methods that retrain fail with [`MethodError::NeedsTrainer`] without).
     pub trainer: Option<&'a mut dyn FineTuner>,
+    /// Gradient statistics on labelled images of the search split, when the runner
+    /// provides them (see [`crate::grad`]).
+    pub gradients: Option<&'a mut dyn GradientSource>,
     /// Progress sink.
     pub progress: &'a dyn Progress,
 }
@@ -158,13 +174,24 @@ impl<'a> Context<'a> {
             .ok_or(MethodError::NeedsTrainer(id))
     }
 
-    /// A context with no evaluator, no trainer and no progress output (unit tests,
-    /// retraining-free methods).
+    /// The gradient source, or [`MethodError::NeedsGradients`] naming method `id`.
+    pub fn require_gradients(
+        &mut self,
+        id: &'static str,
+    ) -> Result<&mut (dyn GradientSource + 'a), MethodError> {
+        self.gradients
+            .as_deref_mut()
+            .ok_or(MethodError::NeedsGradients(id))
+    }
+
+    /// A context with no evaluator, no trainer, no gradients and no progress output
+    /// (unit tests, retraining-free methods).
     pub fn bare(seed: u64) -> Self {
         Self {
             seed,
             evaluator: None,
             trainer: None,
+            gradients: None,
             progress: &NoProgress,
         }
     }
@@ -188,6 +215,9 @@ pub enum MethodError {
     /// The method needs a fine-tuner (training images) but none was given.
     #[error("method `{0}` needs a fine-tuner (training images) but the runner gave none")]
     NeedsTrainer(&'static str),
+    /// The method needs gradient statistics (labelled search images) but none were given.
+    #[error("method `{0}` needs gradients (labelled search images) but the runner gave none")]
+    NeedsGradients(&'static str),
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),

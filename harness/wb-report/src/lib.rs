@@ -85,6 +85,12 @@ pub(crate) fn core_io(path: &Path, e: wb_core::CoreError) -> ReportError {
     }
 }
 
+/// The file in `results/<experiment>/` where the runner lists the cell ids of the
+/// experiment as it was last run, one per line. Cell files not listed there come from an
+/// earlier version of the experiment (or of a method's parameters): the report counts
+/// them but leaves them out of its tables. Without the file, every cell is shown.
+pub const CURRENT_CELLS: &str = "current_cells.txt";
+
 /// Errors of the report step. Every variant names the file or folder involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -147,14 +153,15 @@ fn experiment_name(dir: &Path) -> String {
 }
 
 /// Read every `results_dir/cells/*.parquet` file (hidden files and other
-/// subfolders are ignored) and concatenate them diagonally.
+/// subfolders are ignored; when the runner wrote [`CURRENT_CELLS`], only the cells it
+/// lists) and concatenate them diagonally.
 ///
 /// Columns of the runner's row schema are cast to their documented types and
 /// added as all-null when a file lacks them, so the result always has the full
 /// schema (first, in schema order) plus any extra columns found in some files
 /// (null elsewhere). Files are read in name order.
 pub fn load_results(results_dir: &Path) -> Result<DataFrame, ReportError> {
-    load::load(results_dir).map(|(df, _)| df)
+    load::load(results_dir).map(|(df, _)| df.frame)
 }
 
 /// Make a unique file stem `fig_<model>_<dataset>` (sanitized).
@@ -175,7 +182,8 @@ fn figure_stem(used: &mut BTreeSet<String>, model: &str, dataset: &str) -> Strin
 /// Figures are drawn for every model × dataset pair that has at least one ok
 /// row with a finite top-1 and a positive compression ratio.
 pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
-    let (df, n_files) = load::load(&opts.results_dir)?;
+    let (loaded, n_files) = load::load(&opts.results_dir)?;
+    let (df, stale) = (loaded.frame, loaded.stale_files);
     let table_err = |source| ReportError::Table {
         path: opts.results_dir.clone(),
         source,
@@ -213,6 +221,14 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let view_md = views::render_views(&opts.views, &view_rows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");
     let mut md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
+    if stale > 0 {
+        md += &format!(
+            "\n{stale} further cell file(s) in `results/{}/cells/` are not in the experiment as \
+             last run (an earlier parameter set, or a method that has since gained a \
+             parameter) and are not shown; they are kept on disk.\n",
+            opts.name
+        );
+    }
     md += &view_md;
     write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);

@@ -112,9 +112,43 @@ fn unify_extra_columns(frames: Vec<DataFrame>) -> PolarsResult<Vec<DataFrame>> {
         .collect()
 }
 
-/// Load and concatenate the cell files; also returns how many files were read.
-pub(crate) fn load(results_dir: &Path) -> Result<(DataFrame, usize), ReportError> {
-    let files = cell_files(results_dir)?;
+/// The cells a report shows.
+pub(crate) struct Loaded {
+    /// Their rows.
+    pub frame: DataFrame,
+    /// Cell files left out because the experiment, as last run, no longer has them.
+    pub stale_files: usize,
+}
+
+/// The cell ids of [`crate::CURRENT_CELLS`], when the runner wrote the file.
+fn current_cells(results_dir: &Path) -> Result<Option<BTreeSet<String>>, ReportError> {
+    let path = results_dir.join(crate::CURRENT_CELLS);
+    match fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ReportError::Io { path, source }),
+    }
+}
+
+/// Load and concatenate the cell files of the experiment as last run; also returns
+/// how many files were read.
+pub(crate) fn load(results_dir: &Path) -> Result<(Loaded, usize), ReportError> {
+    let mut files = cell_files(results_dir)?;
+    let mut stale_files = 0;
+    if let Some(current) = current_cells(results_dir)? {
+        let before = files.len();
+        files.retain(|f| {
+            f.file_stem()
+                .is_some_and(|s| current.contains(s.to_string_lossy().as_ref()))
+        });
+        stale_files = before - files.len();
+    }
     if files.is_empty() {
         return Err(ReportError::NoResults {
             dir: results_dir.to_path_buf(),
@@ -138,8 +172,8 @@ pub(crate) fn load(results_dir: &Path) -> Result<(DataFrame, usize), ReportError
         source,
     };
     let frames = unify_extra_columns(frames).map_err(table_err)?;
-    let df = polars::functions::concat_df_diagonal(&frames).map_err(table_err)?;
-    Ok((df, files.len()))
+    let frame = polars::functions::concat_df_diagonal(&frames).map_err(table_err)?;
+    Ok((Loaded { frame, stale_files }, files.len()))
 }
 
 /// Rows with `status == "ok"` (`ok == true`) or all others (`ok == false`,

@@ -351,3 +351,23 @@ fn busy_figure_with_many_methods() {
         fs::copy(&png, Path::new(&keep).join("busy.png")).unwrap();
     }
 }
+
+#[test]
+fn cells_missing_from_the_current_list_are_left_out_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = setup(dir.path());
+    // The experiment as last run has only cell 1 (e.g. cell 0's method gained a
+    // parameter since, so its id changed).
+    fs::write(
+        opts.results_dir.join(wb_report::CURRENT_CELLS),
+        "cell-001\n",
+    )
+    .unwrap();
+    assert_eq!(load_results(&opts.results_dir).unwrap().height(), 2);
+    let s = generate(&opts).unwrap();
+    assert_eq!((s.rows_ok, s.rows_failed), (2, 0));
+    let md = fs::read_to_string(opts.out_dir.join("tables.md")).unwrap();
+    assert!(md.contains("1 further cell file(s)"), "{md}");
+    // Both files are still on disk.
+    assert!(opts.results_dir.join("cells/cell-000.parquet").is_file());
+}

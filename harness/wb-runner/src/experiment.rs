@@ -580,7 +580,7 @@ struct Config {
     given: String,
     /// Post-stages of the entry.
     index_codings: Vec<PostCoding>,
-    /// Whether the method searches on the evaluator's search subset.
+    /// Whether the method looks at the search subset (evaluator or gradients).
     searches: bool,
     /// Where the entry's `id` is in the file, and its index, for messages.
     at: (std::ops::Range<usize>, usize),
@@ -622,7 +622,7 @@ fn parse_methods(
                             params,
                             given,
                             index_codings: index_codings.clone(),
-                            searches: method.needs().evaluator,
+                            searches: method.needs().sees_search_images(),
                             at: (m.id.span(), mi),
                         });
                     }
@@ -641,7 +641,8 @@ fn parse_methods(
     configs
 }
 
-/// A method that searches must never have seen the images it is reported on: with
+/// A method that searches (or takes gradients on search images) must never have seen
+/// the images it is reported on: with
 /// `split = "full"`, its search subset has to come from another dataset than every
 /// reported one (`[search] dataset`); with `split = "heldout"` it is the complement.
 fn check_search_overlap(

@@ -165,6 +165,13 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     if stale > 0 {
         eprintln!("removed {stale} temporary file(s) left by an interrupted run");
     }
+    // The report shows the cells of the experiment as it stands; cells of an earlier
+    // version (another parameter set, or a method that has since gained a parameter)
+    // stay on disk but are listed as stale.
+    let current: String = exp.cells.iter().map(|c| format!("{}\n", c.id)).collect();
+    let current_path = dir.root.join(wb_report::CURRENT_CELLS);
+    wb_core::io::atomic_write(&current_path, current.as_bytes())
+        .with_context(|| format!("writing {}", current_path.display()))?;
     let mut summary = RunSummary {
         cells_total: exp.cells.len(),
         ..Default::default()
@@ -365,6 +372,9 @@ struct GroupContext {
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
     /// images, loaded on first use so that methods that do not retrain pay nothing.
     trainer: wb_torch::TorchFineTuner,
+    /// Gradient statistics on the search subset (when there is one): its own copy of the
+    /// model, loaded on first use.
+    gradients: Option<wb_torch::TorchGradients>,
 }
 
 impl GroupContext {
@@ -409,7 +419,7 @@ impl GroupContext {
         let eval = Batches::new(&model, &pick(eval_split)?, exp.batch_size)?;
         // A dataset too small for the search subset only matters to methods that search:
         // they get no evaluator and fail with this reason; the others run normally.
-        let search = match &exp.search_dataset {
+        let search_images = match &exp.search_dataset {
             None => pick(search_split),
             Some(sd) => {
                 let src = &datasets[sd];
@@ -418,9 +428,15 @@ impl GroupContext {
                     .map(|idx| src.subset(&idx))
                     .map_err(|e| anyhow!("search split of {sd}: {e}"))
             }
-        }
-        .and_then(|imgs| Ok(Batches::new(&model, &imgs, exp.batch_size)?))
-        .map_err(|e| format!("{e:#}"));
+        };
+        let search = search_images
+            .as_ref()
+            .map_err(|e| anyhow!("{e:#}"))
+            .and_then(|imgs| Ok(Batches::new(&model, imgs, exp.batch_size)?))
+            .map_err(|e| format!("{e:#}"));
+        let gradients = search_images
+            .ok()
+            .map(|imgs| wb_torch::TorchGradients::lazy(card.clone(), opts.device, imgs));
         bars.step
             .set_message(format!("{model_name} {dataset_id}: FP32 baseline accuracy"));
         let original = model.weights().clone();
@@ -437,6 +453,7 @@ impl GroupContext {
             timing_inputs,
             bf16: None,
             trainer: wb_torch::TorchFineTuner::lazy(card, opts.device, opts.data_dir.clone()),
+            gradients,
         })
     }
 
@@ -470,6 +487,7 @@ impl GroupContext {
                 seed: cell.seed,
                 evaluator: None,
                 trainer: Some(&mut self.trainer),
+                gradients: self.gradients.as_mut().map(|g| g as _),
                 progress: &step,
             };
             match &self.search {
@@ -480,10 +498,11 @@ impl GroupContext {
                         wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx)?;
                     (c, ev.stats())
                 }
-                // Only a method that needs an evaluator learns why there is none.
-                Err(why) if method.needs().evaluator => {
+                // Only a method that needs search images learns why there are none.
+                Err(why) if method.needs().sees_search_images() => {
                     bail!(
-                        "method `{}` needs a search evaluator, and this dataset has none: {why}",
+                        "method `{}` needs search images (evaluator or gradients), and this \
+                         dataset has none: {why}",
                         meth.id
                     )
                 }

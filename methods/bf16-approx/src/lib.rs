@@ -389,8 +389,8 @@ fn exact_bf16(t: &Tensor) -> Vec<u16> {
 impl Method for Bf16Approx {
     fn needs(&self) -> Needs {
         Needs {
-            evaluator: false,
             trainer: self.retrain.is_some(),
+            ..Needs::NONE
         }
     }
 

@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 /// Everything the method reports about its choice and its search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
+    /// How layer sensitivity was measured (the `sensitivity` parameter).
+    #[serde(default = "perturbation")]
+    pub sensitivity: String,
+    /// Labelled search images the gradients were taken on (gradient readings only).
+    #[serde(default)]
+    pub gradient_images: Option<u64>,
+    /// Backward passes run for them.
+    #[serde(default)]
+    pub gradient_batches: Option<u64>,
     /// Images of the search subset.
     pub search_images: u64,
     /// FP32 top-1 on the search subset, percent.
@@ -41,8 +50,10 @@ pub struct BinRecord {
     pub layers: Vec<String>,
     /// Weights in the bin.
     pub weights: u64,
-    /// Mean sensitivity of its layers, top-1 points lost on the search subset.
-    pub sensitivity_mean_pp: f64,
+    /// Mean sensitivity score of its layers (top-1 points lost on the search subset for
+    /// the perturbation reading, mean importance for a gradient reading).
+    #[serde(alias = "sensitivity_mean_pp")]
+    pub sensitivity_mean: f64,
     /// Level count the search ended with.
     pub levels: usize,
     /// Entries of the bin's codebook (≤ `levels`: uniform levels drop empty bins).
@@ -65,10 +76,15 @@ pub struct SensitivityRecord {
     pub layer: String,
     /// Its weights.
     pub weights: u64,
-    /// Top-1 on the search subset with this layer alone quantized, percent.
-    pub top1_search: f64,
-    /// Points lost against FP32 on the same images.
-    pub drop_pp: f64,
+    /// The score the layers were sorted by: `drop_pp` for the perturbation reading, the
+    /// mean per-weight importance of the layer for a gradient reading.
+    #[serde(default)]
+    pub score: Option<f64>,
+    /// Top-1 on the search subset with this layer alone quantized, percent
+    /// (perturbation reading only).
+    pub top1_search: Option<f64>,
+    /// Points lost against FP32 on the same images (perturbation reading only).
+    pub drop_pp: Option<f64>,
     /// Bin the layer was put in.
     pub bin: usize,
 }
@@ -89,4 +105,16 @@ pub struct LevelStep {
     pub top1_correct_seen: u64,
     /// Images evaluated for the answer (fewer than the subset when it stopped early).
     pub seen: u64,
+}
+
+impl SensitivityRecord {
+    /// The score the binning used (rows written before `score` existed carry only the
+    /// perturbation drop).
+    pub fn value(&self) -> f64 {
+        self.score.or(self.drop_pp).unwrap_or(f64::NAN)
+    }
+}
+
+fn perturbation() -> String {
+    "perturbation".into()
 }

@@ -20,6 +20,25 @@ wb_core::param_choice! {
         /// Quantize the layer alone to `probe_levels` shared values and measure the drop
         /// of top-1 on the search subset (reading (a) of the reconstruction).
         Perturbation = "perturbation",
+        /// Mean SNIP connection sensitivity `|ḡ·w|` of the layer's weights, from the
+        /// gradients on labelled search images (reading (b)).
+        Snip = "snip",
+        /// Mean gradient magnitude `mean |g|` of the layer's weights (reading (b)).
+        Grad = "grad",
+        /// Mean squared gradient `mean g²` (Fisher) of the layer's weights (reading (b)).
+        Fisher = "fisher",
+    }
+}
+
+impl Sensitivity {
+    /// The per-weight importance a gradient reading averages, `None` for perturbation.
+    pub fn importance(self) -> Option<wb_core::Importance> {
+        match self {
+            Sensitivity::Perturbation => None,
+            Sensitivity::Snip => Some(wb_core::Importance::Snip),
+            Sensitivity::Grad => Some(wb_core::Importance::Grad),
+            Sensitivity::Fisher => Some(wb_core::Importance::Fisher),
+        }
     }
 }
 
@@ -62,9 +81,14 @@ wb_core::method_params! {
         /// number of bins B (layers of similar sensitivity share one codebook); at most
         /// the number of compressible layers is used
         pub bins: usize = 4 => int(1, 1024),
-        /// how a layer's sensitivity is measured (gradient-based readings come with the
-        /// gradients capability)
+        /// how a layer's sensitivity is measured: quantization probes on the search
+        /// subset, or the mean of a per-weight gradient importance (snip, grad, fisher)
         pub sensitivity: Sensitivity = Sensitivity::Perturbation => choice,
+        /// labelled search images the gradients are taken on (0: the whole search
+        /// subset; gradient readings only)
+        pub calibration_images: usize = 512 => int(0, 1_000_000),
+        /// images per backward pass (1: per-image statistics; gradient readings only)
+        pub calibration_batch: usize = 1 => int(1, 65_536),
         /// shared values a layer is quantized to when its perturbation sensitivity is
         /// measured
         pub probe_levels: usize = 4 => int(1, 65_536),
@@ -116,9 +140,13 @@ pub fn methods() -> Vec<MethodInfo> {
 }
 
 impl Method for BinQuant {
-    /// The sensitivity probes and the level search run on the search subset.
+    /// The level search (and the perturbation probes) run on the search subset; the
+    /// gradient readings take gradients on its labelled images.
     fn needs(&self) -> Needs {
-        Needs::EVALUATOR
+        Needs {
+            gradients: self.sensitivity.importance().is_some(),
+            ..Needs::EVALUATOR
+        }
     }
 
     /// Sensitivity of every compressible layer, bins of layers by sensitivity, then the

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use wb_core::{
     Accuracy, Artifact, Candidate, CodebookRef, Context, EncodedTensor, Encoding, Evaluator,
-    MethodError, Threshold, ValueTable, WeightSet,
+    GradientConfig, Gradients, Importance, MethodError, Threshold, ValueTable, WeightSet,
 };
 use wb_kernels::{kmeans_1d, uniform_bins, KMeans1dParams};
 
@@ -23,6 +23,14 @@ fn err(what: impl std::fmt::Display) -> MethodError {
 
 /// A codebook and one index per value.
 type Quantized = (Vec<f32>, Vec<u32>);
+
+/// One layer's sensitivity: the score the binning sorts by, and top-1 on the search
+/// subset with the layer alone quantized (perturbation reading only).
+#[derive(Debug, Clone, Copy)]
+struct LayerScore {
+    score: f64,
+    top1: Option<f64>,
+}
 
 /// `data` quantized to `levels` shared values.
 fn quantize(data: &[f32], levels: usize, kind: Levels) -> Result<Quantized, MethodError> {
@@ -105,11 +113,11 @@ struct Run<'w, 'e> {
 impl Run<'_, '_> {
     /// Every layer quantized alone to `probe_levels`; the drop of top-1 on the search
     /// subset against `base`.
-    fn sensitivity(
+    fn perturbation(
         &mut self,
         base: &Accuracy,
         progress: &dyn wb_core::Progress,
-    ) -> Result<Vec<(f64, f64)>, MethodError> {
+    ) -> Result<Vec<LayerScore>, MethodError> {
         let mut out = Vec::with_capacity(self.layers.len());
         for &li in &self.layers {
             let t = &self.weights.tensors[li];
@@ -118,7 +126,10 @@ impl Run<'_, '_> {
             let mut w = self.weights.clone();
             w.tensors[li].data = labels.iter().map(|&i| cb[i as usize]).collect();
             let acc = self.ev.evaluate(&w)?;
-            out.push((acc.top1_pct(), base.top1_pct() - acc.top1_pct()));
+            out.push(LayerScore {
+                score: base.top1_pct() - acc.top1_pct(),
+                top1: Some(acc.top1_pct()),
+            });
             progress.inc(1);
         }
         Ok(out)
@@ -222,6 +233,35 @@ impl Run<'_, '_> {
     }
 }
 
+/// The mean importance of each compressible layer's weights, from gradients taken at
+/// `weights` on labelled search images.
+fn gradient_scores(
+    m: &BinQuant,
+    kind: Importance,
+    weights: &WeightSet,
+    ctx: &mut Context<'_>,
+) -> Result<(Vec<LayerScore>, Gradients), MethodError> {
+    let progress = ctx.progress;
+    progress.message(&format!("gradients ({kind})"));
+    let cfg = GradientConfig {
+        images: m.calibration_images,
+        batch: m.calibration_batch,
+        seed: ctx.seed,
+    };
+    let grads = ctx
+        .require_gradients(ID)?
+        .gradients(weights, &cfg, progress)?;
+    let scores = grads
+        .importance(kind, weights)?
+        .iter()
+        .map(|imp| LayerScore {
+            score: imp.iter().map(|&x| f64::from(x)).sum::<f64>() / imp.len().max(1) as f64,
+            top1: None,
+        })
+        .collect();
+    Ok((scores, grads))
+}
+
 /// The whole method: FP32 on the search subset, sensitivity, bins, level search, the
 /// chosen point as the one candidate.
 pub(crate) fn run(
@@ -235,6 +275,11 @@ pub(crate) fn run(
     if layers.is_empty() {
         return Err(err("the model has no compressible tensor"));
     }
+    // Gradients come first: the evaluator below holds the context until the end.
+    let from_gradients = match m.sensitivity.importance() {
+        Some(kind) => Some(gradient_scores(m, kind, weights, ctx)?),
+        None => None,
+    };
     let progress = ctx.progress;
     let ev = ctx.require_evaluator(ID)?;
     let base = ev.evaluate(weights)?;
@@ -248,14 +293,17 @@ pub(crate) fn run(
         cache: HashMap::new(),
     };
     progress.set_length(run.layers.len() as u64);
-    let sens = run.sensitivity(&base, progress)?;
+    let (sens, grads) = match from_gradients {
+        Some((scores, g)) => (scores, Some(g)),
+        None => (run.perturbation(&base, progress)?, None),
+    };
     let sizes: Vec<usize> = run
         .layers
         .iter()
         .map(|&i| weights.tensors[i].numel())
         .collect();
-    let drops: Vec<f64> = sens.iter().map(|s| s.1).collect();
-    let bins = bin_layers(&drops, &sizes, m.bins, m.bin_by);
+    let scores: Vec<f64> = sens.iter().map(|s| s.score).collect();
+    let bins = bin_layers(&scores, &sizes, m.bins, m.bin_by);
     let (levels, steps) = run.level_search(&bins, target, progress)?;
     let artifact = run.artifact(&bins, &levels)?;
     let chosen = run.ev.evaluate(&artifact.decode()?)?;
@@ -263,6 +311,9 @@ pub(crate) fn run(
     let size = artifact.size();
     let index_bits = size.component(|t| t.index_bits);
     let diag = Diagnostics {
+        sensitivity: m.sensitivity.name().into(),
+        gradient_images: grads.as_ref().map(|g| g.images as u64),
+        gradient_batches: grads.as_ref().map(|g| g.batches as u64),
         search_images: images as u64,
         base_top1_search: base.top1_pct(),
         tolerance_pp: m.tolerance_pp,
@@ -270,11 +321,11 @@ pub(crate) fn run(
         chosen_top1_search: chosen.top1_pct(),
         met_on_search: chosen.top1_correct >= target,
         avg_index_bits: index_bits as f64 / size.counted_params.max(1) as f64,
-        bins: bin_records(&run, &bins, &levels, &drops, &sizes, &artifact),
+        bins: bin_records(&run, &bins, &levels, &scores, &sizes, &artifact),
         evaluations: stats.evaluations,
         cache_hits: stats.cache_hits,
         search: SearchLog {
-            sensitivity: sensitivity_records(&run, &bins, &sens, &sizes),
+            sensitivity: sensitivity_records(&run, &bins, &sens, &sizes, base.top1_pct()),
             levels: steps,
         },
     };
@@ -299,7 +350,7 @@ fn bin_records(
     run: &Run<'_, '_>,
     bins: &[Vec<usize>],
     levels: &[usize],
-    drops: &[f64],
+    scores: &[f64],
     sizes: &[usize],
     artifact: &Artifact,
 ) -> Vec<BinRecord> {
@@ -312,7 +363,7 @@ fn bin_records(
                 .map(|&p| run.weights.tensors[run.layers[p]].name.clone())
                 .collect(),
             weights: ps.iter().map(|&p| sizes[p] as u64).sum(),
-            sensitivity_mean_pp: ps.iter().map(|&p| drops[p]).sum::<f64>() / ps.len() as f64,
+            sensitivity_mean: ps.iter().map(|&p| scores[p]).sum::<f64>() / ps.len() as f64,
             levels: levels[b],
             shared_values: artifact.shared_codebooks[b].len(),
         })
@@ -322,17 +373,19 @@ fn bin_records(
 fn sensitivity_records(
     run: &Run<'_, '_>,
     bins: &[Vec<usize>],
-    sens: &[(f64, f64)],
+    sens: &[LayerScore],
     sizes: &[usize],
+    base_top1: f64,
 ) -> Vec<SensitivityRecord> {
     let bin_of = |p: usize| bins.iter().position(|b| b.contains(&p)).unwrap_or(0);
     sens.iter()
         .enumerate()
-        .map(|(p, &(top1, drop))| SensitivityRecord {
+        .map(|(p, s)| SensitivityRecord {
             layer: run.weights.tensors[run.layers[p]].name.clone(),
             weights: sizes[p] as u64,
-            top1_search: top1,
-            drop_pp: drop,
+            score: Some(s.score),
+            top1_search: s.top1,
+            drop_pp: s.top1.map(|t| base_top1 - t),
             bin: bin_of(p),
         })
         .collect()

@@ -8,8 +8,8 @@ use bin_quant::{bin_layers, next_levels, BinBy, BinQuant, Diagnostics, Schedule,
 use serde_json::{json, Value};
 use wb_core::conformance::resnet_like_weights;
 use wb_core::{
-    check_params, container, CodebookRef, Context, Encoding, FakeEvaluator, IndexCoding, Method,
-    ValueTable, WeightSet,
+    check_params, container, CodebookRef, Context, Encoding, Evaluator, FakeEvaluator,
+    FakeGradients, GradientSource, IndexCoding, Method, ValueTable, WeightSet,
 };
 
 fn method(v: Value) -> BinQuant {
@@ -143,4 +143,76 @@ fn min_above_init_is_refused_before_work() {
     let p = check_params(INFO.params, &given).unwrap();
     let e = (INFO.build)(&p).err().expect("refused").to_string();
     assert!(e.contains("min_levels"), "{e}");
+}
+
+#[test]
+fn gradient_readings_bin_by_the_fake_gradients_scales() {
+    let w = resnet_like_weights(3);
+    // Scales make the classifier by far the most important layer and the stem the least.
+    let grads = || {
+        FakeGradients::new(2000)
+            .with_scale("linear.weight", 1e4)
+            .with_scale("conv1.weight", 1e-4)
+    };
+    for kind in ["snip", "grad", "fisher"] {
+        let m = method(
+            json!({"bins": 4, "sensitivity": kind, "calibration_images": 64, "calibration_batch": 8}),
+        );
+        let mut ev = FakeEvaluator::new(w.clone(), 2000, 1800, 5.0);
+        let mut g = grads();
+        let mut ctx = Context::bare(0);
+        ctx.evaluator = Some(&mut ev);
+        ctx.gradients = Some(&mut g);
+        let c = m.compress(&w, &mut ctx).unwrap().remove(0);
+        let d: Diagnostics = serde_json::from_value(c.extra.clone()).unwrap();
+        assert_eq!(d.sensitivity, kind);
+        assert_eq!((d.gradient_images, d.gradient_batches), (Some(64), Some(8)));
+        assert_eq!(g.calls(), 1);
+        // One layer per bin (4 layers, 4 bins), least sensitive first.
+        assert_eq!(
+            d.bins.first().unwrap().layers,
+            vec!["conv1.weight"],
+            "{kind}"
+        );
+        assert_eq!(
+            d.bins.last().unwrap().layers,
+            vec!["linear.weight"],
+            "{kind}"
+        );
+        // No probe evaluations: the sensitivity came from the gradients.
+        assert!(d.search.sensitivity.iter().all(|s| s.top1_search.is_none()));
+        let scores: Vec<f64> = d.search.sensitivity.iter().map(|s| s.value()).collect();
+        assert!(
+            scores[3] > scores[1] && scores[1] > scores[0],
+            "{kind}: {scores:?}"
+        );
+        // Deterministic under the seed.
+        let mut g2 = grads();
+        let mut ev2 = FakeEvaluator::new(w.clone(), 2000, 1800, 5.0);
+        let mut ctx2 = Context::bare(0);
+        ctx2.evaluator = Some(&mut ev2);
+        ctx2.gradients = Some(&mut g2);
+        let c2 = m.compress(&w, &mut ctx2).unwrap().remove(0);
+        assert_eq!(c.extra, c2.extra);
+        assert_eq!(
+            container::write(&c.artifact).unwrap(),
+            container::write(&c2.artifact).unwrap()
+        );
+    }
+}
+
+#[test]
+fn gradient_readings_need_gradients_and_perturbation_does_not() {
+    let w = resnet_like_weights(1);
+    let snip = method(json!({"sensitivity": "snip"}));
+    assert!(snip.needs().gradients && snip.needs().evaluator);
+    let mut ev = FakeEvaluator::new(w.clone(), 2000, 1800, 5.0);
+    let mut ctx = Context::bare(0);
+    ctx.evaluator = Some(&mut ev);
+    let e = wb_core::compress_checked("bin-quant", &snip, &w, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs gradients"), "{e}");
+    assert_eq!(ev.stats().evaluations, 0, "refused before any evaluation");
+    assert!(!method(json!({})).needs().gradients);
 }

@@ -6,11 +6,15 @@
 const GOLDEN: &[(&str, &str)] = &[
     (
         r#"{}"#,
-        "1:be70653c78d74b7c4d3426725819253f5cd20f7f2ba7ddc221dfe8dd2cb33366",
+        "1:ef2315177ef158f3383a76b25699ccdd5e95093725261dc3c1c3ee9b2822e508",
     ),
     (
         r#"{"levels": "uniform", "schedule": "decrement", "bins": 2, "init_levels": 8}"#,
-        "1:a63e8451729992a6139fc64a7a7b0732c5e24600633c9b3587d2d082d893e04b",
+        "1:50845a9029b8358dd5d945b09281f80dac8d45529e3e07fe98d437e232bdb7ed",
+    ),
+    (
+        r#"{"sensitivity": "snip", "calibration_images": 64, "calibration_batch": 8}"#,
+        "1:b74f664ee3ab2c2307528e4e612e4ae381662bd503567bc915daadd4a2559568",
     ),
 ];
 
