@@ -79,13 +79,10 @@ fn point_table(
     s += &ws_dse_row(here);
     match best_km {
         Some(k) => {
-            s += &format!(
-                "| best kmeans-uniform within {tol} pp ({}) | {} | {} | {}× | {} | - | - | - |\n",
-                k.params_label,
-                fmt_opt(k.top1, 2),
-                fmt_signed(k.top1_delta_pp),
-                fmt_opt(k.compression_ratio, 2),
-                k.artifact_bytes.map_or("-".into(), |b| b.to_string()),
+            s += &other_row(
+                &format!("best kmeans-uniform within {tol} pp ({})", k.params_label),
+                k,
+                "-",
             )
         }
         None => {
@@ -94,6 +91,17 @@ fn point_table(
         }
     }
     s
+}
+
+/// A comparison row: reported accuracy, ratio and bytes of `k`, and `seconds`.
+fn other_row(label: &str, k: &ViewRow, seconds: &str) -> String {
+    format!(
+        "| {label} | {} | {} | {}× | {} | - | - | {seconds} |\n",
+        fmt_opt(k.top1, 2),
+        fmt_signed(k.top1_delta_pp),
+        fmt_opt(k.compression_ratio, 2),
+        k.artifact_bytes.map_or("-".into(), |b| b.to_string()),
+    )
 }
 
 /// The `ws-dse` point of the run that its own search chose (highest ratio meeting its
@@ -107,14 +115,10 @@ fn ws_dse_row(here: &[&ViewRow]) -> String {
     };
     let mut out = String::new();
     for k in here.iter().filter(|r| r.method == "ws-dse").filter(chosen) {
-        out += &format!(
-            "| ws-dse own choice ({}) | {} | {} | {}× | {} | - | - | {} |\n",
-            k.params_label,
-            fmt_opt(k.top1, 2),
-            fmt_signed(k.top1_delta_pp),
-            fmt_opt(k.compression_ratio, 2),
-            k.artifact_bytes.map_or("-".into(), |b| b.to_string()),
-            fmt_opt(k.compress_s, 1),
+        out += &other_row(
+            &format!("ws-dse own choice ({})", k.params_label),
+            k,
+            &fmt_opt(k.compress_s, 1),
         );
     }
     out
