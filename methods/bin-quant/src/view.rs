@@ -116,7 +116,10 @@ fn ws_dse_row(here: &[&ViewRow]) -> String {
     let mut out = String::new();
     for k in here.iter().filter(|r| r.method == "ws-dse").filter(chosen) {
         out += &other_row(
-            &format!("ws-dse own choice ({})", k.params_label),
+            &format!(
+                "ws-dse own choice (quality {})",
+                k.param("quality").map_or("?".into(), |v| v.to_string())
+            ),
             k,
             &fmt_opt(k.compress_s, 1),
         );
