@@ -154,7 +154,8 @@ fn experiment_name(dir: &Path) -> String {
 
 /// Read every `results_dir/cells/*.parquet` file (hidden files and other
 /// subfolders are ignored; when the runner wrote [`CURRENT_CELLS`], only the cells it
-/// lists) and concatenate them diagonally.
+/// lists; unreadable files are left out unless none is readable) and concatenate them
+/// diagonally.
 ///
 /// Columns of the runner's row schema are cast to their documented types and
 /// added as all-null when a file lacks them, so the result always has the full
@@ -183,7 +184,7 @@ fn figure_stem(used: &mut BTreeSet<String>, model: &str, dataset: &str) -> Strin
 /// row with a finite top-1 and a positive compression ratio.
 pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let (loaded, n_files) = load::load(&opts.results_dir)?;
-    let (df, stale) = (loaded.frame, loaded.stale_files);
+    let (df, stale, unreadable) = (loaded.frame, loaded.stale_files, loaded.unreadable);
     let table_err = |source| ReportError::Table {
         path: opts.results_dir.clone(),
         source,
@@ -221,6 +222,13 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let view_md = views::render_views(&opts.views, &view_rows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");
     let mut md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
+    for (path, why) in &unreadable {
+        md += &format!(
+            "\n**Unreadable cell file, left out:** `{}` ({why}). `weightbench run` moves it \
+             aside and computes the cell again.\n",
+            path.display()
+        );
+    }
     if stale > 0 {
         md += &format!(
             "\n{stale} further cell file(s) in `results/{}/cells/` are not in the experiment as \

@@ -118,6 +118,8 @@ pub(crate) struct Loaded {
     pub frame: DataFrame,
     /// Cell files left out because the experiment, as last run, no longer has them.
     pub stale_files: usize,
+    /// Cell files that could not be read (left out, with the reason).
+    pub unreadable: Vec<(PathBuf, String)>,
 }
 
 /// The cell ids of [`crate::CURRENT_CELLS`], when the runner wrote the file.
@@ -155,17 +157,22 @@ pub(crate) fn load(results_dir: &Path) -> Result<(Loaded, usize), ReportError> {
         });
     }
     let mut frames = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
+    let mut first_error = None;
     for path in &files {
-        let file = fs::File::open(path).map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let parquet_err = |source| ReportError::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let df = ParquetReader::new(file).finish().map_err(parquet_err)?;
-        frames.push(normalize(df).map_err(parquet_err)?);
+        // One damaged file must not cost the report of every other cell.
+        match read_cell(path) {
+            Ok(df) => frames.push(df),
+            Err(e) => {
+                unreadable.push((path.clone(), e.to_string()));
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if frames.is_empty() {
+        if let Some(e) = first_error {
+            return Err(e);
+        }
     }
     let table_err = |source| ReportError::Table {
         path: results_dir.to_path_buf(),
@@ -173,7 +180,29 @@ pub(crate) fn load(results_dir: &Path) -> Result<(Loaded, usize), ReportError> {
     };
     let frames = unify_extra_columns(frames).map_err(table_err)?;
     let frame = polars::functions::concat_df_diagonal(&frames).map_err(table_err)?;
-    Ok((Loaded { frame, stale_files }, files.len()))
+    let read = files.len() - unreadable.len();
+    Ok((
+        Loaded {
+            frame,
+            stale_files,
+            unreadable,
+        },
+        read,
+    ))
+}
+
+/// One cell file, normalized to the row schema.
+fn read_cell(path: &Path) -> Result<DataFrame, ReportError> {
+    let file = fs::File::open(path).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parquet_err = |source| ReportError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let df = ParquetReader::new(file).finish().map_err(parquet_err)?;
+    normalize(df).map_err(parquet_err)
 }
 
 /// Rows with `status == "ok"` (`ok == true`) or all others (`ok == false`,

@@ -371,3 +371,19 @@ fn cells_missing_from_the_current_list_are_left_out_and_counted() {
     // Both files are still on disk.
     assert!(opts.results_dir.join("cells/cell-000.parquet").is_file());
 }
+
+#[test]
+fn a_corrupt_cell_does_not_cost_the_other_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = setup(dir.path());
+    let bad = opts.results_dir.join("cells/cell-002.parquet");
+    fs::write(&bad, "PAR1 truncated").unwrap();
+    let s = generate(&opts).unwrap();
+    assert_eq!((s.rows_ok, s.rows_failed), (7, 1));
+    let md = fs::read_to_string(opts.out_dir.join("tables.md")).unwrap();
+    assert!(
+        md.contains("Unreadable cell file") && md.contains("cell-002.parquet"),
+        "{md}"
+    );
+    assert!(bad.is_file(), "kept on disk");
+}

@@ -89,7 +89,21 @@ impl ResultsDir {
     /// Moves an existing result of `cell_id` (and its artifacts) into
     /// `superseded/<stamp>/` so that `--force` never destroys a finished result.
     pub fn supersede(&self, cell_id: &str, stamp: &str) -> Result<()> {
-        let dest = self.root.join("superseded").join(stamp);
+        self.move_aside(cell_id, "superseded", stamp)
+    }
+
+    /// Whether the cell's file cannot be read back as a results table (truncated, empty,
+    /// not Parquet, or without a `status` column), with the reason.
+    pub fn unreadable(&self, cell_id: &str) -> Option<String> {
+        self.has_failed_rows(cell_id)
+            .err()
+            .map(|e| format!("{e:#}"))
+    }
+
+    /// Moves every file of the cell (its row file, artifacts and side tables) to
+    /// `<folder>/<stamp>/`, keeping them.
+    pub fn move_aside(&self, cell_id: &str, folder: &str, stamp: &str) -> Result<()> {
+        let dest = self.root.join(folder).join(stamp);
         let mut moves = vec![
             (self.cell_file(cell_id), "cells"),
             (self.artifacts(cell_id), "artifacts"),

@@ -188,6 +188,20 @@ fn run_resume_force_and_failures() {
         .collect();
     assert_eq!(superseded.len(), 4, "{superseded:?}");
     assert_eq!(read_all(&dir).unwrap().height(), 4);
+
+    // A truncated cell file is not a finished cell: it is moved aside (kept) and the
+    // cell alone is computed again; the report covers every cell.
+    let victim = dir.cell_file(&cells[fp32]);
+    let bytes_before = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes_before[..bytes_before.len() / 2]).unwrap();
+    let s = wb_runner::run(&exp, &registry::methods(), &opts(&results, false)).unwrap();
+    assert_eq!((s.cells_skipped, s.rows_written), (3, 1));
+    let kept: Vec<_> = walk(&dir.root.join("corrupt"))
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("cells")))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(read_all(&dir).unwrap().height(), 4);
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {
