@@ -61,15 +61,21 @@ impl ResultsDir {
         Ok(failed)
     }
 
-    /// Removes temporary files a killed run left behind (they hold no finished result).
+    /// Removes temporary files a killed run left behind, in every results folder and every
+    /// cell's artifact folder (they hold no finished result).
     pub fn clean_partial(&self) -> Result<usize> {
-        let mut n = 0;
-        for dir in [
+        let mut dirs = vec![
             self.cells(),
             self.root.join("samples"),
             self.root.join("layers"),
             self.root.join("search"),
-        ] {
+        ];
+        // Container files are written into one folder per cell.
+        if let Ok(rd) = std::fs::read_dir(self.root.join("artifacts")) {
+            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        let mut n = 0;
+        for dir in dirs {
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -176,4 +182,30 @@ pub fn read_all(dir: &ResultsDir) -> Result<DataFrame> {
         dir.cells().display()
     );
     Ok(polars::functions::concat_df_diagonal(&frames)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_are_removed_everywhere_finished_files_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(root.path(), "exp");
+        let art = dir.artifacts("cell1");
+        std::fs::create_dir_all(&art).unwrap();
+        std::fs::create_dir_all(dir.cells()).unwrap();
+        let leftovers = [
+            art.join(".default.wbc.tmp-4242"),
+            dir.cells().join(".cell1.parquet.tmp-7"),
+        ];
+        for p in &leftovers {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        let kept = art.join("default.wbc");
+        std::fs::write(&kept, b"finished").unwrap();
+        assert_eq!(dir.clean_partial().unwrap(), 2);
+        assert!(leftovers.iter().all(|p| !p.exists()));
+        assert!(kept.is_file());
+    }
 }
