@@ -214,7 +214,20 @@ fn report(name: &str, r: &Resolved) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+/// Prints a failure as its chain of causes only: a user error (a typo in an experiment
+/// file, a missing model) gets no Rust backtrace even where `RUST_BACKTRACE` is set;
+/// real panics keep theirs.
+fn main() -> std::process::ExitCode {
+    match run_cli() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run {

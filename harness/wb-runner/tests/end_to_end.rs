@@ -345,9 +345,16 @@ fn malformed_experiment_names_file_line_and_field() {
         "bad",
         "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = 1 }\n",
     );
-    let out = bin().arg("check").arg(&bad).output().unwrap();
+    // A user error is its message, without a Rust backtrace even when asked for one.
+    let out = bin()
+        .env("RUST_BACKTRACE", "1")
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.to_lowercase().contains("backtrace"), "{err}");
     assert!(
         err.contains("bad.toml:5") && err.contains("params.k") && err.contains("2..=65536"),
         "{err}"
