@@ -295,6 +295,16 @@ fn run_cli() -> Result<()> {
             if !no_report {
                 report(&exp.name, &r)?;
             }
+            if s.cells_failed > 0 {
+                // Failed rows are stored (the sweep went on), but the run did not do
+                // all it was asked: say so in the exit status, and how to redo them.
+                bail!(
+                    "{} cell(s) of this run failed; the reasons are in their rows' `error` \
+                     column and in the report. After fixing the cause, run again with \
+                     --retry-failed to recompute only those cells",
+                    s.cells_failed
+                );
+            }
         }
         Cmd::Check { experiment, paths } => {
             let r = resolve(&paths);

@@ -471,6 +471,29 @@ params = { k = [2, 4, 8] }
         .all(|p| !p.to_string_lossy().ends_with(".tmp")));
 }
 
+#[test]
+fn a_run_with_a_failed_cell_exits_non_zero_and_says_how_to_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    // k = 65536 exceeds every layer of ResNet20: the cell fails, fast.
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = 65536 }\n";
+    let path = write_exp(tmp.path(), "fails", body);
+    let out = bin()
+        .args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(tmp.path().join("results"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 cell(s) of this run failed") && err.contains("--retry-failed"),
+        "{err}"
+    );
+    // The failed row is stored all the same.
+    let df = read_all(&ResultsDir::new(&tmp.path().join("results"), "fails")).unwrap();
+    assert_eq!(col_str(&df, "status"), vec!["failed".to_string()]);
+}
+
 /// Every shipped experiment file parses and names registered methods with valid
 /// parameters, real model cards and known datasets, so that `just run-experiment <name>`
 /// does not fail on a typo after hours of other cells.
