@@ -49,13 +49,8 @@ pub fn resnet_like_weights(seed: u64) -> WeightSet {
     let mut state = seed ^ 0x5EED_C0DE;
     let mut normal = move || {
         // Box–Muller over two splitmix64 draws: deterministic and dependency-free.
-        let mut uniform = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform =
+            || (crate::rng::splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
         let (u1, u2) = (uniform().max(1e-12), uniform());
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     };

@@ -204,11 +204,7 @@ impl FakeGradients {
 
 fn noise(seed: u64, image: usize, weight: usize) -> f32 {
     let mut s = seed ^ (image as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (weight as u64) << 20;
-    s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = crate::rng::splitmix64(&mut s);
     ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1e-2
 }
 

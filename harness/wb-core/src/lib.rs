@@ -11,6 +11,7 @@ pub mod grad;
 pub mod io;
 pub mod method;
 pub mod params;
+pub mod rng;
 pub mod train;
 pub mod view;
 pub mod weights;

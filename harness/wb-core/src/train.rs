@@ -151,13 +151,9 @@ impl FakeFineTuner {
     }
 }
 
+/// A seeded draw in [−0.5, 0.5).
 fn splitmix(s: &mut u64) -> f64 {
-    *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    (crate::rng::splitmix64(s) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
 }
 
 impl FineTuner for FakeFineTuner {

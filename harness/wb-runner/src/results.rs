@@ -44,7 +44,9 @@ impl ResultsDir {
         self.cell_file(cell_id).is_file()
     }
 
-    /// Whether the finished cell has at least one `failed` row.
+    /// Whether the finished cell has at least one `failed` row; an error when its file
+    /// cannot be read back as a results table (truncated, empty, not Parquet, or without
+    /// a `status` column).
     pub fn has_failed_rows(&self, cell_id: &str) -> Result<bool> {
         let p = self.cell_file(cell_id);
         let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
@@ -96,14 +98,6 @@ impl ResultsDir {
     /// `superseded/<stamp>/` so that `--force` never destroys a finished result.
     pub fn supersede(&self, cell_id: &str, stamp: &str) -> Result<()> {
         self.move_aside(cell_id, "superseded", stamp)
-    }
-
-    /// Whether the cell's file cannot be read back as a results table (truncated, empty,
-    /// not Parquet, or without a `status` column), with the reason.
-    pub fn unreadable(&self, cell_id: &str) -> Option<String> {
-        self.has_failed_rows(cell_id)
-            .err()
-            .map(|e| format!("{e:#}"))
     }
 
     /// Moves every file of the cell (its row file, artifacts and side tables) to

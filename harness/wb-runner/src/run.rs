@@ -184,21 +184,24 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
             continue;
         }
         if dir.is_done(&cell.id) {
-            if let Some(why) = dir.unreadable(&cell.id) {
-                // A damaged result file is not a finished cell: keep it aside, recompute.
-                dir.move_aside(&cell.id, "corrupt", &stamp)?;
-                eprintln!(
-                    "cell {}: its result file is unreadable ({why}); moved to {} and the \
-                     cell is computed again",
-                    cell.id,
-                    dir.root.join("corrupt").join(&stamp).display()
-                );
-                pending.push(cell);
-            } else if opts.force || (opts.retry_failed && dir.has_failed_rows(&cell.id)?) {
-                dir.supersede(&cell.id, &stamp)?;
-                pending.push(cell);
-            } else {
-                summary.cells_skipped += 1;
+            // Reading the file back is also the check that it is a finished cell.
+            match dir.has_failed_rows(&cell.id) {
+                Err(why) => {
+                    // A damaged result file is not a finished cell: keep it aside, recompute.
+                    dir.move_aside(&cell.id, "corrupt", &stamp)?;
+                    eprintln!(
+                        "cell {}: its result file is unreadable ({why:#}); moved to {} and \
+                         the cell is computed again",
+                        cell.id,
+                        dir.root.join("corrupt").join(&stamp).display()
+                    );
+                    pending.push(cell);
+                }
+                Ok(failed) if opts.force || (opts.retry_failed && failed) => {
+                    dir.supersede(&cell.id, &stamp)?;
+                    pending.push(cell);
+                }
+                Ok(_) => summary.cells_skipped += 1,
             }
         } else {
             pending.push(cell);

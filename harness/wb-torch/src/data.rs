@@ -238,15 +238,8 @@ impl Split {
     }
 }
 
-/// splitmix64: a tiny, well-known deterministic generator, so the split depends only on
-/// the seed (and never on a crate version).
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// The splits draw with the core's generator, so they depend only on the seed.
+pub(crate) use wb_core::rng::splitmix64;
 
 /// A class-balanced subset of `n` indices chosen by seeded Fisher–Yates per class: ⌊n/10⌋
 /// per class, the remainder one each to the lowest classes. Sorted ascending.
