@@ -31,6 +31,17 @@ pub trait Method: Send {
     fn needs(&self) -> Needs {
         Needs::NONE
     }
+
+    /// For a method that retrains: the parameters (as an experiment file would give
+    /// them) of its **lossless control**, the same method fine-tuned on the same
+    /// schedule without compression. Fine-tuning alone moves top-1, so a retrained
+    /// candidate is judged against this control as well as against FP32; the runner
+    /// adds the control's cell to the grid and names it in every row
+    /// (`control_cell_id`). `None` (the default) for methods that do not retrain, and
+    /// for the control itself.
+    fn control(&self) -> Option<BTreeMap<String, Value>> {
+        None
+    }
 }
 
 /// Capabilities a method asks the harness for, checked before `compress` runs.
@@ -72,7 +83,8 @@ impl Needs {
 /// # Errors
 /// [`MethodError::Core`] for a NaN or infinite weight, [`MethodError::NeedsEvaluator`] /
 /// [`MethodError::NeedsTrainer`] / [`MethodError::NeedsGradients`] for a missing capability (before any work), the
-/// method's own error, or [`MethodError::Other`] when it returned no candidate.
+/// method's own error, or [`MethodError::Other`] when it returned no candidate or
+/// marked more than one as its choice.
 pub fn compress_checked(
     id: &'static str,
     method: &dyn Method,
@@ -96,6 +108,12 @@ pub fn compress_checked(
             "method `{id}` returned no candidate"
         )));
     }
+    let chosen = candidates.iter().filter(|c| c.chosen).count();
+    if chosen > 1 {
+        return Err(MethodError::Other(format!(
+            "method `{id}` marked {chosen} candidates as its choice; a method picks at most one"
+        )));
+    }
     Ok(candidates)
 }
 
@@ -108,16 +126,39 @@ pub struct Candidate {
     pub artifact: Artifact,
     /// Method-specific diagnostics; lands in the `extra_json` column.
     pub extra: serde_json::Value,
+    /// Whether this is the candidate the method's own rule picks on its search data
+    /// (the headline of a report). A method that returns one candidate chooses it; one
+    /// that returns a front marks at most one (none when its rule picks nothing, e.g.
+    /// no point meets its target on the search images).
+    pub chosen: bool,
 }
 
 impl Candidate {
-    /// A single candidate labelled `"default"` with no diagnostics.
+    /// A single, chosen candidate labelled `"default"` with no diagnostics.
     pub fn single(artifact: Artifact) -> Vec<Candidate> {
-        vec![Candidate {
-            label: "default".into(),
+        vec![Candidate::chosen(
+            "default",
             artifact,
-            extra: serde_json::Value::Null,
-        }]
+            serde_json::Value::Null,
+        )]
+    }
+
+    /// A candidate the method's rule picks.
+    pub fn chosen(label: impl Into<String>, artifact: Artifact, extra: serde_json::Value) -> Self {
+        Candidate {
+            label: label.into(),
+            artifact,
+            extra,
+            chosen: true,
+        }
+    }
+
+    /// A candidate the method offers but does not pick (another point of its front).
+    pub fn offered(label: impl Into<String>, artifact: Artifact, extra: serde_json::Value) -> Self {
+        Candidate {
+            chosen: false,
+            ..Candidate::chosen(label, artifact, extra)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod energy;
 pub mod env;
 pub mod memory;
+pub mod paired;
 mod rng;
 pub mod stats;
 pub mod timing;
@@ -14,5 +15,6 @@ pub use energy::{
 };
 pub use env::Manifest;
 pub use memory::{current_rss_bytes, peak_rss_bytes, reset_peak};
+pub use paired::{mcnemar_exact_p, mean_ci, Paired, Verdict};
 pub use stats::Stats;
 pub use timing::{measure, throughput, Timing, TimingConfig, Validity};

@@ -91,6 +91,10 @@ pub(crate) fn core_io(path: &Path, e: wb_core::CoreError) -> ReportError {
 /// them but leaves them out of its tables. Without the file, every cell is shown.
 pub const CURRENT_CELLS: &str = "current_cells.txt";
 
+/// The candidate name under which a cell's predictions file holds FP32's predictions on
+/// the same images (the reference of every paired test).
+pub const FP32_REFERENCE: &str = "fp32-reference";
+
 /// Errors of the report step. Every variant names the file or folder involved.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

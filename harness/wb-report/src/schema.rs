@@ -113,6 +113,20 @@ schema! {
     params_label: String,
     seed: u64,
     candidate: String,
+    /// Whether the candidate is the method's own choice on its search data (one per
+    /// cell at most; a single-candidate method's candidate is its choice). NULL in rows
+    /// written before the column existed.
+    chosen: Option<bool>,
+    /// The dataset the cell's search subset was drawn from (the reported one unless
+    /// `[search] dataset` names another, e.g. training images: then labelled so).
+    search_dataset: Option<String>,
+    /// Size of the search subset.
+    search_images: Option<u64>,
+    /// Seed of the search subset draw (`[search] seed` + the cell's seed).
+    search_seed: Option<u64>,
+    /// The cell of the lossless control fine-tuned on the same schedule (methods that
+    /// retrain), the reference their targets are judged against.
+    control_cell_id: Option<String>,
     /// `method` for the artifact as the method coded it; a post-stage name
     /// (`fixed`, `huffman-tensor`, `huffman-model`) for the same candidate with its
     /// indices recoded by the harness (accuracy and inference timing carried over from
@@ -130,6 +144,21 @@ schema! {
     /// FP32 top-1 of the same model on the same split, percent.
     top1_baseline: Option<f64>,
     top1_delta_pp: Option<f64>,
+    /// Paired against FP32 on the same images: images this candidate gets right and
+    /// FP32 wrong.
+    paired_gain: Option<u64>,
+    /// Images FP32 gets right and this candidate wrong.
+    paired_loss: Option<u64>,
+    /// Two-sided exact McNemar p-value of "same top-1 as FP32".
+    mcnemar_p: Option<f64>,
+    /// 95 % paired-bootstrap interval of `top1_delta_pp`.
+    top1_delta_ci_low_pp: Option<f64>,
+    top1_delta_ci_high_pp: Option<f64>,
+    /// Top-1 of the candidate on the search subset, measured by the harness (the data a
+    /// choice may use; never reported as the result).
+    top1_search: Option<f64>,
+    /// FP32 top-1 on the same search subset.
+    top1_search_baseline: Option<f64>,
     counted_params: Option<u64>,
     bits_baseline: Option<u64>,
     bits_compressed: Option<u64>,

@@ -124,6 +124,12 @@ struct RawMethod {
     /// ([`wb_core::PostCoding`] names).
     #[serde(default)]
     index_codings: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Restricts the entry to some of the experiment's models (default: all).
+    #[serde(default)]
+    models: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Restricts the entry to some of the experiment's seeds (default: all).
+    #[serde(default)]
+    seeds: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 /// The split the reported accuracy is measured on.
@@ -192,6 +198,18 @@ pub struct Cell {
     /// Index-coding post-stages applied to every candidate, each giving one more row
     /// (`index_codings` of the method entry; empty = the method's own coding only).
     pub index_codings: Vec<PostCoding>,
+    /// The cell of the method's lossless control on the same model, dataset and seed
+    /// (methods that retrain: [`wb_core::Method::control`]); it is part of the grid.
+    pub control_cell: Option<String>,
+}
+
+impl Cell {
+    /// Seed of this cell's search subset (and so of its held-out split): the
+    /// experiment's `[search] seed` offset by the cell's seed, so that one seed varies
+    /// everything random in a cell. Seed 0 keeps the subset of `[search] seed`.
+    pub fn split_seed(&self, exp: &Experiment) -> u64 {
+        exp.search_seed.wrapping_add(self.seed)
+    }
 }
 
 /// A parsed, checked experiment.
@@ -336,10 +354,20 @@ pub fn parse(
         &mut p,
     );
     let seeds = parse_seeds(&raw, &mut p);
-    let (eval_split, batch_size) = parse_evaluation(&raw.evaluation, &mut p);
+    let (split_given, batch_size) = parse_evaluation(&raw.evaluation, &mut p);
     let (search_images, search_dataset, search_seed) = parse_search(&raw.search, catalog, &mut p);
     let timing = parse_timing(&raw.timing, &mut p);
-    let configs = parse_methods(&raw.methods, catalog, &mut p);
+    let mut configs = parse_methods(&raw.methods, catalog, &models, &seeds, &mut p);
+    add_controls(&mut configs, catalog, &mut p);
+    // The protocol's default: a method that looks at search images drawn from the
+    // reported dataset is reported on the rest of it.
+    let eval_split = split_given.unwrap_or(
+        if search_dataset.is_none() && configs.iter().any(|c| c.searches) {
+            EvalSplit::Heldout
+        } else {
+            EvalSplit::Full
+        },
+    );
     check_search_overlap(
         &configs,
         eval_split,
@@ -354,21 +382,24 @@ pub fn parse(
     }
 
     let mut cells = Vec::new();
+    let grid = Grid {
+        split: eval_split,
+        search_images,
+        search_seed,
+        search_dataset: search_dataset.as_deref(),
+    };
     for model in &models {
         for dataset in &datasets {
             for config in &configs {
                 for &seed in &seeds {
-                    let mut cell = make_cell(
-                        model,
-                        dataset,
-                        config,
-                        seed,
-                        eval_split,
-                        search_images,
-                        search_seed,
-                        search_dataset.as_deref(),
-                    );
+                    if !config.covers(model, seed) {
+                        continue;
+                    }
+                    let mut cell = grid.cell(model, dataset, config, seed);
                     cell.params_given = config.given.clone();
+                    cell.control_cell = config
+                        .control
+                        .map(|ci| grid.cell(model, dataset, &configs[ci], seed).id);
                     cells.push(cell);
                 }
             }
@@ -465,23 +496,21 @@ fn parse_seeds(raw: &RawExperiment, p: &mut Problems<'_>) -> Vec<u64> {
     seeds
 }
 
-/// `[evaluation]`: the split (default `full`) and the batch size (default 500).
-fn parse_evaluation(e: &RawEvaluation, p: &mut Problems<'_>) -> (EvalSplit, usize) {
-    let split = match &e.split {
-        None => EvalSplit::Full,
-        Some(s) => match s.get_ref().as_str() {
-            "full" => EvalSplit::Full,
-            "heldout" => EvalSplit::Heldout,
-            other => {
-                p.at(
-                    s.span(),
-                    "evaluation.split",
-                    format!("`{other}`; allowed: full, heldout"),
-                );
-                EvalSplit::Full
-            }
-        },
-    };
+/// `[evaluation]`: the split (`None` when not given: the caller applies the
+/// protocol's default) and the batch size (default 500).
+fn parse_evaluation(e: &RawEvaluation, p: &mut Problems<'_>) -> (Option<EvalSplit>, usize) {
+    let split = e.split.as_ref().map(|s| match s.get_ref().as_str() {
+        "full" => EvalSplit::Full,
+        "heldout" => EvalSplit::Heldout,
+        other => {
+            p.at(
+                s.span(),
+                "evaluation.split",
+                format!("`{other}`; allowed: full, heldout"),
+            );
+            EvalSplit::Full
+        }
+    });
     let batch = p
         .int_in(
             &e.batch_size,
@@ -584,6 +613,122 @@ struct Config {
     searches: bool,
     /// Where the entry's `id` is in the file, and its index, for messages.
     at: (std::ops::Range<usize>, usize),
+    /// Where this configuration runs: one (models, seeds) restriction per entry that
+    /// lists it (`None`: all of the experiment's), a cell running where any covers it.
+    cover: Vec<Cover>,
+    /// The parameters of the method's lossless control, when it retrains.
+    control_params: Option<BTreeMap<String, serde_json::Value>>,
+    /// Index of the control's configuration in the grid (set by [`add_controls`]).
+    control: Option<usize>,
+}
+
+/// The models and seeds of one `[[methods]]` entry (`None`: all of the experiment's).
+#[derive(Debug, Clone, PartialEq)]
+struct Cover {
+    models: Option<Vec<String>>,
+    seeds: Option<Vec<u64>>,
+}
+
+impl Cover {
+    fn covers(&self, model: &str, seed: u64) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+            && self.seeds.as_ref().is_none_or(|s| s.contains(&seed))
+    }
+}
+
+impl Config {
+    /// Whether the configuration runs on `model` with `seed`.
+    fn covers(&self, model: &str, seed: u64) -> bool {
+        self.cover.iter().any(|c| c.covers(model, seed))
+    }
+
+    /// Also runs the configuration where `other` says.
+    fn widen_to(&mut self, other: &[Cover]) {
+        for c in other {
+            if !self.cover.contains(c) {
+                self.cover.push(c.clone());
+            }
+        }
+    }
+}
+
+/// Everything besides the configuration that defines a cell's identity.
+struct Grid<'a> {
+    split: EvalSplit,
+    search_images: usize,
+    search_seed: u64,
+    search_dataset: Option<&'a str>,
+}
+
+impl Grid<'_> {
+    fn cell(&self, model: &str, dataset: &str, config: &Config, seed: u64) -> Cell {
+        make_cell(
+            model,
+            dataset,
+            config,
+            seed,
+            self.split,
+            self.search_images,
+            self.search_seed,
+            self.search_dataset,
+        )
+    }
+}
+
+/// Adds the lossless control of every configuration that retrains (unless the grid
+/// has it already) and links each such configuration to it: a retrained result is
+/// judged against the same model fine-tuned on the same schedule.
+fn add_controls(configs: &mut Vec<Config>, catalog: &Catalog<'_>, p: &mut Problems<'_>) {
+    for i in 0..configs.len() {
+        let Some(given) = configs[i].control_params.clone() else {
+            continue;
+        };
+        let id = configs[i].method.clone();
+        let info = catalog.methods.iter().find(|m| m.id == id);
+        let built = info.map(|info| info.instantiate(&given));
+        let (params, method) = match built {
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                let (span, mi) = configs[i].at.clone();
+                p.at(
+                    span,
+                    &format!("methods[{mi}] ({id})"),
+                    format!("its lossless control cannot be built: {e}"),
+                );
+                continue;
+            }
+            None => continue,
+        };
+        let cover = configs[i].cover.clone();
+        let at = match configs
+            .iter()
+            .position(|c| c.method == id && c.params == params)
+        {
+            Some(j) => {
+                configs[j].widen_to(&cover);
+                j
+            }
+            None => {
+                configs.push(Config {
+                    method: id.clone(),
+                    params,
+                    given: serde_json::to_string(&given).expect("JSON values serialize"),
+                    index_codings: Vec::new(),
+                    searches: method.needs().sees_search_images(),
+                    at: configs[i].at.clone(),
+                    cover,
+                    control_params: None,
+                    control: None,
+                });
+                configs.len() - 1
+            }
+        };
+        if at != i {
+            configs[i].control = Some(at);
+        }
+    }
 }
 
 /// `[[methods]]`: each id registered, each parameter combination (arrays are sweeps)
@@ -591,6 +736,8 @@ struct Config {
 fn parse_methods(
     methods: &Spanned<Vec<RawMethod>>,
     catalog: &Catalog<'_>,
+    models: &[String],
+    seeds: &[u64],
     p: &mut Problems<'_>,
 ) -> Vec<Config> {
     if methods.get_ref().is_empty() {
@@ -609,13 +756,29 @@ fn parse_methods(
             continue;
         };
         let index_codings = parse_index_codings(m, mi, p);
+        let only_models = m
+            .models
+            .as_ref()
+            .map(|l| restrict(l, &format!("methods[{mi}].models"), models, "model", p));
+        let only_seeds = m.seeds.as_ref().map(|l| {
+            let allowed: Vec<i64> = seeds.iter().map(|&s| s as i64).collect();
+            let field = format!("methods[{mi}].seeds");
+            let kept = restrict(l, &field, &allowed, "seed", p);
+            kept.into_iter().map(|s| s as u64).collect::<Vec<u64>>()
+        });
         for combo in expand_sweeps(m, mi, p) {
             match info.instantiate(&combo) {
                 Ok((params, method)) => {
-                    let known = configs.iter().any(|c| {
+                    let known = configs.iter_mut().find(|c| {
                         c.method == *id && c.params == params && c.index_codings == index_codings
                     });
-                    if !known {
+                    let cover = [Cover {
+                        models: only_models.clone(),
+                        seeds: only_seeds.clone(),
+                    }];
+                    if let Some(c) = known {
+                        c.widen_to(&cover);
+                    } else {
                         let given = serde_json::to_string(&combo).expect("JSON values serialize");
                         configs.push(Config {
                             method: id.clone(),
@@ -624,6 +787,9 @@ fn parse_methods(
                             index_codings: index_codings.clone(),
                             searches: method.needs().sees_search_images(),
                             at: (m.id.span(), mi),
+                            cover: cover.to_vec(),
+                            control_params: method.control(),
+                            control: None,
                         });
                     }
                 }
@@ -680,6 +846,42 @@ fn check_search_overlap(
             ),
         );
     }
+}
+
+/// A `models` or `seeds` restriction of one entry: non-empty, each one of the
+/// experiment's own.
+fn restrict<T: Clone + PartialEq + fmt::Display>(
+    list: &Spanned<Vec<Spanned<T>>>,
+    field: &str,
+    allowed: &[T],
+    what: &str,
+    p: &mut Problems<'_>,
+) -> Vec<T> {
+    if list.get_ref().is_empty() {
+        p.at(
+            list.span(),
+            field,
+            format!("lists no {what} (leave it out for all)"),
+        );
+    }
+    let mut out = Vec::new();
+    for v in list.get_ref() {
+        if allowed.contains(v.get_ref()) {
+            out.push(v.get_ref().clone());
+        } else {
+            let names: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            p.at(
+                v.span(),
+                field,
+                format!(
+                    "`{}` is not one of the experiment's {what}s; allowed: {}",
+                    v.get_ref(),
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// `index_codings` of one `[[methods]]` entry: known post-stage names, none twice.
@@ -791,6 +993,7 @@ fn make_cell(
         seed,
         params_given: String::new(),
         index_codings: config.index_codings.clone(),
+        control_cell: None,
     }
 }
 
@@ -836,6 +1039,23 @@ mod tests {
         fn build_search(_: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
             Ok(Box::new(Nop(true)))
         }
+        /// A method that "retrains" at `k` clusters; its control is `k = 1024`.
+        struct Ft(i64);
+        impl wb_core::Method for Ft {
+            fn control(&self) -> Option<BTreeMap<String, serde_json::Value>> {
+                (self.0 != 1024).then(|| BTreeMap::from([("k".to_string(), 1024.into())]))
+            }
+            fn compress(
+                &self,
+                w: &wb_core::WeightSet,
+                _: &mut wb_core::Context<'_>,
+            ) -> Result<Vec<wb_core::Candidate>, wb_core::MethodError> {
+                Ok(wb_core::Candidate::single(wb_core::Artifact::dense(w)))
+            }
+        }
+        fn build_ft(p: &Params) -> Result<Box<dyn wb_core::Method>, wb_core::ParamError> {
+            Ok(Box::new(Ft(p.int("k")?)))
+        }
         let _ = build;
         vec![
             MethodInfo {
@@ -857,6 +1077,13 @@ mod tests {
                 summary: "",
                 params: &[],
                 build: build_search,
+                view: None,
+            },
+            MethodInfo {
+                id: "ft",
+                summary: "",
+                params: K,
+                build: build_ft,
                 view: None,
             },
         ]
@@ -958,11 +1185,12 @@ params = { k = [4, 16, 64] }
 
     #[test]
     fn a_search_on_reported_images_is_refused() {
-        let base = "models = [\"resnet20\"]\ndatasets = [\"cifar10-jpeg75\"]\n";
+        let base = "models = [\"resnet20\"]\ndatasets = [\"cifar10-jpeg75\"]\n\
+                    [evaluation]\nsplit = \"full\"\n";
         let methods = "[[methods]]\nid = \"km\"\n[[methods]]\nid = \"search\"\n";
         let e = check(&format!("{base}{methods}")).unwrap_err().to_string();
         assert!(
-            e.contains(":6: methods[1] (search): searches on a subset of `cifar10-jpeg75`"),
+            e.contains(":8: methods[1] (search): searches on a subset of `cifar10-jpeg75`"),
             "{e}"
         );
         assert!(e.contains("split = \"heldout\""), "{e}");
@@ -973,12 +1201,135 @@ params = { k = [4, 16, 64] }
         );
         let same = "[search]\ndataset = \"cifar10-jpeg75\"\n";
         assert!(check(&format!("{base}{same}{methods}")).is_err());
+        let plain = "models = [\"resnet20\"]\ndatasets = [\"cifar10-jpeg75\"]\n";
         for fix in [
             "[evaluation]\nsplit = \"heldout\"\n",
             "[search]\ndataset = \"cifar10-train-jpeg75\"\n",
         ] {
-            check(&format!("{base}{fix}{methods}")).unwrap();
+            check(&format!("{plain}{fix}{methods}")).unwrap();
         }
+    }
+
+    #[test]
+    fn the_default_split_keeps_searched_images_out_of_the_report() {
+        let base = "models = [\"resnet20\"]\ndatasets = [\"cifar10-jpeg75\"]\n";
+        let search = "[[methods]]\nid = \"km\"\n[[methods]]\nid = \"search\"\n";
+        let e = check(&format!("{base}{search}")).unwrap();
+        assert_eq!(e.eval_split, EvalSplit::Heldout);
+        // Searching on another dataset: every reported image is unseen anyway.
+        let train = "[search]\ndataset = \"cifar10-train-jpeg75\"\n";
+        let e = check(&format!("{base}{train}{search}")).unwrap();
+        assert_eq!(e.eval_split, EvalSplit::Full);
+        // Nothing searches: the whole dataset is reported.
+        let e = check(&format!("{base}[[methods]]\nid = \"km\"\n")).unwrap();
+        assert_eq!(e.eval_split, EvalSplit::Full);
+    }
+
+    #[test]
+    fn entries_can_be_restricted_to_models_and_seeds() {
+        let text = r#"
+models = ["resnet20", "resnet56"]
+datasets = ["cifar10-jpeg75"]
+seeds = [0, 1, 2]
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "km"
+models = ["resnet20"]
+seeds = [0, 2]
+"#;
+        let e = check(text).unwrap();
+        assert_eq!(e.cells.iter().filter(|c| c.method == "fp32").count(), 6);
+        let km: Vec<(&str, u64)> = e
+            .cells
+            .iter()
+            .filter(|c| c.method == "km")
+            .map(|c| (c.model.as_str(), c.seed))
+            .collect();
+        assert_eq!(km, [("resnet20", 0), ("resnet20", 2)]);
+        let bad = text
+            .replace(
+                "models = [\"resnet20\"]\nseeds",
+                "models = [\"resnet32\"]\nseeds",
+            )
+            .replace("seeds = [0, 2]", "seeds = [0, 7]");
+        let msg = check(&bad).unwrap_err().to_string();
+        assert!(
+            msg.contains("methods[1].models: `resnet32` is not one of the experiment's models"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "methods[1].seeds: `7` is not one of the experiment's seeds; allowed: 0, 1, 2"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn one_configuration_in_two_entries_runs_where_each_says() {
+        let text = r#"
+models = ["resnet20", "resnet56"]
+datasets = ["cifar10-jpeg75"]
+seeds = [0, 1, 2]
+[[methods]]
+id = "km"
+models = ["resnet20"]
+[[methods]]
+id = "km"
+models = ["resnet56"]
+seeds = [0]
+"#;
+        let e = check(text).unwrap();
+        let got: Vec<(&str, u64)> = e.cells.iter().map(|c| (c.model.as_str(), c.seed)).collect();
+        assert_eq!(
+            got,
+            [
+                ("resnet20", 0),
+                ("resnet20", 1),
+                ("resnet20", 2),
+                ("resnet56", 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_retraining_entry_brings_its_control_into_the_grid() {
+        let text = r#"
+models = ["resnet20", "resnet56"]
+datasets = ["cifar10-jpeg75"]
+seeds = [0, 1]
+[[methods]]
+id = "ft"
+params = { k = [4, 16] }
+models = ["resnet20"]
+"#;
+        let e = check(text).unwrap();
+        let ft: Vec<&Cell> = e.cells.iter().collect();
+        // 2 lossy settings + the control, on resnet20 only, 2 seeds.
+        assert_eq!(
+            ft.len(),
+            3 * 2,
+            "{:?}",
+            ft.iter().map(|c| &c.id).collect::<Vec<_>>()
+        );
+        for c in &ft {
+            assert_eq!(c.model, "resnet20");
+            let k = c.params.int("k").unwrap();
+            match &c.control_cell {
+                None => assert_eq!(k, 1024),
+                Some(id) => {
+                    let control = ft.iter().find(|x| &x.id == id).expect("control in grid");
+                    assert_eq!(control.params.int("k").unwrap(), 1024);
+                    assert_eq!((control.seed, &control.model), (c.seed, &c.model));
+                }
+            }
+        }
+        // Listing the control explicitly does not add it twice.
+        let twice = format!("{text}[[methods]]\nid = \"ft\"\nparams = {{ k = 1024 }}\n");
+        let e2 = check(&twice).unwrap();
+        // The explicit entry covers both models, so the control runs on resnet56 too.
+        assert_eq!(e2.cells.len(), 2 * 2 + 2 * 2);
     }
 
     #[test]

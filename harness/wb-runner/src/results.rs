@@ -6,6 +6,57 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 pub use wb_report::schema::{Row, Status};
+pub use wb_report::FP32_REFERENCE;
+
+/// One candidate's predictions on the reported images of a cell.
+pub struct Predictions {
+    /// Candidate label.
+    pub candidate: String,
+    /// Top-1 class per image, in the order of `images`.
+    pub classes: Vec<u16>,
+}
+
+/// Writes a cell's predictions (`images`: dataset indices of the reported images,
+/// `labels`: theirs) as one long table `candidate, image, label, pred`, atomically.
+pub fn write_predictions(
+    path: &Path,
+    images: &[usize],
+    labels: &[u8],
+    preds: &[Predictions],
+) -> Result<()> {
+    let n = images.len();
+    let total = n * preds.len();
+    let mut cand = Vec::with_capacity(total);
+    let mut image = Vec::with_capacity(total);
+    let mut label = Vec::with_capacity(total);
+    let mut pred = Vec::with_capacity(total);
+    for p in preds {
+        anyhow::ensure!(
+            p.classes.len() == n,
+            "candidate `{}` has {} predictions for {n} images",
+            p.candidate,
+            p.classes.len()
+        );
+        cand.extend(std::iter::repeat_n(p.candidate.as_str(), n));
+        image.extend(images.iter().map(|&i| i as u32));
+        label.extend(labels.iter().map(|&l| u32::from(l)));
+        pred.extend(p.classes.iter().map(|&c| u32::from(c)));
+    }
+    let mut df = DataFrame::new(
+        total,
+        vec![
+            Column::new("candidate".into(), cand),
+            Column::new("image".into(), image),
+            Column::new("label".into(), label),
+            Column::new("pred".into(), pred),
+        ],
+    )?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    write_parquet_atomic(&mut df, path)
+}
 
 /// The rows as a Polars frame with the schema documented in the README.
 pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
@@ -33,6 +84,13 @@ impl ResultsDir {
     /// The file of one cell.
     pub fn cell_file(&self, cell_id: &str) -> PathBuf {
         self.cells().join(format!("{cell_id}.parquet"))
+    }
+    /// `predictions/<cell_id>.parquet`: every candidate's top-1 class per reported image
+    /// (and FP32's, as candidate [`FP32_REFERENCE`]), the raw data of paired tests.
+    pub fn predictions(&self, cell_id: &str) -> PathBuf {
+        self.root
+            .join("predictions")
+            .join(format!("{cell_id}.parquet"))
     }
     /// `artifacts/<cell_id>/`: the container files of a cell.
     pub fn artifacts(&self, cell_id: &str) -> PathBuf {
@@ -71,6 +129,7 @@ impl ResultsDir {
             self.root.join("samples"),
             self.root.join("layers"),
             self.root.join("search"),
+            self.root.join("predictions"),
         ];
         // Container files are written into one folder per cell.
         if let Ok(rd) = std::fs::read_dir(self.root.join("artifacts")) {
@@ -107,6 +166,7 @@ impl ResultsDir {
         let mut moves = vec![
             (self.cell_file(cell_id), "cells"),
             (self.artifacts(cell_id), "artifacts"),
+            (self.predictions(cell_id), "predictions"),
         ];
         // Per-candidate side tables are named `<cell_id>__<candidate>.parquet`.
         for sub in ["samples", "layers", "search"] {

@@ -236,8 +236,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     for ((model_name, dataset_id), cells) in groups {
         bars.step
             .set_message(format!("loading {model_name} and {dataset_id}"));
-        let ctx = match GroupContext::new(exp, opts, &model_name, &dataset_id, &mut datasets, &bars)
-        {
+        let ctx = match GroupContext::new(exp, opts, &model_name, &dataset_id, &mut datasets) {
             Ok(g) => Ok(g),
             Err(e) => Err(format!("{e:#}")),
         };
@@ -339,6 +338,7 @@ fn base_row(exp: &Experiment, cell: &Cell, info: &RunInfo) -> Row {
         params_label: cell.params_given.clone(),
         seed: cell.seed,
         candidate: "default".into(),
+        control_cell_id: cell.control_cell.clone(),
         status: Status::Ok,
         energy_source: info.energy_source.clone(),
         device: info.device.clone(),
@@ -365,19 +365,43 @@ fn failed_row(
     r.candidate = "-".into();
     r.error = Some(error.to_string());
     r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
-    if let Some(g) = g {
-        r.eval_images = g.eval.images() as u64;
-        r.top1_baseline = Some(g.baseline.top1_pct());
+    if let Some(s) = g.and_then(|g| g.splits.get(&cell.split_seed(exp))) {
+        r.eval_images = s.eval.images() as u64;
+        r.top1_baseline = Some(s.baseline.top1_pct());
     }
     r
+}
+
+/// The images of one split seed and what is measured on them once: the reported
+/// images with FP32's accuracy and predictions, the search subset with FP32's accuracy,
+/// and the gradients on it.
+struct SplitData {
+    /// Dataset indices of the reported images, in evaluation order.
+    eval_indices: Vec<usize>,
+    /// Their labels.
+    eval_labels: Vec<u8>,
+    eval: Batches,
+    /// The search subset, or why there is none (too few images).
+    search: std::result::Result<Batches, String>,
+    search_images: usize,
+    baseline: wb_core::Accuracy,
+    /// FP32's top-1 class per reported image.
+    baseline_classes: Vec<u16>,
+    /// FP32's accuracy on the search subset.
+    baseline_search: Option<wb_core::Accuracy>,
+    /// Gradient statistics on the search subset (when there is one): its own copy of
+    /// the model, loaded on first use.
+    gradients: Option<wb_torch::TorchGradients>,
 }
 
 /// Everything shared by the cells of one (model, dataset) pair.
 struct GroupContext {
     model: TorchModel,
-    eval: Batches,
-    search: std::result::Result<Batches, String>,
-    baseline: wb_core::Accuracy,
+    /// The cell's dataset, and the one the search subset comes from when another.
+    images: Images,
+    search_source: Option<Images>,
+    /// One entry per split seed met so far.
+    splits: HashMap<u64, SplitData>,
     fp32_container_bytes: u64,
     timing_inputs: wb_torch::TimingInputs,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
@@ -385,9 +409,9 @@ struct GroupContext {
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
     /// images, loaded on first use so that methods that do not retrain pay nothing.
     trainer: wb_torch::TorchFineTuner,
-    /// Gradient statistics on the search subset (when there is one): its own copy of the
-    /// model, loaded on first use.
-    gradients: Option<wb_torch::TorchGradients>,
+    card: wb_torch::ModelCard,
+    device: Device,
+    dataset_id: String,
 }
 
 impl GroupContext {
@@ -397,77 +421,107 @@ impl GroupContext {
         model_name: &str,
         dataset_id: &str,
         datasets: &mut HashMap<String, Images>,
-        bars: &Bars,
     ) -> Result<Self> {
         let card = wb_torch::find_card(&opts.models_dir, model_name)?;
-        let mut model = TorchModel::load(&card, opts.device)?;
-        if !datasets.contains_key(dataset_id) {
-            let spec = wb_torch::dataset(dataset_id)?;
-            datasets.insert(dataset_id.to_string(), spec.load(&opts.data_dir)?);
-        }
-        if let Some(sd) = &exp.search_dataset {
-            if !datasets.contains_key(sd) {
-                let spec = wb_torch::dataset(sd)?;
-                datasets.insert(sd.clone(), spec.load(&opts.data_dir)?);
+        let model = TorchModel::load(&card, opts.device)?;
+        for id in std::iter::once(dataset_id).chain(exp.search_dataset.as_deref()) {
+            if !datasets.contains_key(id) {
+                let spec = wb_torch::dataset(id)?;
+                datasets.insert(id.to_string(), spec.load(&opts.data_dir)?);
             }
         }
-        let images = &datasets[dataset_id];
+        let images = datasets[dataset_id].clone();
+        let search_source = exp.search_dataset.as_ref().map(|d| datasets[d].clone());
+        let original = model.weights().clone();
+        let fp32_container_bytes = container::write(&Artifact::dense(&original))?.len() as u64;
+        let timing_inputs =
+            wb_torch::TimingInputs::new(&model, &images, exp.timing.throughput_batch)?;
+        Ok(Self {
+            model,
+            images,
+            search_source,
+            splits: HashMap::new(),
+            fp32_container_bytes,
+            timing_inputs,
+            bf16: None,
+            trainer: wb_torch::TorchFineTuner::lazy(
+                card.clone(),
+                opts.device,
+                opts.data_dir.clone(),
+            ),
+            card,
+            device: opts.device,
+            dataset_id: dataset_id.to_string(),
+        })
+    }
+
+    /// The splits of `seed`, drawn and measured with FP32 on first use.
+    fn ensure_split(&mut self, exp: &Experiment, seed: u64, bars: &Bars) -> Result<()> {
+        if self.splits.contains_key(&seed) {
+            return Ok(());
+        }
         let search_split = Split::Search {
             images: exp.search_images,
-            seed: exp.search_seed,
+            seed,
         };
         let eval_split = match exp.eval_split {
             EvalSplit::Full => Split::Full,
             EvalSplit::Heldout => Split::Heldout {
                 images: exp.search_images,
-                seed: exp.search_seed,
+                seed,
             },
         };
-        let pick = |s: Split| -> Result<Images> {
-            let idx = s
-                .indices(&images.labels)
-                .map_err(|e| anyhow!("{} split of {dataset_id}: {e}", s.name()))?;
-            Ok(images.subset(&idx))
-        };
-        let eval = Batches::new(&model, &pick(eval_split)?, exp.batch_size)?;
+        let id = &self.dataset_id;
+        let eval_indices = eval_split
+            .indices(&self.images.labels)
+            .map_err(|e| anyhow!("{} split of {id}: {e}", eval_split.name()))?;
+        let eval_images = self.images.subset(&eval_indices);
+        let eval = Batches::new(&self.model, &eval_images, exp.batch_size)?;
         // A dataset too small for the search subset only matters to methods that search:
         // they get no evaluator and fail with this reason; the others run normally.
-        let search_images = match &exp.search_dataset {
-            None => pick(search_split),
-            Some(sd) => {
-                let src = &datasets[sd];
-                search_split
-                    .indices(&src.labels)
-                    .map(|idx| src.subset(&idx))
-                    .map_err(|e| anyhow!("search split of {sd}: {e}"))
-            }
+        let (src, src_name) = match (&self.search_source, &exp.search_dataset) {
+            (Some(s), Some(n)) => (s, n.as_str()),
+            _ => (&self.images, id.as_str()),
         };
+        let search_images = search_split
+            .indices(&src.labels)
+            .map(|idx| src.subset(&idx))
+            .map_err(|e| format!("search split of {src_name}: {e}"));
         let search = search_images
             .as_ref()
-            .map_err(|e| anyhow!("{e:#}"))
-            .and_then(|imgs| Ok(Batches::new(&model, imgs, exp.batch_size)?))
-            .map_err(|e| format!("{e:#}"));
+            .map_err(Clone::clone)
+            .and_then(|imgs| {
+                Batches::new(&self.model, imgs, exp.batch_size).map_err(|e| format!("{e:#}"))
+            });
         let gradients = search_images
             .ok()
-            .map(|imgs| wb_torch::TorchGradients::lazy(card.clone(), opts.device, imgs));
-        bars.step
-            .set_message(format!("{model_name} {dataset_id}: FP32 baseline accuracy"));
-        let original = model.weights().clone();
-        let baseline = TorchEvaluator::new(&mut model, &eval).evaluate(&original)?;
-        let fp32_container_bytes = container::write(&Artifact::dense(&original))?.len() as u64;
-        let timing_inputs =
-            wb_torch::TimingInputs::new(&model, images, exp.timing.throughput_batch)?;
-        Ok(Self {
-            model,
-            eval,
-            search,
-            baseline,
-            fp32_container_bytes,
-            timing_inputs,
-            bf16: None,
-            trainer: wb_torch::TorchFineTuner::lazy(card, opts.device, opts.data_dir.clone()),
-            gradients,
-        })
+            .map(|imgs| wb_torch::TorchGradients::lazy(self.card.clone(), self.device, imgs));
+        bars.step.set_message(format!(
+            "{} {id}: FP32 baseline accuracy (split seed {seed})",
+            self.card.name
+        ));
+        let original = self.model.weights().clone();
+        let (baseline, baseline_classes) =
+            TorchEvaluator::new(&mut self.model, &eval).predict(&original)?;
+        let baseline_search = match &search {
+            Ok(s) => Some(TorchEvaluator::new(&mut self.model, s).evaluate(&original)?),
+            Err(_) => None,
+        };
+        self.splits.insert(
+            seed,
+            SplitData {
+                eval_labels: eval_images.labels.clone(),
+                eval_indices,
+                eval,
+                search_images: exp.search_images,
+                search,
+                baseline,
+                baseline_classes,
+                baseline_search,
+                gradients,
+            },
+        );
+        Ok(())
     }
 
     fn run_cell(
@@ -484,6 +538,8 @@ impl GroupContext {
             .find(|m| m.id == cell.method)
             .ok_or_else(|| anyhow!("method `{}` is not registered", cell.method))?;
         let method = (meth.build)(&cell.params)?;
+        let split_seed = cell.split_seed(exp);
+        self.ensure_split(exp, split_seed, bars)?;
         // Heap memory the tuned allocator kept from earlier cells goes back to the kernel
         // first, so that the cell's peak RSS starts from live memory only.
         wb_torch::release_free_memory();
@@ -495,15 +551,16 @@ impl GroupContext {
         let original = self.model.weights().clone();
         let t0 = Instant::now();
         let (candidates, search_stats) = {
+            let split = self.splits.get_mut(&split_seed).expect("split drawn above");
             let step = StepProgress(&bars.step);
             let mut ctx = Context {
                 seed: cell.seed,
                 evaluator: None,
                 trainer: Some(&mut self.trainer),
-                gradients: self.gradients.as_mut().map(|g| g as _),
+                gradients: split.gradients.as_mut().map(|g| g as _),
                 progress: &step,
             };
-            match &self.search {
+            match &split.search {
                 Ok(search) => {
                     let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, search));
                     ctx.evaluator = Some(&mut ev);
@@ -531,6 +588,10 @@ impl GroupContext {
         crate::search_log::write_search_logs(dir, &cell.id, &extras)
             .context("writing the search log")?;
         let mut rows = Vec::new();
+        let mut preds = vec![results::Predictions {
+            candidate: results::FP32_REFERENCE.into(),
+            classes: self.splits[&split_seed].baseline_classes.clone(),
+        }];
         for cand in candidates {
             bars.step.set_message(format!(
                 "{} {} {} [{}]: evaluating",
@@ -538,12 +599,15 @@ impl GroupContext {
             ));
             let mut r = base_row(exp, cell, info);
             r.candidate = cand.label.clone();
+            r.chosen = Some(cand.chosen);
             r.compress_s = Some(compress_s);
             r.search_evaluations = Some(search_stats.evaluations);
             r.extra_json = cand.extra.to_string();
             r.index_coding = Some("method".into());
+            self.describe_split(exp, split_seed, &mut r);
             let decoded = match self.evaluate_candidate(
                 cell,
+                split_seed,
                 &cand.artifact,
                 &original,
                 dir,
@@ -551,7 +615,13 @@ impl GroupContext {
                 exp,
                 bars,
             ) {
-                Ok(d) => Some(d),
+                Ok((d, classes)) => {
+                    preds.push(results::Predictions {
+                        candidate: cand.label.clone(),
+                        classes,
+                    });
+                    Some(d)
+                }
                 Err(e) => {
                     r.status = Status::Failed;
                     r.error = Some(format!("{e:#}"));
@@ -566,35 +636,81 @@ impl GroupContext {
             rows.push(r);
             rows.extend(post);
         }
+        let split = &self.splits[&split_seed];
+        results::write_predictions(
+            &dir.predictions(&cell.id),
+            &split.eval_indices,
+            &split.eval_labels,
+            &preds,
+        )
+        .context("writing the predictions")?;
         Ok(rows)
     }
 
-    /// Stores the candidate, evaluates the decoded weights on the reported split and
-    /// times them; returns the decoded weights.
+    /// The identity of the cell's search subset and its link to a control, in the row.
+    fn describe_split(&self, exp: &Experiment, split_seed: u64, r: &mut Row) {
+        let split = &self.splits[&split_seed];
+        if split.search.is_ok() {
+            r.search_dataset = Some(
+                exp.search_dataset
+                    .clone()
+                    .unwrap_or_else(|| self.dataset_id.clone()),
+            );
+            r.search_images = Some(split.search_images as u64);
+            r.search_seed = Some(split_seed);
+        }
+    }
+
+    /// Stores the candidate, evaluates the decoded weights on the reported split (with
+    /// every image's class, and paired against FP32) and on the search subset, and
+    /// times them; returns the decoded weights and the classes.
     #[allow(clippy::too_many_arguments)]
     fn evaluate_candidate(
         &mut self,
         cell: &Cell,
+        split_seed: u64,
         artifact: &Artifact,
         original: &WeightSet,
         dir: &ResultsDir,
         r: &mut Row,
         exp: &Experiment,
         bars: &Bars,
-    ) -> Result<WeightSet> {
+    ) -> Result<(WeightSet, Vec<u16>)> {
         let stem = r.candidate.clone();
         let decoded = store_artifact(cell, artifact, &stem, dir, r)?;
         check_same_layout(original, &decoded)?;
         decoded.check_finite()?;
-        let acc = TorchEvaluator::new(&mut self.model, &self.eval).evaluate(&decoded)?;
+        let split = &self.splits[&split_seed];
+        let (acc, classes) = TorchEvaluator::new(&mut self.model, &split.eval).predict(&decoded)?;
         // The evaluated weights are exactly the decoded file's.
         r.weights_in_memory_bytes = Some(decoded.total_params() * 4);
         r.eval_images = acc.total as u64;
         r.top1 = Some(acc.top1_pct());
         r.top5 = Some(acc.top5_pct());
         r.top1_correct = Some(acc.top1_correct as u64);
-        r.top1_baseline = Some(self.baseline.top1_pct());
-        r.top1_delta_pp = Some(acc.top1_pct() - self.baseline.top1_pct());
+        r.top1_baseline = Some(split.baseline.top1_pct());
+        r.top1_delta_pp = Some(acc.top1_pct() - split.baseline.top1_pct());
+        let correct = |c: &[u16]| -> Vec<bool> {
+            c.iter()
+                .zip(&split.eval_labels)
+                .map(|(&p, &l)| p == u16::from(l))
+                .collect()
+        };
+        let paired = wb_measure::Paired::from_correct(
+            &correct(&split.baseline_classes),
+            &correct(&classes),
+            cell.seed,
+        );
+        r.paired_gain = Some(paired.gain);
+        r.paired_loss = Some(paired.loss);
+        r.mcnemar_p = Some(paired.mcnemar_p);
+        r.top1_delta_ci_low_pp = Some(paired.ci_low_pp);
+        r.top1_delta_ci_high_pp = Some(paired.ci_high_pp);
+        if let (Ok(search), Some(base)) = (&split.search, split.baseline_search) {
+            let a = TorchEvaluator::new(&mut self.model, search).evaluate(&decoded)?;
+            r.top1_search = Some(a.top1_pct());
+            r.top1_search_baseline = Some(base.top1_pct());
+        }
         r.model_bytes_fp32 = Some(self.fp32_container_bytes);
         if exp.timing.enabled {
             bars.step.set_message(format!(
@@ -623,7 +739,7 @@ impl GroupContext {
         } else {
             r.timing_invalid_reasons = Some("timing disabled in the experiment".into());
         }
-        Ok(decoded)
+        Ok((decoded, classes))
     }
 }
 

@@ -64,13 +64,20 @@ impl Batches {
 
 /// Counts top-1/top-5 hits of `logits` `[B, C]` against `labels` `[B]`.
 pub fn count_hits(logits: &Tensor, labels: &Tensor) -> (usize, usize) {
+    let (top1, topk, _) = hits_and_classes(logits, labels);
+    (top1, topk)
+}
+
+/// Top-1/top-5 hits and the top-1 class of every image (`[B]`, the same ranking the
+/// counts use, so ties break alike).
+fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> (usize, usize, Tensor) {
     let c = logits.size()[1];
     let k = c.min(5);
     let (_, idx) = logits.topk(k, -1, true, true);
     let hit = idx.eq_tensor(&labels.unsqueeze(1));
     let top1 = hit.select(1, 0).sum(Kind::Int64).int64_value(&[]) as usize;
     let topk = hit.any_dim(1, false).sum(Kind::Int64).int64_value(&[]) as usize;
-    (top1, topk)
+    (top1, topk, idx.select(1, 0))
 }
 
 /// Evaluates weights by installing them in a [`TorchModel`] and running prepared batches.
@@ -89,6 +96,30 @@ impl<'a> TorchEvaluator<'a> {
             batches,
             evaluations: 0,
         }
+    }
+
+    /// Accuracy of `weights` with every image's top-1 class, in the batches' order —
+    /// the raw data of paired tests between candidates on the same images.
+    pub fn predict(&mut self, weights: &WeightSet) -> Result<(Accuracy, Vec<u16>)> {
+        self.model.install(weights)?;
+        self.evaluations += 1;
+        let (mut t1, mut t5) = (0, 0);
+        let mut classes = Vec::with_capacity(self.batches.images);
+        for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
+            let logits = self.model.forward(x)?;
+            let (a, b, top) = hits_and_classes(&logits, y);
+            t1 += a;
+            t5 += b;
+            let top = top.to_kind(Kind::Int64).to_device(tch::Device::Cpu);
+            let v = Vec::<i64>::try_from(&top)?;
+            classes.extend(v.into_iter().map(|c| c as u16));
+        }
+        let acc = Accuracy {
+            top1_correct: t1,
+            top5_correct: t5,
+            total: self.batches.images,
+        };
+        Ok((acc, classes))
     }
 
     /// Accuracy of the weights currently installed in the model.

@@ -3,7 +3,7 @@
 pub mod approx;
 pub mod view;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 use wb_core::bf16fields::exponent_field;
@@ -394,6 +394,34 @@ impl Method for Bf16Approx {
         }
     }
 
+    /// A lossy retrained configuration's control: lossless exponent sharing
+    /// (r = 0, m′ = 7, per-layer tables) fine-tuned on the same schedule.
+    fn control(&self) -> Option<BTreeMap<String, Value>> {
+        let rt = self.retrain.as_ref()?;
+        if self.remove_bits == 0 && self.mantissa_bits == 7 {
+            return None;
+        }
+        let d = Bf16ApproxParams::default();
+        let mut p = BTreeMap::new();
+        p.insert("retrain_epochs".into(), json!(rt.epochs));
+        if rt.max_steps != d.retrain_steps {
+            p.insert("retrain_steps".into(), json!(rt.max_steps));
+        }
+        if rt.lr != d.lr {
+            p.insert("lr".into(), json!(rt.lr));
+        }
+        if rt.batch != d.batch {
+            p.insert("batch".into(), json!(rt.batch));
+        }
+        if rt.holdout != d.holdout {
+            p.insert("holdout".into(), json!(rt.holdout));
+        }
+        if rt.full_projection {
+            p.insert("retrain_projection".into(), json!("full"));
+        }
+        Some(p)
+    }
+
     fn compress(
         &self,
         weights: &WeightSet,
@@ -497,11 +525,7 @@ impl Method for Bf16Approx {
             layers,
         }
         .to_value();
-        Ok(vec![Candidate {
-            label: "default".into(),
-            artifact,
-            extra,
-        }])
+        Ok(vec![Candidate::chosen("default", artifact, extra)])
     }
 }
 

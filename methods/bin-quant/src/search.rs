@@ -329,11 +329,11 @@ pub(crate) fn run(
             levels: steps,
         },
     };
-    Ok(vec![Candidate {
-        label: "chosen".into(),
+    Ok(vec![Candidate::chosen(
+        "chosen",
         artifact,
-        extra: serde_json::to_value(&diag).map_err(err)?,
-    }])
+        serde_json::to_value(&diag).map_err(err)?,
+    )])
 }
 
 /// Fewest correct images of `images` that keep top-1 within `tolerance_pp` of

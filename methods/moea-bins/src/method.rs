@@ -507,18 +507,22 @@ struct Merged {
 /// A candidate before its diagnostics are serialized: (label, artifact, diagnostics).
 type Pending = (String, Artifact, Diagnostics);
 
-/// A finished candidate: its diagnostics as `extra_json`.
-fn finish(label: &str, artifact: Artifact, d: Diagnostics) -> Candidate {
-    Candidate {
-        label: label.into(),
-        artifact,
-        extra: d.to_value(),
+/// A finished candidate: its diagnostics as `extra_json`; `chosen` when it is the
+/// method's pick.
+fn finish(label: &str, artifact: Artifact, d: Diagnostics, chosen: bool) -> Candidate {
+    if chosen {
+        Candidate::chosen(label, artifact, d.to_value())
+    } else {
+        Candidate::offered(label, artifact, d.to_value())
     }
 }
 
 /// The candidates and the per-candidate records of the search log.
 struct Encoded {
     out: Vec<Pending>,
+    /// The method's pick: the most compressed final-front point whose search top-1
+    /// after merge is not below FP32's on the search subset (none when no point is).
+    chosen: Option<String>,
     stage_cands: Vec<Pending>,
     front_after: Vec<Value>,
     codebooks: Vec<Value>,
@@ -619,7 +623,7 @@ impl<'a> Job<'a> {
                 .map(|(i, (v, n))| json!({"candidate": "random-ub", "index": i, "value": v, "count": n}))
                 .collect::<Vec<_>>(),
         }));
-        Ok(vec![finish("random-ub", artifact, d)])
+        Ok(vec![finish("random-ub", artifact, d, true)])
     }
 
     /// Whether a solution with `c` correct search images is merged (and reported).
@@ -855,6 +859,7 @@ impl<'a> Job<'a> {
             .max(2);
         let mut enc = Encoded {
             out: Vec::new(),
+            chosen: None,
             stage_cands: Vec::new(),
             front_after: Vec::new(),
             codebooks: Vec::new(),
@@ -914,6 +919,11 @@ impl<'a> Job<'a> {
                 )?;
                 sd.merged = Some(s.merged);
                 enc.stage_cands.push((format!("merge-p{i:0width$}"), a, sd));
+            }
+            // `finals` run by increasing compression: the last that keeps FP32's
+            // search accuracy is the most compressed one that does.
+            if s.correct_after >= self.c0.unwrap_or(0) {
+                enc.chosen = Some(label.clone());
             }
             enc.out.push((label, artifact, d));
         }
@@ -1049,7 +1059,13 @@ impl Method for MoeaBins {
         if let Some(first) = enc.out.first_mut() {
             first.2.search = Some(log);
         }
+        let chosen = enc.chosen.take();
         let pending = enc.out.into_iter().chain(enc.stage_cands);
-        Ok(pending.map(|(l, a, d)| finish(&l, a, d)).collect())
+        Ok(pending
+            .map(|(l, a, d)| {
+                let pick = chosen.as_deref() == Some(l.as_str());
+                finish(&l, a, d, pick)
+            })
+            .collect())
     }
 }

@@ -98,15 +98,15 @@ impl Method for KMeansUniform {
             ..Default::default()
         };
         artifact.validate()?;
-        Ok(vec![Candidate {
-            label: "default".into(),
+        Ok(vec![Candidate::chosen(
+            "default",
             artifact,
-            extra: json!({
+            json!({
                 "k": self.k,
                 "max_iter": self.max_iter,
                 "tol": self.tol,
                 "layers": diagnostics,
             }),
-        }])
+        )])
     }
 }

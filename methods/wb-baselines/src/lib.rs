@@ -3,10 +3,12 @@
 mod cast;
 mod int8;
 mod kmeans;
+mod random;
 
 pub use cast::{Bf16Cast, Fp16Cast, Fp32};
 pub use int8::{int8_per_channel, Int8Affine};
 pub use kmeans::{KMeansUniform, KMEANS_DEFAULT_K, KMEANS_DEFAULT_MAX_ITER, KMEANS_DEFAULT_TOL};
+pub use random::RandomSharing;
 
 use wb_core::MethodInfo;
 
@@ -57,9 +59,26 @@ pub const KMEANS_UNIFORM: MethodInfo = MethodInfo {
     view: None,
 };
 
+/// Registry entry of `random-sharing`: each weight in one of `k` random groups, replaced
+/// by the group's mean — the floor any weight-sharing method must clear (param `k`).
+pub const RANDOM_SHARING: MethodInfo = MethodInfo {
+    id: "random-sharing",
+    summary: "control: per layer, each weight in one of k random groups sharing the group mean",
+    params: RandomSharing::SPECS,
+    build: random::build,
+    view: None,
+};
+
 /// Every baseline, in registry order: `fp32`, `bf16-cast`, `fp16-cast`, `int8-affine`,
-/// `kmeans-uniform`.
-pub static METHODS: &[MethodInfo] = &[FP32, BF16_CAST, FP16_CAST, INT8_AFFINE, KMEANS_UNIFORM];
+/// `kmeans-uniform`, `random-sharing`.
+pub static METHODS: &[MethodInfo] = &[
+    FP32,
+    BF16_CAST,
+    FP16_CAST,
+    INT8_AFFINE,
+    KMEANS_UNIFORM,
+    RANDOM_SHARING,
+];
 
 /// [`METHODS`] as a vector, for registries that collect methods from several crates.
 pub fn methods() -> Vec<MethodInfo> {

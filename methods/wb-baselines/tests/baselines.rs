@@ -83,7 +83,8 @@ fn registry_lists_every_baseline_in_order() {
             "bf16-cast",
             "fp16-cast",
             "int8-affine",
-            "kmeans-uniform"
+            "kmeans-uniform",
+            "random-sharing"
         ]
     );
     assert_eq!(METHODS.len(), methods().len());

@@ -22,3 +22,10 @@ mod kmeans_uniform {
         params = [{}, {"k": 2}, {"k": 128, "max_iter": 1, "tol": 0.0}],
     );
 }
+
+mod random_sharing {
+    wb_core::method_conformance!(
+        wb_baselines::RANDOM_SHARING,
+        params = [{}, {"k": 2}, {"k": 256}],
+    );
+}

@@ -806,6 +806,7 @@ impl<'a> Explore<'a> {
             out.push(Candidate {
                 label: format!("p{i:0width$}"),
                 artifact,
+                chosen: chosen == Some(i),
                 extra: Diagnostics {
                     k: p.ks.clone(),
                     bits: p.ks.iter().map(|&k| index_bits(k)).collect(),
