@@ -59,6 +59,12 @@ report name="quick": build
 test: export-models
     {{cargo_env}}; cargo test --workspace --no-fail-fast
 
+# Run a small experiment and check it against its golden table (CI: golden-ci). Uses the
+# test build of the binary, so after `just test` it compiles nothing.
+golden name="golden-ci": export-models
+    {{cargo_env}}; cargo run --quiet -p wb-runner --bin weightbench -- run "{{root}}/experiments/{{name}}.toml" --data-dir "{{data}}" --no-report --quiet
+    {{cargo_env}}; cargo run --quiet -p wb-runner --bin weightbench -- check-golden "{{name}}"
+
 # Formatting and lints, as CI wants them.
 lint: setup
     cargo fmt --all -- --check

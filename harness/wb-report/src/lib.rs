@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod compare;
+pub mod golden;
 mod load;
 mod pareto;
 mod plot;
@@ -148,6 +150,14 @@ pub enum ReportError {
         /// What went wrong.
         message: String,
     },
+    /// A golden file is not a golden table.
+    #[error("golden file {}: {message}", .path.display())]
+    Golden {
+        /// The golden file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
 }
 
 fn experiment_name(dir: &Path) -> String {
@@ -241,10 +251,40 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
             opts.name
         );
     }
+    // The cross-method comparison sees every coding: the Huffman and fixed-width
+    // variants of a method are ranked side by side.
+    let compare_rows = compare::rows(&ok_df).map_err(table_err)?;
+    let mut compare_files = Vec::new();
+    let compared = compare::render(
+        &compare_rows,
+        &opts.results_dir,
+        &opts.out_dir,
+        &mut compare_files,
+    )?;
+    if let Some(c) = &compared {
+        md += &c.markdown;
+    }
     md += &view_md;
     write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);
     files.extend(view_files);
+    files.extend(compare_files);
+    if let Some(mut c) = compared {
+        let tex = opts.out_dir.join("leaderboard.tex");
+        write_atomic(&tex, c.latex.as_bytes())?;
+        files.push(tex);
+        let path = opts.out_dir.join("leaderboard.csv");
+        let mut bytes = Vec::new();
+        CsvWriter::new(&mut bytes)
+            .include_header(true)
+            .finish(&mut c.csv)
+            .map_err(|source| ReportError::Csv {
+                path: path.clone(),
+                source,
+            })?;
+        write_atomic(&path, &bytes)?;
+        files.push(path);
+    }
 
     let tex_path = opts.out_dir.join("tables.tex");
     write_atomic(&tex_path, render::latex(&opts.name, &sections).as_bytes())?;

@@ -236,7 +236,7 @@ fn generate_writes_all_files() {
     assert!(
         lines[0].starts_with(
             "model,dataset,method,params,candidate,top1,top1_delta_pp,compression_ratio,\
-             artifact_bytes,eval_split,eval_images,seed,index_coding,params_json,"
+             artifact_bytes,eval_split,eval_images,seed,index_coding,chosen,params_json,"
         ),
         "{}",
         lines[0]

@@ -90,6 +90,19 @@ enum Cmd {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Compare the results of an experiment with its golden table,
+    /// experiments/golden/<name>.toml; exits non-zero naming every result that moved.
+    /// Reads results/<name>/cells/, or the committed reports/<name>/<name>.csv without it.
+    CheckGolden {
+        /// Experiment name.
+        name: String,
+        /// Write the golden table from the current results instead (every method's own
+        /// choice; review it before committing). Refuses to replace an existing file.
+        #[arg(long)]
+        write: bool,
+        #[command(flatten)]
+        paths: Paths,
+    },
     /// List the registered methods and their parameters.
     Methods {
         /// Print only this method's parameter table, in Markdown (its README's table).
@@ -214,6 +227,63 @@ fn report(name: &str, r: &Resolved) -> Result<()> {
     Ok(())
 }
 
+/// `check-golden`: the current results of `name` against its golden table.
+fn check_golden(name: &str, write: bool, r: &Resolved) -> Result<()> {
+    use wb_report::golden;
+    let path = r
+        .root
+        .join("experiments")
+        .join("golden")
+        .join(format!("{name}.toml"));
+    let csv = r.reports.join(name).join(format!("{name}.csv"));
+    let (current, source) = golden::current_results(&r.results.join(name), &csv)
+        .with_context(|| format!("results of `{name}`"))?;
+    if write {
+        if path.exists() {
+            bail!(
+                "{} exists; golden values are never overwritten by the tool (edit or \
+                 remove it by hand)",
+                path.display()
+            );
+        }
+        let g = golden::from_current(&current, &source)?;
+        // Name the source relative to the repository, never as this machine's path.
+        let from = source
+            .strip_prefix(&r.root)
+            .unwrap_or(&source)
+            .display()
+            .to_string();
+        let text = format!(
+            "# Golden results of experiments/{name}.toml, written from {from} by \
+             `weightbench check-golden {name} --write`.\n{}",
+            toml::to_string(&g).context("serializing the golden table")?
+        );
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        wb_core::io::atomic_write(&path, text.as_bytes())?;
+        println!("wrote {} ({} results)", path.display(), g.results.len());
+        return Ok(());
+    }
+    let g = golden::read_golden(&path)?;
+    let out = golden::check(&g, &current, &source)?;
+    if !out.passed() {
+        bail!(
+            "{} of {} golden results of `{name}` moved (current values from {}):\n  {}",
+            out.problems.len(),
+            out.checked,
+            out.source.display(),
+            out.problems.join("\n  ")
+        );
+    }
+    println!(
+        "golden check of `{name}`: all {} results match (current values from {})",
+        out.checked,
+        out.source.display()
+    );
+    Ok(())
+}
+
 /// Prints a failure as its chain of causes only: a user error (a typo in an experiment
 /// file, a missing model) gets no Rust backtrace even where `RUST_BACKTRACE` is set;
 /// real panics keep theirs.
@@ -319,6 +389,7 @@ fn run_cli() -> Result<()> {
             }
         }
         Cmd::Report { name, paths } => report(&name, &resolve(&paths))?,
+        Cmd::CheckGolden { name, write, paths } => check_golden(&name, write, &resolve(&paths))?,
         Cmd::Methods { markdown } => {
             let all = registry::methods();
             if let Some(id) = markdown {
