@@ -116,18 +116,10 @@ fn coding_label(c: &str) -> &str {
 
 /// Reads the comparison rows of the ok frame.
 pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<CRow>> {
-    let s = |n: &str| -> PolarsResult<Vec<Option<String>>> {
-        Ok(df
-            .column(n)?
-            .str()?
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect())
-    };
-    let f =
-        |n: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(df.column(n)?.f64()?.iter().collect()) };
-    let i =
-        |n: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(df.column(n)?.i64()?.iter().collect()) };
+    use crate::load::{f64_col, i64_col, str_col};
+    let s = |n: &str| str_col(df, n);
+    let f = |n: &str| f64_col(df, n);
+    let i = |n: &str| i64_col(df, n);
     let b =
         |n: &str| -> PolarsResult<Vec<Option<bool>>> { Ok(df.column(n)?.bool()?.iter().collect()) };
     let (model, dataset, method, params, cand, coding, cell, control, sds) = (
@@ -293,27 +285,25 @@ fn against_control(
     j
 }
 
-/// Seeds aggregated: mean with its 95 % Student-t interval over seeds.
-fn agg(values: &[f64]) -> String {
+/// Seeds aggregated: mean with its 95 % Student-t interval over seeds (`-` for none,
+/// the mean alone for one seed).
+fn agg_with(values: &[f64], fmt: fn(f64) -> String) -> String {
     let (m, lo, hi) = mean_ci(values);
     if values.is_empty() {
         "-".into()
     } else if lo.is_nan() {
-        format!("{m:.2}")
+        fmt(m)
     } else {
-        format!("{m:.2} [{lo:.2}, {hi:.2}]")
+        format!("{} [{}, {}]", fmt(m), fmt(lo), fmt(hi))
     }
 }
 
+fn agg(values: &[f64]) -> String {
+    agg_with(values, |v| format!("{v:.2}"))
+}
+
 fn agg_signed(values: &[f64]) -> String {
-    let (m, lo, hi) = mean_ci(values);
-    if values.is_empty() {
-        "-".into()
-    } else if lo.is_nan() {
-        format!("{m:+.2}")
-    } else {
-        format!("{m:+.2} [{lo:+.2}, {hi:+.2}]")
-    }
+    agg_with(values, |v| format!("{v:+.2}"))
 }
 
 /// `met 2 · noise 1` from per-seed verdicts.

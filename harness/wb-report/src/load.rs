@@ -235,7 +235,7 @@ pub(crate) fn select_sorted(df: &DataFrame, ok: bool, reference: &str) -> Polars
         .collect()
 }
 
-fn str_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
+pub(crate) fn str_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
     Ok(df
         .column(name)?
         .str()?
@@ -244,11 +244,11 @@ fn str_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
         .collect())
 }
 
-fn f64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+pub(crate) fn f64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
     Ok(df.column(name)?.f64()?.iter().collect())
 }
 
-fn i64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
+pub(crate) fn i64_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
     Ok(df.column(name)?.i64()?.iter().collect())
 }
 

@@ -14,18 +14,10 @@ use crate::{MethodView, ReportError};
 
 /// The ok rows of `df` (already filtered and sorted by the caller).
 pub(crate) fn view_rows(df: &DataFrame) -> PolarsResult<Vec<ViewRow>> {
-    let s = |n: &str| -> PolarsResult<Vec<Option<String>>> {
-        Ok(df
-            .column(n)?
-            .str()?
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect())
-    };
-    let f =
-        |n: &str| -> PolarsResult<Vec<Option<f64>>> { Ok(df.column(n)?.f64()?.iter().collect()) };
-    let i =
-        |n: &str| -> PolarsResult<Vec<Option<i64>>> { Ok(df.column(n)?.i64()?.iter().collect()) };
+    use crate::load::{f64_col, i64_col, str_col};
+    let s = |n: &str| str_col(df, n);
+    let f = |n: &str| f64_col(df, n);
+    let i = |n: &str| i64_col(df, n);
     let (model, dataset, method, pj, cand, es, ex) = (
         s("model")?,
         s("dataset")?,
