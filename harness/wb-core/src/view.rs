@@ -50,6 +50,16 @@ pub struct ViewRow {
     pub threads: Option<i64>,
     /// The candidate's diagnostics (`extra_json`), as the method wrote them.
     pub extra: Value,
+    /// The row's cell.
+    pub cell_id: String,
+    /// Seed of the cell.
+    pub seed: i64,
+    /// Whether the candidate is its method's own choice (NULL in older rows).
+    pub chosen: Option<bool>,
+    /// For a retrained candidate: the cell of its lossless control.
+    pub control_cell_id: Option<String>,
+    /// Top-1 on the search subset (the data a choice may use), percent.
+    pub top1_search: Option<f64>,
 }
 
 impl ViewRow {

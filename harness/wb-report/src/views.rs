@@ -42,6 +42,13 @@ pub(crate) fn view_rows(df: &DataFrame) -> PolarsResult<Vec<ViewRow>> {
         i("search_evaluations")?,
         i("threads")?,
     );
+    let (cell, control, seed, search) = (
+        s("cell_id")?,
+        s("control_cell_id")?,
+        i("seed")?,
+        f("top1_search")?,
+    );
+    let chosen: Vec<Option<bool>> = df.column("chosen")?.bool()?.iter().collect();
     let parse = |t: &Option<String>| {
         t.as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
@@ -68,6 +75,11 @@ pub(crate) fn view_rows(df: &DataFrame) -> PolarsResult<Vec<ViewRow>> {
             search_evaluations: evals[k],
             threads: threads[k],
             extra: parse(&ex[k]),
+            cell_id: cell[k].clone().unwrap_or_default(),
+            seed: seed[k].unwrap_or(0),
+            chosen: chosen[k],
+            control_cell_id: control[k].clone(),
+            top1_search: search[k],
         })
         .collect())
 }

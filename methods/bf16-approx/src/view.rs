@@ -83,25 +83,34 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         // tuning on the JPEG-degraded training images alone changes the top-1 on the
         // JPEG-degraded test images; the difference to the control isolates what the
         // approximation costs after retraining.
-        let control = mine
-            .iter()
-            .find(|r| {
-                is_retrained(r)
-                    && r.params.get("remove_bits").and_then(Value::as_i64) == Some(0)
-                    && r.params.get("mantissa_bits").and_then(Value::as_i64) == Some(7)
-                    && r.params.get("value_sharing").and_then(Value::as_str) != Some("always")
-            })
-            .and_then(|r| r.top1);
+        // The harness names each retrained row's control (same schedule, same seed);
+        // older results without the link fall back to the one lossless retrained row.
+        let any_control = mine.iter().copied().find(|r| {
+            is_retrained(r)
+                && r.params.get("remove_bits").and_then(Value::as_i64) == Some(0)
+                && r.params.get("mantissa_bits").and_then(Value::as_i64) == Some(7)
+                && r.params.get("value_sharing").and_then(Value::as_str) != Some("always")
+        });
+        let control_of = |r: &ViewRow| -> Option<&ViewRow> {
+            match &r.control_cell_id {
+                Some(id) => rows.iter().find(|c| &c.cell_id == id),
+                None => any_control,
+            }
+        };
+        let control = any_control.and_then(|r| r.top1);
         let mut free = Vec::new();
         let mut retrained = Vec::new();
         let mut vs_control = Vec::new();
+        // (saving, Δ vs control on held-out images, Δ vs control on the search subset)
+        let mut picked_on_search: Vec<(f64, f64, f64)> = Vec::new();
         for r in &mine {
             let is_rt = is_retrained(r);
-            let d_control = if is_rt {
-                control.zip(r.top1).map(|(c, t)| t - c)
-            } else {
-                None
-            };
+            let ctl = if is_rt { control_of(r) } else { None };
+            let d_control = ctl.and_then(|c| c.top1).zip(r.top1).map(|(c, t)| t - c);
+            let d_control_search = ctl
+                .and_then(|c| c.top1_search)
+                .zip(r.top1_search)
+                .map(|(c, t)| t - c);
             let diag = (r.method == ID)
                 .then(|| r.extra_as::<Diagnostics>())
                 .flatten();
@@ -138,6 +147,9 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                         retrained.push((s, d));
                         if let Some(dc) = d_control {
                             vs_control.push((s, dc));
+                            if let Some(ds) = d_control_search {
+                                picked_on_search.push((s, dc, ds));
+                            }
                         }
                     } else {
                         free.push((s, d));
@@ -151,10 +163,27 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 .map(|p| p.0)
                 .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
         };
+        // The result: among retrained rows within 0.5 pp of their control on the search
+        // subset, the largest saving, reported with its held-out Δ.
+        let own = picked_on_search
+            .iter()
+            .filter(|p| p.2 >= -0.5)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if !picked_on_search.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n**Retrained, within 0.5 pp of its lossless control (same schedule), picked \
+                 on the search subset:** best saving vs BF16 {} % (Δ vs control on the \
+                 held-out images {} pp).",
+                fmt_opt(own.map(|p| p.0), 1),
+                fmt_signed(own.map(|p| p.1)),
+            );
+        }
         let _ = writeln!(
             md,
-            "\nBest saving with ≤ 0.5 pp loss against FP32: retraining-free {} %, retrained {} % \
-             (retrained, ≤ 0.5 pp against the retrained lossless control: {} %; control top-1 {} %).",
+            "\nPicked on the reported images (paper-style, not a result): best saving with \
+             ≤ 0.5 pp loss against FP32: retraining-free {} %, retrained {} % (retrained, \
+             ≤ 0.5 pp against the retrained lossless control: {} %; control top-1 {} %).",
             fmt_opt(best(&free, 0.5), 1),
             fmt_opt(best(&retrained, 0.5), 1),
             fmt_opt(best(&vs_control, 0.5), 1),
