@@ -453,13 +453,7 @@ pub(crate) fn render(
         csv.add(model, dataset, &board);
         md += &own_choice_markdown(&here);
         if let Some(fig) = figure(model, dataset, &here) {
-            let stem = wb_core::io::sanitize_name(&fig.stem);
-            let png = out_dir.join(format!("{stem}.png"));
-            let svg = out_dir.join(format!("{stem}.svg"));
-            crate::plot::write_figure(&fig, &png, &svg)?;
-            md += &format!("\n![{}]({stem}.png)\n", fig.alt);
-            files.push(png);
-            files.push(svg);
+            md += &crate::views::write_linked_figure(&fig, out_dir, files)?;
         }
     }
     Ok(Some(Rendered {

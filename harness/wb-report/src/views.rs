@@ -100,17 +100,25 @@ pub(crate) fn render_views(
         for block in (v.view)(rows) {
             match block {
                 Block::Markdown(text) => md += &text,
-                Block::Figure(fig) => {
-                    let stem = sanitize_name(&fig.stem);
-                    let png = out_dir.join(format!("{stem}.png"));
-                    let svg = out_dir.join(format!("{stem}.svg"));
-                    crate::plot::write_figure(&fig, &png, &svg)?;
-                    md += &format!("\n![{}]({stem}.png)\n", fig.alt);
-                    files.push(png);
-                    files.push(svg);
-                }
+                Block::Figure(fig) => md += &write_linked_figure(&fig, out_dir, files)?,
             }
         }
     }
     Ok(md)
+}
+
+/// Draws `fig` as `<stem>.png` and `.svg` in `out_dir` (adding both to `files`) and
+/// returns the Markdown link to the PNG.
+pub(crate) fn write_linked_figure(
+    fig: &wb_core::Figure,
+    out_dir: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<String, ReportError> {
+    let stem = sanitize_name(&fig.stem);
+    let png = out_dir.join(format!("{stem}.png"));
+    let svg = out_dir.join(format!("{stem}.svg"));
+    crate::plot::write_figure(fig, &png, &svg)?;
+    files.push(png);
+    files.push(svg);
+    Ok(format!("\n![{}]({stem}.png)\n", fig.alt))
 }

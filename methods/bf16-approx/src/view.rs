@@ -157,37 +157,13 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 }
             }
         }
-        let best = |pts: &[(f64, f64)], limit: f64| {
-            pts.iter()
-                .filter(|p| p.1 >= -limit)
-                .map(|p| p.0)
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-        };
-        // The result: among retrained rows within 0.5 pp of their control on the search
-        // subset, the largest saving, reported with its held-out Δ.
-        let own = picked_on_search
-            .iter()
-            .filter(|p| p.2 >= -0.5)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        if !picked_on_search.is_empty() {
-            let _ = writeln!(
-                md,
-                "\n**Retrained, within 0.5 pp of its lossless control (same schedule), picked \
-                 on the search subset:** best saving vs BF16 {} % (Δ vs control on the \
-                 held-out images {} pp).",
-                fmt_opt(own.map(|p| p.0), 1),
-                fmt_signed(own.map(|p| p.1)),
-            );
-        }
-        let _ = writeln!(
-            md,
-            "\nPicked on the reported images (paper-style, not a result): best saving with \
-             ≤ 0.5 pp loss against FP32: retraining-free {} %, retrained {} % (retrained, \
-             ≤ 0.5 pp against the retrained lossless control: {} %; control top-1 {} %).",
-            fmt_opt(best(&free, 0.5), 1),
-            fmt_opt(best(&retrained, 0.5), 1),
-            fmt_opt(best(&vs_control, 0.5), 1),
-            fmt_opt(control, 2),
+        summary_lines(
+            &mut md,
+            &free,
+            &retrained,
+            &vs_control,
+            &picked_on_search,
+            control,
         );
         if let Some(n) = energy_note(&mine) {
             let _ = writeln!(md, "\n{n}");
@@ -209,4 +185,50 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
     }
     blocks.push(Block::Markdown(md));
     blocks
+}
+
+/// The summary under a model's table: the result (retrained, within 0.5 pp of its own
+/// control, picked on the search subset) and the paper-style bests picked on the
+/// reported images, labelled so. Points are (saving %, Δ pp); `picked_on_search` holds
+/// (saving, Δ vs control held-out, Δ vs control on the search subset).
+fn summary_lines(
+    md: &mut String,
+    free: &[(f64, f64)],
+    retrained: &[(f64, f64)],
+    vs_control: &[(f64, f64)],
+    picked_on_search: &[(f64, f64, f64)],
+    control: Option<f64>,
+) {
+    let best = |pts: &[(f64, f64)], limit: f64| {
+        pts.iter()
+            .filter(|p| p.1 >= -limit)
+            .map(|p| p.0)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    // The result: among retrained rows within 0.5 pp of their control on the search
+    // subset, the largest saving, reported with its held-out Δ.
+    let own = picked_on_search
+        .iter()
+        .filter(|p| p.2 >= -0.5)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if !picked_on_search.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n**Retrained, within 0.5 pp of its lossless control (same schedule), picked \
+             on the search subset:** best saving vs BF16 {} % (Δ vs control on the \
+             held-out images {} pp).",
+            fmt_opt(own.map(|p| p.0), 1),
+            fmt_signed(own.map(|p| p.1)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPicked on the reported images (paper-style, not a result): best saving with \
+         ≤ 0.5 pp loss against FP32: retraining-free {} %, retrained {} % (retrained, \
+         ≤ 0.5 pp against the retrained lossless control: {} %; control top-1 {} %).",
+        fmt_opt(best(free, 0.5), 1),
+        fmt_opt(best(retrained, 0.5), 1),
+        fmt_opt(best(vs_control, 0.5), 1),
+        fmt_opt(control, 2),
+    );
 }
