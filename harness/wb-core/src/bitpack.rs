@@ -11,9 +11,11 @@ pub fn index_bits(k: usize) -> u8 {
     }
 }
 
-/// Number of bytes that `n` values take at `bits` bits each.
+/// Number of bytes that `n` values take at `bits` bits each; `usize::MAX` when that
+/// does not fit (only a damaged header asks, and no buffer is that long).
 pub fn packed_len(n: usize, bits: u8) -> usize {
-    (n as u64 * bits as u64).div_ceil(8) as usize
+    let len = (n as u128 * bits as u128).div_ceil(8);
+    usize::try_from(len).unwrap_or(usize::MAX)
 }
 
 /// Packs `values` at `bits` bits each, LSB first. Values must fit in `bits` bits
@@ -83,6 +85,15 @@ pub fn unpack(bytes: &[u8], n: usize, bits: u8) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_len_saturates_instead_of_wrapping() {
+        assert_eq!(packed_len(3, 5), 2);
+        // 2^60 values at 32 bits is 2^62 bytes: fits. usize::MAX values at 32 bits does
+        // not, and must not wrap to a small length a damaged header could satisfy.
+        assert_eq!(packed_len(1 << 60, 32), 1 << 62);
+        assert_eq!(packed_len(usize::MAX, 32), usize::MAX);
+    }
 
     #[test]
     fn index_bits_is_ceil_log2() {

@@ -301,6 +301,13 @@ impl CanonicalCode {
                 bits.div_ceil(8)
             )));
         }
+        // With two symbols or more every code takes at least one bit: a count beyond
+        // the stream's bits is refused before its buffer is allocated.
+        if self.sorted.len() > 1 && n as u64 > bits {
+            return Err(invalid(format!(
+                "{n} symbols cannot fit in a stream of {bits} bits"
+            )));
+        }
         let mut out = Vec::with_capacity(n);
         match self.sorted.len() {
             0 if n > 0 => return Err(invalid(format!("{n} symbols but the code is empty"))),
@@ -359,6 +366,19 @@ impl CanonicalCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_symbols_than_stream_bits_is_refused_before_allocating() {
+        let c = CanonicalCode::new(&[Some(1), Some(1)]).unwrap();
+        // 2^40 symbols of at least one bit each cannot come from 8 bits; the count is
+        // refused before a 4 TiB buffer is reserved.
+        let e = c.decode(&[0], 8, 1 << 40).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot fit in a stream of 8 bits"),
+            "{e}"
+        );
+        assert_eq!(c.decode(&[0b0100_0000], 2, 2).unwrap(), vec![0, 1]);
+    }
 
     #[test]
     fn canonical_codes_of_a_textbook_example() {

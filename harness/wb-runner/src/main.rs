@@ -67,6 +67,10 @@ enum Cmd {
         /// with the baselines it is compared with.
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         only_params: Vec<(String, String)>,
+        /// Only run (or, with --force, re-run) the cells of this seed; repeatable, and
+        /// combines with the other selections.
+        #[arg(long = "seed", value_name = "N")]
+        only_seeds: Vec<u64>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -312,6 +316,7 @@ fn run_cli() -> Result<()> {
             only_methods,
             only_models,
             only_params,
+            only_seeds,
             paths,
         } => {
             let r = resolve(&paths);
@@ -340,6 +345,7 @@ fn run_cli() -> Result<()> {
                 only_methods,
                 only_models,
                 only_params,
+                only_seeds,
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",

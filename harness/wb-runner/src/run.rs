@@ -45,10 +45,13 @@ pub struct RunOptions {
     /// another value is left out (cells of methods without the key stay in), so
     /// `init=uniform` selects one variant and keeps the baselines it is compared with.
     pub only_params: Vec<(String, String)>,
+    /// Run only the cells of these seeds (empty: all); combines with the others, so
+    /// the first seed of every expensive method can finish before the next.
+    pub only_seeds: Vec<u64>,
 }
 
 impl RunOptions {
-    /// Whether `--method` / `--model` select `cell`.
+    /// Whether `--method` / `--model` / `--param` / `--seed` select `cell`.
     pub(crate) fn selects(&self, cell: &Cell) -> bool {
         let pick = |wanted: &[String], have: &String| wanted.is_empty() || wanted.contains(have);
         let params = cell.params.as_map();
@@ -56,7 +59,11 @@ impl RunOptions {
             .only_params
             .iter()
             .all(|(k, want)| params.get(k).is_none_or(|v| param_matches(v, want)));
-        pick(&self.only_methods, &cell.method) && pick(&self.only_models, &cell.model) && agrees
+        let seed = self.only_seeds.is_empty() || self.only_seeds.contains(&cell.seed);
+        pick(&self.only_methods, &cell.method)
+            && pick(&self.only_models, &cell.model)
+            && agrees
+            && seed
     }
 }
 
@@ -158,6 +165,18 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     check_selection("--method", &opts.only_methods, exp, |c| &c.method)?;
     check_selection("--model", &opts.only_models, exp, |c| &c.model)?;
     check_param_selection(&opts.only_params, exp)?;
+    for s in &opts.only_seeds {
+        if !exp.cells.iter().any(|c| c.seed == *s) {
+            let mut have: Vec<u64> = exp.cells.iter().map(|c| c.seed).collect();
+            have.sort_unstable();
+            have.dedup();
+            let have: Vec<String> = have.iter().map(u64::to_string).collect();
+            bail!(
+                "--seed {s}: the experiment has no cell of it (it has: {})",
+                have.join(", ")
+            );
+        }
+    }
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;

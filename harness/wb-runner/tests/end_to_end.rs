@@ -46,6 +46,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         only_methods: Vec::new(),
         only_models: Vec::new(),
         only_params: Vec::new(),
+        only_seeds: Vec::new(),
     }
 }
 
@@ -561,6 +562,10 @@ params = { k = [4, 16] }
     refused(&o, "no cell of the experiment has a parameter `q`");
     o.only_params = vec![("k".into(), "5".into())];
     refused(&o, "it has: 16, 4");
+    o.only_params.clear();
+    o.only_seeds = vec![7];
+    refused(&o, "--seed 7: the experiment has no cell of it (it has: 0)");
+    o.only_seeds = vec![0];
     assert!(!results.join("sel").join("cells").exists());
 
     // resnet8 only, and of kmeans-uniform only k = 4; fp32 has no `k` and stays in.

@@ -23,8 +23,9 @@
 //! before it resets the peak-RSS counter of a cell, so per-cell peaks stay the cell's own.
 //! On other platforms (musl, macOS, Windows) both functions do nothing.
 //!
-//! Besides the inference-mode shim, this is the workspace's only `unsafe` code: two
-//! libc calls that take plain integers.
+//! Besides the inference-mode shim, this is the workspace's only `unsafe` code outside
+//! tests (a counting allocator measures the container reader's allocations): two libc
+//! calls that take plain integers.
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;

@@ -58,6 +58,17 @@ pub enum TorchError {
     /// A sample of a dataset cannot be drawn (too few images of a class).
     #[error("{0}")]
     Sample(String),
+    /// An evaluation produced NaN or infinite logits.
+    #[error(
+        "non-finite logits (NaN or ±inf) for {rows} of {of} images: the weights, or a buffer \
+         of the model such as a BatchNorm running_var, hold a NaN or an infinity"
+    )]
+    NonFinite {
+        /// Images whose logits were not all finite.
+        rows: usize,
+        /// Images in the batch.
+        of: usize,
+    },
     /// The requested device is not usable.
     #[error("device `{0}`")]
     Device(String),

@@ -2,7 +2,7 @@
 //! counting without autograd.
 
 use crate::data::Images;
-use crate::error::Result;
+use crate::error::{Result, TorchError};
 use crate::model::TorchModel;
 use tch::{Kind, Tensor};
 use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, Threshold, WeightSet};
@@ -63,21 +63,43 @@ impl Batches {
 }
 
 /// Counts top-1/top-5 hits of `logits` `[B, C]` against `labels` `[B]`.
-pub fn count_hits(logits: &Tensor, labels: &Tensor) -> (usize, usize) {
-    let (top1, topk, _) = hits_and_classes(logits, labels);
-    (top1, topk)
+///
+/// # Errors
+/// [`TorchError::NonFinite`] when a logit is NaN or infinite: the ranking of such a
+/// row means nothing, so an evaluation that sees one is not a result.
+pub fn count_hits(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
+    let (top1, topk, _) = hits_and_classes(logits, labels)?;
+    Ok((top1, topk))
+}
+
+/// Fails when any of `logits` is NaN or infinite, saying in how many rows.
+pub fn check_finite_logits(logits: &Tensor) -> Result<()> {
+    let bad_rows = logits
+        .isfinite()
+        .logical_not()
+        .any_dim(1, false)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    if bad_rows > 0 {
+        return Err(TorchError::NonFinite {
+            rows: bad_rows as usize,
+            of: logits.size()[0] as usize,
+        });
+    }
+    Ok(())
 }
 
 /// Top-1/top-5 hits and the top-1 class of every image (`[B]`, the same ranking the
-/// counts use, so ties break alike).
-fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> (usize, usize, Tensor) {
+/// counts use, so ties break alike), after checking the logits are finite.
+fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize, Tensor)> {
+    check_finite_logits(logits)?;
     let c = logits.size()[1];
     let k = c.min(5);
     let (_, idx) = logits.topk(k, -1, true, true);
     let hit = idx.eq_tensor(&labels.unsqueeze(1));
     let top1 = hit.select(1, 0).sum(Kind::Int64).int64_value(&[]) as usize;
     let topk = hit.any_dim(1, false).sum(Kind::Int64).int64_value(&[]) as usize;
-    (top1, topk, idx.select(1, 0))
+    Ok((top1, topk, idx.select(1, 0)))
 }
 
 /// Evaluates weights by installing them in a [`TorchModel`] and running prepared batches.
@@ -107,7 +129,7 @@ impl<'a> TorchEvaluator<'a> {
         let mut classes = Vec::with_capacity(self.batches.images);
         for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
             let logits = self.model.forward(x)?;
-            let (a, b, top) = hits_and_classes(&logits, y);
+            let (a, b, top) = hits_and_classes(&logits, y)?;
             t1 += a;
             t5 += b;
             let top = top.to_kind(Kind::Int64).to_device(tch::Device::Cpu);
@@ -127,7 +149,7 @@ impl<'a> TorchEvaluator<'a> {
         let (mut t1, mut t5) = (0, 0);
         for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
             let logits = self.model.forward(x)?;
-            let (a, b) = count_hits(&logits, y);
+            let (a, b) = count_hits(&logits, y)?;
             t1 += a;
             t5 += b;
         }
@@ -146,7 +168,7 @@ impl TorchEvaluator<'_> {
         let (mut t1, mut t5, mut seen) = (0, 0, 0);
         for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
             let logits = self.model.forward(x)?;
-            let (a, b) = count_hits(&logits, y);
+            let (a, b) = count_hits(&logits, y)?;
             t1 += a;
             t5 += b;
             seen += y.size()[0] as usize;

@@ -122,6 +122,22 @@ impl TorchModel {
             ));
         }
         original.check_finite()?;
+        // Parameters are checked above; buffers (BatchNorm statistics …) only through the
+        // archive, as libtorch does not list them. An unreadable archive is not an error:
+        // every evaluation still checks its logits.
+        if let crate::storages::Scan::NonFinite {
+            attribute,
+            key,
+            index,
+            value,
+        } = crate::storages::scan(&path)
+        {
+            return Err(model_err(format!(
+                "`{}`: tensor `{attribute}` (storage data/{key}) holds {value} at element \
+                 {index}; a model with a non-finite parameter or buffer cannot be measured",
+                path.display()
+            )));
+        }
         Ok(TorchModel {
             card: card.clone(),
             module,

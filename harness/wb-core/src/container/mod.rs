@@ -236,12 +236,72 @@ pub fn read_file(path: &Path) -> Result<Artifact> {
     })
 }
 
+/// What the reader may decode from one container, so that a damaged or hostile file
+/// cannot make it allocate more than it states.
+///
+/// Lengths in the file are checked against the bytes present before anything is
+/// allocated, except where an encoding spends no bits per value (a one-entry codebook,
+/// a Huffman code with one symbol): there only the shape says how many values there are,
+/// and this bound caps them. The reader's largest single allocation is then at most
+/// `4 · max_values` bytes plus 48 bytes per byte of the file (its list of tensors: a
+/// tensor takes at least 5 bytes of the file and about 200 bytes of memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Total values (over all tensors) the container may hold.
+    pub max_values: u64,
+}
+
+impl ReadLimits {
+    /// Values allowed without regard to the file size: 2^26 (256 MiB as f32).
+    pub const BASE_VALUES: u64 = 1 << 26;
+    /// Further values allowed per byte of the file: 64, i.e. 1/8 bit per value, far
+    /// below any real encoding's average (a 1-bit index is 8 values per byte).
+    pub const VALUES_PER_BYTE: u64 = 64;
+
+    /// The default for a file of `len` bytes: [`Self::BASE_VALUES`] plus
+    /// [`Self::VALUES_PER_BYTE`] per byte.
+    pub fn for_input(len: usize) -> Self {
+        ReadLimits {
+            max_values: Self::BASE_VALUES
+                .saturating_add((len as u64).saturating_mul(Self::VALUES_PER_BYTE)),
+        }
+    }
+}
+
 pub(crate) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
+    /// Values the tensors still to come may hold ([`ReadLimits::max_values`] minus the
+    /// values of the tensors read so far).
+    values_left: u64,
 }
 
+/// Fewest bytes a tensor takes: name length (2), ndim, flags and kind (1 each).
+const MIN_TENSOR_BYTES: usize = 5;
+
 impl<'a> Reader<'a> {
+    /// How many of `count` announced entries of at least `min_bytes` each the bytes
+    /// left can hold: the capacity to reserve, so a damaged count cannot make the
+    /// reader reserve memory for entries that are not there.
+    fn room_for(&self, count: usize, min_bytes: usize) -> usize {
+        count.min((self.b.len() - self.pos) / min_bytes)
+    }
+
+    /// Accounts for a tensor of `n` values before anything of that size is allocated.
+    fn claim_values(&mut self, name: &str, n: usize) -> Result<()> {
+        match self.values_left.checked_sub(n as u64) {
+            Some(left) => {
+                self.values_left = left;
+                Ok(())
+            }
+            None => Err(malformed(format!(
+                "tensor `{name}`: {n} values exceed the reader's remaining budget of {} \
+                 (a damaged shape, or a container larger than ReadLimits allows)",
+                self.values_left
+            ))),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.b.len() - self.pos < n {
             return Err(malformed(format!(
@@ -296,13 +356,24 @@ fn malformed(reason: impl Into<String>) -> CoreError {
     }
 }
 
-/// Parses container bytes, verifying magic and checksum, and validates every encoding.
+/// Parses container bytes, verifying magic and checksum, and validates every encoding,
+/// under the default [`ReadLimits::for_input`].
 pub fn read(bytes: &[u8]) -> Result<Artifact> {
+    read_with_limits(bytes, ReadLimits::for_input(bytes.len()))
+}
+
+/// [`read`] with explicit limits (a model too large for the default, or a test that
+/// wants a tighter bound).
+pub fn read_with_limits(bytes: &[u8], limits: ReadLimits) -> Result<Artifact> {
     let (version, body) = check_envelope(bytes)?;
-    let mut r = Reader { b: body, pos: 8 };
+    let mut r = Reader {
+        b: body,
+        pos: 8,
+        values_left: limits.max_values,
+    };
     let counts = read_counts(&mut r, version)?;
     let (shared_codebooks, shared_exp_tables, shared_code_tables) = read_shared(&mut r, &counts)?;
-    let mut tensors = Vec::with_capacity(counts.tensors.min(1 << 16));
+    let mut tensors = Vec::with_capacity(r.room_for(counts.tensors, MIN_TENSOR_BYTES));
     for _ in 0..counts.tensors {
         tensors.push(read_tensor(&mut r, &shared_code_tables)?);
     }
@@ -384,17 +455,18 @@ fn read_counts(r: &mut Reader<'_>, version: u8) -> Result<Counts> {
 type Shared = (Vec<Vec<f32>>, Vec<Vec<u8>>, Vec<CodeLengths>);
 
 fn read_shared(r: &mut Reader<'_>, n: &Counts) -> Result<Shared> {
-    let mut codebooks = Vec::with_capacity(n.codebooks.min(1 << 16));
+    // Every shared table starts with its u32 length.
+    let mut codebooks = Vec::with_capacity(r.room_for(n.codebooks, 4));
     for _ in 0..n.codebooks {
         let k = r.u32()? as usize;
         codebooks.push(r.f32s(k)?);
     }
-    let mut exp_tables = Vec::with_capacity(n.exp_tables.min(1 << 16));
+    let mut exp_tables = Vec::with_capacity(r.room_for(n.exp_tables, 4));
     for _ in 0..n.exp_tables {
         let k = r.u32()? as usize;
         exp_tables.push(r.take(k)?.to_vec());
     }
-    let mut code_tables: Vec<CodeLengths> = Vec::with_capacity(n.code_tables.min(1 << 16));
+    let mut code_tables: Vec<CodeLengths> = Vec::with_capacity(r.room_for(n.code_tables, 4));
     for _ in 0..n.code_tables {
         let k = r.u32()? as usize;
         code_tables.push(
@@ -420,6 +492,7 @@ fn read_tensor(r: &mut Reader<'_>, shared_code_tables: &[CodeLengths]) -> Result
         .iter()
         .try_fold(1usize, |a, d| a.checked_mul(*d))
         .ok_or_else(|| malformed(format!("tensor `{name}`: shape overflows")))?;
+    r.claim_values(&name, n)?;
     let compressible = r.u8()? & 1 == 1;
     let kind = r.u8()?;
     let encoding = match kind {
