@@ -130,9 +130,7 @@ impl Manifest {
                 read("/sys/devices/system/cpu/cpufreq/boost").as_deref(),
             ),
             kernel: read("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
-            hostname: read("/proc/sys/kernel/hostname")
-                .or_else(|| read("/etc/hostname"))
-                .unwrap_or_else(|| "unknown".into()),
+            hostname: hostname(),
             virtualization: virtualization_from(
                 detect_virt("--vm").as_deref(),
                 cpu.hypervisor_flag,
@@ -225,6 +223,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// This machine's host name (`unknown` where the system does not say).
+pub fn hostname() -> String {
+    read("/proc/sys/kernel/hostname")
+        .or_else(|| read("/etc/hostname"))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn read(path: &str) -> Option<String> {

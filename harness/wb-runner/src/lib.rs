@@ -2,6 +2,7 @@
 
 pub mod experiment;
 pub mod layers;
+pub mod lock;
 pub mod manifest;
 pub mod progress;
 pub mod registry;

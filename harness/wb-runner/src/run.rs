@@ -180,6 +180,9 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;
+    // Before anything in the directory is touched: the clean-up below would delete the
+    // temporary files of a run still writing there.
+    let _lock = crate::lock::RunLock::acquire(&dir.root)?;
     let stale = dir.clean_partial()?;
     if stale > 0 {
         eprintln!("removed {stale} temporary file(s) left by an interrupted run");

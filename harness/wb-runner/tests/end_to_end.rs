@@ -472,6 +472,53 @@ params = { k = [2, 4, 8] }
         .all(|p| !p.to_string_lossy().ends_with(".tmp")));
 }
 
+/// Two runs on one experiment: the second is refused while the first holds the lock
+/// (naming it), the first finishes every cell once, and the lock goes with it.
+#[test]
+fn a_second_concurrent_run_is_refused_and_no_cell_is_computed_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = [2, 4, 8, 16] }\n";
+    let path = write_exp(tmp.path(), "twice", body);
+    let results = tmp.path().join("results");
+    let lock = results.join("twice").join(wb_runner::lock::LOCK_FILE);
+    let run = || {
+        let mut c = bin();
+        c.args(["run", "--quiet", "--no-report", "--results-dir"])
+            .arg(&results)
+            .arg(&path);
+        c
+    };
+    let first = run()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !lock.exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(lock.exists(), "the first run never took the lock");
+    let second = run().output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another run holds") && err.contains("pid"),
+        "{err}"
+    );
+    assert!(!lock.exists(), "the lock outlived its run");
+    let df = read_all(&ResultsDir::new(&results, "twice")).unwrap();
+    let mut ids = col_str(&df, "cell_id");
+    assert_eq!(ids.len(), 4);
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
+
 #[test]
 fn a_run_with_a_failed_cell_exits_non_zero_and_says_how_to_retry() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,210 @@
+//! One run at a time per results directory.
+//!
+//! Two `weightbench run` processes on the same experiment would compute the same cells
+//! twice, and the second's start-up clean-up would delete the first's temporary files.
+//! [`RunLock::acquire`] creates `results/<exp>/run.lock` exclusively (owner pid, host,
+//! start time, command line); a second run is refused with the owner named. The lock is
+//! removed when the guard drops, also on errors; a lock left by a killed run is stale
+//! when its host is this host and its pid is no longer alive, and is then replaced with
+//! a note. A lock from another host cannot be checked from here: the message says which
+//! file to delete once that run is known to be gone.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The lock file's name inside `results/<exp>/`.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// Who holds a lock, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Process id.
+    pub pid: u32,
+    /// Host name.
+    pub host: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// The command line.
+    pub command: String,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            host: wb_measure::env::hostname(),
+            started: wb_measure::env::rfc3339_utc(std::time::SystemTime::now()),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    fn to_text(&self) -> String {
+        format!(
+            "pid = {}\nhost = {}\nstarted = {}\ncommand = {}\n",
+            self.pid, self.host, self.started, self.command
+        )
+    }
+
+    /// Parses the file's text; `None` when it is not a lock this module wrote (a
+    /// half-written file of a run killed while taking it reads as `None` too).
+    fn parse(text: &str) -> Option<Owner> {
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(" = "))
+                .map(str::to_string)
+        };
+        Some(Owner {
+            pid: field("pid")?.parse().ok()?,
+            host: field("host")?,
+            started: field("started")?,
+            command: field("command").unwrap_or_default(),
+        })
+    }
+
+    /// Whether the owner is certainly gone: same host, and no process with its pid.
+    fn is_stale(&self) -> bool {
+        self.host == wb_measure::env::hostname() && !pid_alive(self.pid)
+    }
+}
+
+/// Whether a process with `pid` exists on this machine.
+fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        // No cheap portable check: assume alive, so the lock is never stolen wrongly.
+        true
+    }
+}
+
+/// The held lock; dropping it removes the file.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock of the results directory `dir` (which must exist).
+    ///
+    /// # Errors
+    /// When another live run holds it (the message names pid, host, start and command),
+    /// or the file cannot be created.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        let path = dir.join(LOCK_FILE);
+        let me = Owner::this_process();
+        // Two attempts: the second after removing a stale lock.
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(me.to_text().as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match Owner::parse(&text) {
+                        Some(o) if !o.is_stale() => bail!(
+                            "another run holds {}: pid {} on {} since {} (`{}`). \
+                             Wait for it to finish; if that run is gone (another host, or \
+                             a reused pid), delete the file and start again",
+                            path.display(),
+                            o.pid,
+                            o.host,
+                            o.started,
+                            o.command
+                        ),
+                        owner => {
+                            let who = owner.map_or_else(
+                                || "an unreadable lock".to_string(),
+                                |o| {
+                                    format!(
+                                        "pid {} (started {}), no longer running",
+                                        o.pid, o.started
+                                    )
+                                },
+                            );
+                            eprintln!("{}: replacing a stale lock of {who}", path.display());
+                            std::fs::remove_file(&path)
+                                .with_context(|| format!("removing {}", path.display()))?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("creating {}", path.display()));
+                }
+            }
+        }
+        bail!(
+            "{}: another run took the lock while a stale one was replaced",
+            path.display()
+        )
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_run_is_refused_and_the_lock_goes_with_the_guard() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = RunLock::acquire(tmp.path()).unwrap();
+        let e = RunLock::acquire(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("another run holds") && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(held);
+        assert!(!tmp.path().join(LOCK_FILE).exists());
+        RunLock::acquire(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn stale_and_unreadable_locks_are_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(LOCK_FILE);
+        // A pid above the kernel's maximum (2^22) is never alive.
+        let dead = Owner {
+            pid: 4_999_999,
+            ..Owner::this_process()
+        };
+        std::fs::write(&path, dead.to_text()).unwrap();
+        let lock = RunLock::acquire(tmp.path()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Owner::parse(&text).unwrap().pid, std::process::id());
+        drop(lock);
+        std::fs::write(&path, "pid = ").unwrap();
+        RunLock::acquire(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_from_another_host_is_not_stolen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let other = Owner {
+            pid: 4_999_999,
+            host: "some-other-host".into(),
+            ..Owner::this_process()
+        };
+        std::fs::write(tmp.path().join(LOCK_FILE), other.to_text()).unwrap();
+        let e = RunLock::acquire(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("on some-other-host") && e.contains("delete the file"),
+            "{e}"
+        );
+    }
+}
