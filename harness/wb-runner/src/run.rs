@@ -144,6 +144,72 @@ fn check_selection(
     Ok(())
 }
 
+/// What a selected cell needs in this run.
+enum Action {
+    /// No result yet.
+    Compute,
+    /// A result that `--force` or `--retry-failed` replaces (moved to `superseded/`).
+    Supersede,
+    /// A result file that cannot be read back (moved to `corrupt/`), and why.
+    Corrupt(String),
+}
+
+/// Checks every input the cells will read — model cards, TorchScript files (they load,
+/// and every parameter and buffer is finite), datasets (size and checksum) — before any
+/// cell runs, so that a broken input is one error listing every problem and a non-zero
+/// exit, not a `failed` row per cell that a later run would skip as done. The datasets
+/// read stay in `datasets` for the run.
+fn preflight<'a>(
+    exp: &Experiment,
+    opts: &RunOptions,
+    cells: impl Iterator<Item = &'a Cell>,
+    datasets: &mut HashMap<String, Images>,
+) -> Result<()> {
+    let mut models: Vec<&str> = Vec::new();
+    let mut ids: Vec<&str> = exp.search_dataset.iter().map(String::as_str).collect();
+    for c in cells {
+        if !models.contains(&c.model.as_str()) {
+            models.push(&c.model);
+        }
+        if !ids.contains(&c.dataset.as_str()) {
+            ids.push(&c.dataset);
+        }
+    }
+    let mut problems: Vec<String> = Vec::new();
+    for m in models {
+        let loaded = wb_torch::find_card(&opts.models_dir, m)
+            .and_then(|card| TorchModel::load(&card, opts.device).map(drop));
+        if let Err(e) = loaded {
+            let msg = e.to_string();
+            let named = format!("model `{m}`");
+            problems.push(if msg.starts_with(&named) {
+                msg
+            } else {
+                format!("{named}: {msg}")
+            });
+        }
+    }
+    for id in ids {
+        if datasets.contains_key(id) {
+            continue;
+        }
+        match wb_torch::dataset(id).and_then(|spec| spec.load(&opts.data_dir)) {
+            Ok(images) => {
+                datasets.insert(id.to_string(), images);
+            }
+            Err(e) => problems.push(format!("dataset `{id}`: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "{} input problem(s); no cell was run and no result was touched:\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
+    }
+    Ok(())
+}
+
 /// Facts recorded in every row of one run.
 #[derive(Debug, Clone)]
 pub(crate) struct RunInfo {
@@ -199,38 +265,51 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
         ..Default::default()
     };
     let stamp = now_stamp().replace(':', "-");
-    let mut pending: Vec<&Cell> = Vec::new();
+    // First decide, without touching a file, what each selected cell needs; the inputs
+    // are checked before any result moves aside.
+    let mut plan: Vec<(&Cell, Action)> = Vec::new();
     for cell in &exp.cells {
         if !opts.selects(cell) {
             summary.cells_not_selected += 1;
             continue;
         }
-        if dir.is_done(&cell.id) {
+        let action = if !dir.is_done(&cell.id) {
+            Action::Compute
+        } else {
             // Reading the file back is also the check that it is a finished cell.
             match dir.has_failed_rows(&cell.id) {
-                Err(why) => {
-                    // A damaged result file is not a finished cell: keep it aside, recompute.
-                    dir.move_aside(&cell.id, "corrupt", &stamp)?;
-                    eprintln!(
-                        "cell {}: its result file is unreadable ({why:#}); moved to {} and \
-                         the cell is computed again",
-                        cell.id,
-                        dir.root.join("corrupt").join(&stamp).display()
-                    );
-                    pending.push(cell);
+                Err(why) => Action::Corrupt(format!("{why:#}")),
+                Ok(failed) if opts.force || (opts.retry_failed && failed) => Action::Supersede,
+                Ok(_) => {
+                    summary.cells_skipped += 1;
+                    continue;
                 }
-                Ok(failed) if opts.force || (opts.retry_failed && failed) => {
-                    dir.supersede(&cell.id, &stamp)?;
-                    pending.push(cell);
-                }
-                Ok(_) => summary.cells_skipped += 1,
             }
-        } else {
-            pending.push(cell);
-        }
+        };
+        plan.push((cell, action));
     }
-    if pending.is_empty() {
+    if plan.is_empty() {
         return Ok(summary);
+    }
+    let mut datasets: HashMap<String, Images> = HashMap::new();
+    preflight(exp, opts, plan.iter().map(|(c, _)| *c), &mut datasets)?;
+    let mut pending: Vec<&Cell> = Vec::new();
+    for (cell, action) in plan {
+        match action {
+            Action::Compute => {}
+            Action::Supersede => dir.supersede(&cell.id, &stamp)?,
+            Action::Corrupt(why) => {
+                // A damaged result file is not a finished cell: keep it aside, recompute.
+                dir.move_aside(&cell.id, "corrupt", &stamp)?;
+                eprintln!(
+                    "cell {}: its result file is unreadable ({why}); moved to {} and the \
+                     cell is computed again",
+                    cell.id,
+                    dir.root.join("corrupt").join(&stamp).display()
+                );
+            }
+        }
+        pending.push(cell);
     }
 
     let manifest = crate::manifest::write_manifest(&dir, opts)?;
@@ -254,7 +333,6 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
             None => groups.push((key, vec![c])),
         }
     }
-    let mut datasets: HashMap<String, Images> = HashMap::new();
     for ((model_name, dataset_id), cells) in groups {
         bars.step
             .set_message(format!("loading {model_name} and {dataset_id}"));

@@ -472,6 +472,57 @@ params = { k = [2, 4, 8] }
         .all(|p| !p.to_string_lossy().ends_with(".tmp")));
 }
 
+/// A broken TorchScript file and a damaged dataset are found before any cell runs: one
+/// error lists both, the exit is non-zero, and no result is written — so that once the
+/// inputs are fixed a plain re-run computes the cells (none is stored as `failed`).
+#[test]
+fn broken_inputs_are_refused_before_any_cell_with_every_problem_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A models folder whose ResNet20 file is text, and a data folder whose exact932 file
+    // lost its last byte.
+    let models = tmp.path().join("models");
+    std::fs::create_dir_all(models.join("export")).unwrap();
+    let card = std::fs::read_to_string(repo_root().join("models/resnet20.toml")).unwrap();
+    std::fs::write(models.join("resnet20.toml"), card).unwrap();
+    std::fs::write(models.join("export/resnet20.pt"), "not TorchScript").unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("cifar10_test")).unwrap();
+    let src = data_dir().join("cifar10_test/test_batch_first932_lossless.bin");
+    let mut bytes = std::fs::read(&src).unwrap();
+    bytes.pop();
+    std::fs::write(
+        data.join("cifar10_test/test_batch_first932_lossless.bin"),
+        bytes,
+    )
+    .unwrap();
+
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n";
+    let path = write_exp(tmp.path(), "inputs", body);
+    let results = tmp.path().join("results");
+    let out = bin()
+        .args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(&results)
+        .arg("--models-dir")
+        .arg(&models)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 input problem(s)"), "{err}");
+    assert!(
+        err.contains("model `resnet20`") && err.contains("cannot load TorchScript"),
+        "{err}"
+    );
+    assert!(err.contains("dataset `cifar10-exact932`"), "{err}");
+    // No libtorch stack trace in what the user reads.
+    assert!(!err.contains("frame #"), "{err}");
+    let cells = results.join("inputs/cells");
+    assert_eq!(std::fs::read_dir(&cells).map(|d| d.count()).unwrap_or(0), 0);
+}
+
 /// Two runs on one experiment: the second is refused while the first holds the lock
 /// (naming it), the first finishes every cell once, and the lock goes with it.
 #[test]

@@ -72,8 +72,8 @@ pub enum TorchError {
     /// The requested device is not usable.
     #[error("device `{0}`")]
     Device(String),
-    /// libtorch reported an error.
-    #[error("libtorch: {0}")]
+    /// libtorch reported an error (shown without its C++ stack trace).
+    #[error("libtorch: {}", short_tch(.0))]
     Tch(#[from] tch::TchError),
     /// Weight-level errors from the core.
     #[error(transparent)]
@@ -91,3 +91,49 @@ impl From<TorchError> for wb_core::EvalError {
 
 /// Result alias for this crate.
 pub type Result<T, E = TorchError> = std::result::Result<T, E>;
+
+/// A libtorch error without the C++ stack trace libtorch appends ("Exception raised
+/// from … (most recent call first):" and 20-odd `frame #N` lines): the message a user
+/// needs is the lines before it.
+pub fn short_tch(e: &tch::TchError) -> String {
+    short_trace(&e.to_string())
+}
+
+/// [`short_tch`] on text.
+pub fn short_trace(text: &str) -> String {
+    let kept: Vec<&str> = text
+        .lines()
+        .take_while(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("Exception raised from") || t.starts_with("frame #"))
+        })
+        .collect();
+    let out = kept.join("\n").trim_end().to_string();
+    if out.is_empty() {
+        text.lines().next().unwrap_or_default().to_string()
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_traces_are_cut_to_their_message() {
+        let raw = "PytorchStreamReader failed reading zip archive: failed finding central directory\n\
+                   Exception raised from valid at /pytorch/caffe2/serialize/inline_container.cc:185 (most recent call first):\n\
+                   frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x98 (0x7f in libc10.so)\n\
+                   frame #1: c10::detail::torchCheckFail(char const*, char const*, unsigned int, std::string const&) + 0x6a";
+        assert_eq!(
+            short_trace(raw),
+            "PytorchStreamReader failed reading zip archive: failed finding central directory"
+        );
+        assert_eq!(short_trace("plain"), "plain");
+        assert_eq!(
+            short_trace("frame #0: only frames"),
+            "frame #0: only frames"
+        );
+    }
+}

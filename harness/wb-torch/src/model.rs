@@ -81,7 +81,11 @@ impl TorchModel {
         }
         let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
             model: card.name.clone(),
-            message: format!("cannot load TorchScript `{}`: {e}", path.display()),
+            message: format!(
+                "cannot load TorchScript `{}`: {}",
+                path.display(),
+                crate::error::short_tch(&e)
+            ),
         })?;
         module.f_set_eval()?;
         let params = module.named_parameters()?;
@@ -318,7 +322,11 @@ impl Bf16Model {
         let path = card.model_path();
         let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
             model: card.name.clone(),
-            message: format!("cannot load TorchScript `{}`: {e}", path.display()),
+            message: format!(
+                "cannot load TorchScript `{}`: {}",
+                path.display(),
+                crate::error::short_tch(&e)
+            ),
         })?;
         module.f_set_eval()?;
         module.to(device, Kind::BFloat16, false);
