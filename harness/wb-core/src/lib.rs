@@ -31,8 +31,8 @@ pub use method::{
     Progress,
 };
 pub use params::{
-    check_params, markdown_table, ParamDefault, ParamError, ParamKind, ParamSpec, ParamType,
-    Params, SharedSpec,
+    check_params, check_params_all, markdown_table, ParamDefault, ParamError, ParamKind, ParamSpec,
+    ParamType, Params, SharedSpec,
 };
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,

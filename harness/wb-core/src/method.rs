@@ -4,7 +4,7 @@ use crate::encoding::Artifact;
 use crate::error::CoreError;
 use crate::eval::{EvalError, Evaluator};
 use crate::grad::GradientSource;
-use crate::params::{check_params, ParamError, ParamSpec, Params, Value};
+use crate::params::{check_params_all, ParamError, ParamSpec, Params, Value};
 use crate::train::FineTuner;
 use crate::view::ViewFn;
 use crate::weights::WeightSet;
@@ -289,8 +289,20 @@ impl MethodInfo {
         &self,
         given: &BTreeMap<String, Value>,
     ) -> Result<(Params, Box<dyn Method>), ParamError> {
-        let params = check_params(self.params, given)?;
-        let method = (self.build)(&params)?;
+        self.instantiate_all(given).map_err(|mut all| all.remove(0))
+    }
+
+    /// [`Self::instantiate`], reporting every parameter problem of `given` at once (the
+    /// cross-field checks of `build` run only once each field is valid).
+    ///
+    /// # Errors
+    /// Every [`ParamError`], at least one.
+    pub fn instantiate_all(
+        &self,
+        given: &BTreeMap<String, Value>,
+    ) -> Result<(Params, Box<dyn Method>), Vec<ParamError>> {
+        let params = check_params_all(self.params, given)?;
+        let method = (self.build)(&params).map_err(|e| vec![e])?;
         Ok((params, method))
     }
 }

@@ -523,13 +523,29 @@ pub fn markdown_table(specs: &[ParamSpec]) -> String {
 
 /// Checks `given` against `specs`: unknown fields, missing required fields, types and
 /// ranges. Returns the parameters with defaults filled in.
+///
+/// # Errors
+/// The first problem; [`check_params_all`] gives every one.
 pub fn check_params(
     specs: &[ParamSpec],
     given: &BTreeMap<String, Value>,
 ) -> Result<Params, ParamError> {
-    if let Some(unknown) = given.keys().find(|k| !specs.iter().any(|s| s.name == *k)) {
+    check_params_all(specs, given).map_err(|mut all| all.remove(0))
+}
+
+/// [`check_params`], reporting every problem of the table (each unknown field, then
+/// each declared parameter that is missing or out of its type and range).
+///
+/// # Errors
+/// Every problem, at least one.
+pub fn check_params_all(
+    specs: &[ParamSpec],
+    given: &BTreeMap<String, Value>,
+) -> Result<Params, Vec<ParamError>> {
+    let mut errors: Vec<ParamError> = Vec::new();
+    for unknown in given.keys().filter(|k| !specs.iter().any(|s| s.name == *k)) {
         let allowed: Vec<&str> = specs.iter().map(|s| s.name).collect();
-        return Err(ParamError::new(
+        errors.push(ParamError::new(
             unknown.as_str(),
             if allowed.is_empty() {
                 "unknown field: this method takes no parameters".to_string()
@@ -540,45 +556,59 @@ pub fn check_params(
     }
     let mut out = BTreeMap::new();
     for spec in specs {
-        let value = match (given.get(spec.name), spec.default) {
-            (Some(v), _) => v.clone(),
-            (None, Some(d)) => d.to_value(),
-            (None, None) => {
-                return Err(ParamError::new(
-                    spec.name,
-                    format!("required; expected {}", spec.kind),
-                ))
+        match checked_value(spec, given.get(spec.name)) {
+            Ok(v) => {
+                out.insert(spec.name.to_string(), v);
             }
-        };
-        let bad =
-            |got: &Value| ParamError::new(spec.name, format!("got {got}, expected {}", spec.kind));
-        let value = match spec.kind {
-            ParamKind::Int { min, max } => {
-                let i = value.as_i64().ok_or_else(|| bad(&value))?;
-                if i < min || i > max {
-                    return Err(bad(&value));
-                }
-                Value::from(i)
-            }
-            ParamKind::Float { min, max } => {
-                let x = value.as_f64().ok_or_else(|| bad(&value))?;
-                if !x.is_finite() || x < min || x > max {
-                    return Err(bad(&value));
-                }
-                Value::from(x)
-            }
-            ParamKind::Bool => Value::from(value.as_bool().ok_or_else(|| bad(&value))?),
-            ParamKind::Choice(choices) => {
-                let s = value.as_str().ok_or_else(|| bad(&value))?;
-                if !choices.contains(&s) {
-                    return Err(bad(&value));
-                }
-                Value::from(s)
-            }
-        };
-        out.insert(spec.name.to_string(), value);
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(Params(out))
+    if errors.is_empty() {
+        Ok(Params(out))
+    } else {
+        Err(errors)
+    }
+}
+
+/// The value of one declared parameter: the given one checked against its type and
+/// range, or its default.
+fn checked_value(spec: &ParamSpec, given: Option<&Value>) -> Result<Value, ParamError> {
+    let value = match (given, spec.default) {
+        (Some(v), _) => v.clone(),
+        (None, Some(d)) => d.to_value(),
+        (None, None) => {
+            return Err(ParamError::new(
+                spec.name,
+                format!("required; expected {}", spec.kind),
+            ))
+        }
+    };
+    let bad =
+        |got: &Value| ParamError::new(spec.name, format!("got {got}, expected {}", spec.kind));
+    Ok(match spec.kind {
+        ParamKind::Int { min, max } => {
+            let i = value.as_i64().ok_or_else(|| bad(&value))?;
+            if i < min || i > max {
+                return Err(bad(&value));
+            }
+            Value::from(i)
+        }
+        ParamKind::Float { min, max } => {
+            let x = value.as_f64().ok_or_else(|| bad(&value))?;
+            if !x.is_finite() || x < min || x > max {
+                return Err(bad(&value));
+            }
+            Value::from(x)
+        }
+        ParamKind::Bool => Value::from(value.as_bool().ok_or_else(|| bad(&value))?),
+        ParamKind::Choice(choices) => {
+            let s = value.as_str().ok_or_else(|| bad(&value))?;
+            if !choices.contains(&s) {
+                return Err(bad(&value));
+            }
+            Value::from(s)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -602,6 +632,23 @@ mod tests {
 
     fn given(v: serde_json::Value) -> BTreeMap<String, Value> {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn every_problem_of_a_table_is_reported() {
+        let e = check_params_all(
+            SPECS,
+            &given(serde_json::json!({"q": 1, "r": 2, "mode": "z"})),
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["q", "r", "k", "mode"]);
+        assert_eq!(
+            check_params(SPECS, &given(serde_json::json!({"q": 1})))
+                .unwrap_err()
+                .field,
+            "q"
+        );
     }
 
     #[test]

@@ -332,6 +332,17 @@ pub fn parse(
         path: path.to_path_buf(),
         problems,
     };
+    // Syntax and the shape of every field first, all at once: serde would stop at the
+    // first slip and name neither its field nor its table.
+    let shape = crate::toml_shape::problems(text);
+    if !shape.is_empty() {
+        return Err(fail(
+            shape
+                .into_iter()
+                .map(|(span, field, msg)| format!("{}: {field}: {msg}", line_of(text, span.start)))
+                .collect(),
+        ));
+    }
     let raw: RawExperiment = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         let msg = e.message().trim_end().to_string();
@@ -644,13 +655,16 @@ impl Config {
         self.cover.iter().any(|c| c.covers(model, seed))
     }
 
-    /// Also runs the configuration where `other` says.
-    fn widen_to(&mut self, other: &[Cover]) {
+    /// Also runs the configuration where `other` says; whether that added anything.
+    fn widen_to(&mut self, other: &[Cover]) -> bool {
+        let mut widened = false;
         for c in other {
             if !self.cover.contains(c) {
                 self.cover.push(c.clone());
+                widened = true;
             }
         }
+        widened
     }
 }
 
@@ -744,6 +758,7 @@ fn parse_methods(
         p.at(methods.span(), "methods", "lists no method".into());
     }
     let mut configs: Vec<Config> = Vec::new();
+    let mut duplicate_reported: Vec<usize> = Vec::new();
     for (mi, m) in methods.get_ref().iter().enumerate() {
         let id = m.id.get_ref();
         let Some(info) = catalog.methods.iter().find(|i| i.id == id) else {
@@ -767,7 +782,7 @@ fn parse_methods(
             kept.into_iter().map(|s| s as u64).collect::<Vec<u64>>()
         });
         for combo in expand_sweeps(m, mi, p) {
-            match info.instantiate(&combo) {
+            match info.instantiate_all(&combo) {
                 Ok((params, method)) => {
                     let known = configs.iter_mut().find(|c| {
                         c.method == *id && c.params == params && c.index_codings == index_codings
@@ -777,7 +792,20 @@ fn parse_methods(
                         seeds: only_seeds.clone(),
                     }];
                     if let Some(c) = known {
-                        c.widen_to(&cover);
+                        // Two entries of one configuration are fine when they cover
+                        // different models or seeds; one that adds nothing is a slip.
+                        if !c.widen_to(&cover) && !duplicate_reported.contains(&mi) {
+                            duplicate_reported.push(mi);
+                            p.at(
+                                m.id.span(),
+                                &format!("methods[{mi}] ({id})"),
+                                format!(
+                                    "repeats methods[{}] (same parameters, index codings, \
+                                     models and seeds): remove one",
+                                    c.at.1
+                                ),
+                            );
+                        }
                     } else {
                         let given = serde_json::to_string(&combo).expect("JSON values serialize");
                         configs.push(Config {
@@ -793,13 +821,15 @@ fn parse_methods(
                         });
                     }
                 }
-                Err(e) => {
-                    let span = m.params.get(&e.field).map_or(m.id.span(), |v| v.span());
-                    p.at(
-                        span,
-                        &format!("methods[{mi}] ({id}).params.{}", e.field),
-                        e.message,
-                    );
+                Err(errors) => {
+                    for e in errors {
+                        let span = m.params.get(&e.field).map_or(m.id.span(), |v| v.span());
+                        p.at(
+                            span,
+                            &format!("methods[{mi}] ({id}).params.{}", e.field),
+                            e.message,
+                        );
+                    }
                 }
             }
         }
@@ -934,7 +964,19 @@ fn expand_sweeps(
                         "empty sweep".into(),
                     );
                 }
-                a.iter().map(toml_to_json).collect()
+                let mut values: Vec<serde_json::Value> = Vec::new();
+                for x in a.iter().map(toml_to_json) {
+                    if values.contains(&x) {
+                        p.at(
+                            v.span(),
+                            &format!("methods[{mi}].params.{k}"),
+                            format!("the sweep lists {x} twice"),
+                        );
+                    } else {
+                        values.push(x);
+                    }
+                }
+                values
             }
             other => vec![toml_to_json(other)],
         };
@@ -1368,6 +1410,33 @@ params = { q = 3 }
             s.contains(":8: methods[1].id: unknown method `nope`; allowed: fp32, km, search"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn every_bad_parameter_of_a_table_and_every_duplicate_is_reported() {
+        let text = r#"
+models = ["resnet20"]
+datasets = ["cifar10-jpeg75"]
+[[methods]]
+id = "km"
+params = { q = 3, r = 1, k = 1 }
+[[methods]]
+id = "km"
+params = { k = [16, 16, 32] }
+[[methods]]
+id = "km"
+params = { k = 32 }
+"#;
+        let s = check(text).unwrap_err().to_string();
+        for needle in [
+            ":6: methods[0] (km).params.q: unknown field; allowed: k",
+            ":6: methods[0] (km).params.r: unknown field; allowed: k",
+            ":6: methods[0] (km).params.k: got 1",
+            ":9: methods[1].params.k: the sweep lists 16 twice",
+            ":11: methods[2] (km): repeats methods[1]",
+        ] {
+            assert!(s.contains(needle), "missing `{needle}` in\n{s}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod results;
 pub mod run;
 pub mod search_log;
 pub mod timed;
+mod toml_shape;
 
 pub use experiment::{Cell, Experiment, ExperimentError};
 pub use run::{run, RunOptions, RunSummary};

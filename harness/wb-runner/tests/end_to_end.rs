@@ -369,6 +369,31 @@ fn malformed_experiment_names_file_line_and_field() {
         "{err}"
     );
 
+    // Six different slips of shape at once: each with its line, table and what is allowed.
+    let many = write_exp(
+        tmp.path(),
+        "many",
+        "models = [\"resnet20\", 8]\ndatasets = [\"cifar10-exact932\"]\ncolour = \"blue\"\n\
+         [timing]\nspeed = 3\n[evaluation]\nbatch_size = \"big\"\n[search]\nimages = 1.5\n\
+         [[methods]]\nparams = { k = 4 }\n",
+    );
+    let out = bin().arg("check").arg(&many).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has 6 problems"),
+        "{err}"
+    );
+    for needle in [
+        "many.toml:1: models[1]: expected a string, found an integer",
+        "many.toml:3: colour: unknown field; allowed: name, description",
+        "many.toml:5: [timing] speed: unknown field; allowed: enabled",
+        "many.toml:7: [evaluation] batch_size: expected an integer, found the string \"big\"",
+        "many.toml:9: [search] images: expected an integer, found a float",
+        "methods[0].id: missing: methods[0] needs `id`",
+    ] {
+        assert!(err.contains(needle), "missing `{needle}` in\n{err}");
+    }
+
     let missing = write_exp(
         tmp.path(),
         "missing",
