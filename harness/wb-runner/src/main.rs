@@ -23,9 +23,9 @@ struct Paths {
     /// next to the repository.
     #[arg(long, env = "WEIGHTBENCH_DATA")]
     data_dir: Option<PathBuf>,
-    /// Folder of model cards. Default: models/ in the repository.
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    /// A folder of model cards searched before the repository's models/ (repeatable).
+    #[arg(long = "models-dir", value_name = "DIR")]
+    models_dirs: Vec<PathBuf>,
     /// Results folder. Default: results/ in the repository.
     #[arg(long)]
     results_dir: Option<PathBuf>,
@@ -133,7 +133,8 @@ fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
 struct Resolved {
     root: PathBuf,
     data: PathBuf,
-    models: PathBuf,
+    /// Card folders in search order.
+    models: Vec<PathBuf>,
     results: PathBuf,
     reports: PathBuf,
 }
@@ -145,7 +146,12 @@ fn resolve(p: &Paths) -> Resolved {
             .data_dir
             .clone()
             .unwrap_or_else(|| root.join("../shared/data")),
-        models: p.models_dir.clone().unwrap_or_else(|| root.join("models")),
+        models: p
+            .models_dirs
+            .iter()
+            .cloned()
+            .chain(std::iter::once(root.join("models")))
+            .collect(),
         results: p
             .results_dir
             .clone()
@@ -160,9 +166,9 @@ fn resolve(p: &Paths) -> Resolved {
 
 fn load_experiment(path: &Path, r: &Resolved) -> Result<experiment::Experiment> {
     let methods = registry::methods();
-    let models_dir = r.models.clone();
+    let models_dirs = r.models.clone();
     let model = move |name: &str| -> Result<(), String> {
-        let card = wb_torch::find_card(&models_dir, name).map_err(|e| e.to_string())?;
+        let card = wb_torch::find_card_in(&models_dirs, name).map_err(|e| e.to_string())?;
         let file = card.model_path();
         if !file.exists() {
             return Err(format!(
@@ -332,7 +338,7 @@ fn run_cli() -> Result<()> {
             }
             wb_torch::set_threads(threads, interop_threads);
             let opts = RunOptions {
-                models_dir: r.models.clone(),
+                models_dirs: r.models.clone(),
                 data_dir: r.data.clone(),
                 results_root: r.results.clone(),
                 repo_root: r.root.clone(),
@@ -419,8 +425,17 @@ fn run_cli() -> Result<()> {
         }
         Cmd::Models { paths } => {
             let r = resolve(&paths);
-            for name in wb_torch::list_cards(&r.models)? {
-                match wb_torch::find_card(&r.models, &name) {
+            let mut names: Vec<String> = Vec::new();
+            for d in &r.models {
+                for n in wb_torch::list_cards(d)? {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            names.sort();
+            for name in names {
+                match wb_torch::find_card_in(&r.models, &name) {
                     Ok(c) => println!(
                         "{:<14} {}{}",
                         c.name,

@@ -16,8 +16,9 @@ use wb_torch::{Batches, Images, Split, TorchEvaluator, TorchModel};
 /// Where things are and how to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Folder of model cards.
-    pub models_dir: PathBuf,
+    /// Folders of model cards, searched in order (`--models-dir` folders, then the
+    /// repository's `models/`).
+    pub models_dirs: Vec<PathBuf>,
     /// Data directory (holds `cifar10_test/` …).
     pub data_dir: PathBuf,
     /// `results/` (the experiment's folder is created below it).
@@ -177,7 +178,7 @@ fn preflight<'a>(
     }
     let mut problems: Vec<String> = Vec::new();
     for m in models {
-        let loaded = wb_torch::find_card(&opts.models_dir, m)
+        let loaded = wb_torch::find_card_in(&opts.models_dirs, m)
             .and_then(|card| TorchModel::load(&card, opts.device).map(drop));
         if let Err(e) = loaded {
             let msg = e.to_string();
@@ -522,7 +523,7 @@ impl GroupContext {
         dataset_id: &str,
         datasets: &mut HashMap<String, Images>,
     ) -> Result<Self> {
-        let card = wb_torch::find_card(&opts.models_dir, model_name)?;
+        let card = wb_torch::find_card_in(&opts.models_dirs, model_name)?;
         let model = TorchModel::load(&card, opts.device)?;
         for id in std::iter::once(dataset_id).chain(exp.search_dataset.as_deref()) {
             if !datasets.contains_key(id) {
@@ -984,18 +985,27 @@ fn check_same_layout(a: &WeightSet, b: &WeightSet) -> Result<()> {
     Ok(())
 }
 
-/// The repository root: the nearest ancestor of the current directory with a `justfile`
-/// and `models/`, else the current directory.
+/// The project root, found without depending on the working directory alone: the
+/// nearest ancestor of the current directory that is a weightbench checkout, else of
+/// the binary's own location, else the checkout the binary was built from (if it is
+/// still there), else the current directory.
 pub fn find_repo_root() -> PathBuf {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut p: &Path = &cwd;
-    loop {
-        if p.join("models").is_dir() && p.join("Cargo.toml").is_file() {
-            return p.to_path_buf();
-        }
-        match p.parent() {
-            Some(q) => p = q,
-            None => return cwd,
-        }
-    }
+    let exe = std::env::current_exe().ok();
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let is_root = |p: &Path| {
+        p.join("models").is_dir()
+            && p.join("Cargo.toml").is_file()
+            && p.join("experiments").is_dir()
+    };
+    let nearest = |start: &Path| {
+        start
+            .ancestors()
+            .find(|p| is_root(p))
+            .map(Path::to_path_buf)
+    };
+    nearest(&cwd)
+        .or_else(|| exe.as_deref().and_then(nearest))
+        .or_else(|| is_root(&built_from).then(|| built_from.canonicalize().unwrap_or(built_from)))
+        .unwrap_or(cwd)
 }

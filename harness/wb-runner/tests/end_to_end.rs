@@ -33,7 +33,7 @@ fn load(path: &Path) -> experiment::Experiment {
 
 fn opts(results: &Path, force: bool) -> RunOptions {
     RunOptions {
-        models_dir: repo_root().join("models"),
+        models_dirs: vec![repo_root().join("models")],
         data_dir: data_dir(),
         results_root: results.to_path_buf(),
         repo_root: repo_root(),
@@ -546,6 +546,74 @@ fn broken_inputs_are_refused_before_any_cell_with_every_problem_listed() {
     assert!(!err.contains("frame #"), "{err}");
     let cells = results.join("inputs/cells");
     assert_eq!(std::fs::read_dir(&cells).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// Run from a directory outside the checkout, the binary still finds the project's
+/// model zoo; `--models-dir` adds a folder of one's own cards in front of it.
+#[test]
+fn runs_from_another_directory_and_models_dir_adds_cards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("my-models");
+    std::fs::create_dir_all(&mine).unwrap();
+    let card = std::fs::read_to_string(repo_root().join("models/resnet8.toml"))
+        .unwrap()
+        .replace("name = \"resnet8\"", "name = \"my-resnet8\"")
+        .replace(
+            "file = \"export/resnet8.pt\"",
+            &format!("file = {:?}", repo_root().join("models/export/resnet8.pt")),
+        );
+    std::fs::write(mine.join("my-resnet8.toml"), card).unwrap();
+    let body = "models = [\"my-resnet8\", \"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n";
+    let path = write_exp(tmp.path(), "elsewhere", body);
+    let out = bin()
+        .current_dir(tmp.path())
+        .args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(tmp.path().join("results"))
+        .arg("--models-dir")
+        .arg(&mine)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let df = read_all(&ResultsDir::new(&tmp.path().join("results"), "elsewhere")).unwrap();
+    let mut models = col_str(&df, "model");
+    models.sort();
+    assert_eq!(models, ["my-resnet8", "resnet20"]);
+}
+
+/// The README's synopsis names every flag of every command.
+#[test]
+fn readme_synopsis_lists_every_flag() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("## The `weightbench` binary")
+        .expect("synopsis section");
+    let synopsis = &readme[start..start + readme[start..].find("\n```\n").unwrap()];
+    for cmd in [
+        "run",
+        "check",
+        "report",
+        "check-golden",
+        "methods",
+        "models",
+        "datasets",
+    ] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for word in help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            let flag = word.trim_end_matches('-');
+            if flag.starts_with("--") && flag.len() > 2 && flag != "--help" {
+                assert!(
+                    synopsis.contains(flag),
+                    "`weightbench {cmd} {flag}` is not in the README synopsis"
+                );
+            }
+        }
+    }
 }
 
 /// Two runs on one experiment: the second is refused while the first holds the lock

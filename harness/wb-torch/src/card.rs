@@ -171,6 +171,22 @@ impl ModelCard {
         if self.name.is_empty() {
             return Err(bad("field `name` is empty".into()));
         }
+        let families: Vec<&str> = crate::data::DATASETS
+            .iter()
+            .filter_map(|d| d.id.split('-').next())
+            .fold(Vec::new(), |mut v, f| {
+                if !v.contains(&f) {
+                    v.push(f);
+                }
+                v
+            });
+        if !families.contains(&self.dataset.as_str()) {
+            return Err(bad(format!(
+                "field `dataset`: unknown dataset family `{}`; allowed: {}",
+                self.dataset,
+                families.join(", ")
+            )));
+        }
         if self.num_classes == 0 {
             return Err(bad("field `num_classes` must be ≥ 1".into()));
         }
@@ -202,20 +218,57 @@ impl ModelCard {
 
 /// Finds the card of model `name` in `models_dir` (`<models_dir>/<name>.toml`).
 pub fn find_card(models_dir: &Path, name: &str) -> Result<ModelCard> {
-    let path = models_dir.join(format!("{name}.toml"));
-    if !path.exists() {
-        let known = list_cards(models_dir).unwrap_or_default().join(", ");
+    find_card_in(&[models_dir.to_path_buf()], name)
+}
+
+/// Finds the card of model `name` in the first of `dirs` that has `<name>.toml`, so a
+/// folder of one's own cards can sit in front of the repository's zoo. The card's
+/// `name` must be its file's stem (it is the model's id in every result row).
+pub fn find_card_in(dirs: &[PathBuf], name: &str) -> Result<ModelCard> {
+    let Some(path) = dirs
+        .iter()
+        .map(|d| d.join(format!("{name}.toml")))
+        .find(|p| p.exists())
+    else {
+        let mut known: Vec<String> = dirs
+            .iter()
+            .flat_map(|d| list_cards(d).unwrap_or_default())
+            .collect();
+        known.sort();
+        known.dedup();
+        let looked: Vec<String> = dirs
+            .iter()
+            .skip(1)
+            .map(|d| d.join(format!("{name}.toml")).display().to_string())
+            .collect();
+        let mut hint = String::new();
+        if !looked.is_empty() {
+            hint.push_str(&format!(" and at `{}`", looked.join("`, `")));
+        }
+        if !known.is_empty() {
+            hint.push_str(&format!("; cards found: {}", known.join(", ")));
+        }
         return Err(TorchError::Missing {
             what: "model card",
+            path: dirs.first().map_or_else(
+                || PathBuf::from(format!("{name}.toml")),
+                |d| d.join(format!("{name}.toml")),
+            ),
+            hint,
+        });
+    };
+    let card = ModelCard::load(&path)?;
+    if card.name != name {
+        return Err(TorchError::Card {
             path,
-            hint: if known.is_empty() {
-                String::new()
-            } else {
-                format!("; cards found: {known}")
-            },
+            message: format!(
+                "field `name` is \"{}\" but the file is {name}.toml: they must agree (the name \
+                 is the model's id in results)",
+                card.name
+            ),
         });
     }
-    ModelCard::load(&path)
+    Ok(card)
 }
 
 /// Names of the model cards (`*.toml`) in `models_dir`, sorted.
@@ -258,6 +311,50 @@ range = "unit"
         assert!(c.weights.compressible.selects("a.weight", &[3, 3]));
         assert!(!c.weights.compressible.selects("a.weight", &[3]));
         assert!(!c.weights.compressible.selects("a.bias", &[3, 3]));
+    }
+
+    #[test]
+    fn unknown_dataset_family_is_refused() {
+        let text = GOOD.replace("\"cifar10\"", "\"imagenet\"");
+        let e = ModelCard::parse(&text, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown dataset family `imagenet`; allowed: cifar10"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cards_are_searched_in_order_and_their_name_must_match_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mine, zoo) = (tmp.path().join("mine"), tmp.path().join("zoo"));
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::create_dir_all(&zoo).unwrap();
+        std::fs::write(zoo.join("m.toml"), GOOD).unwrap();
+        std::fs::write(mine.join("m.toml"), GOOD.replace("m.pt", "mine.pt")).unwrap();
+        std::fs::write(
+            zoo.join("z.toml"),
+            GOOD.replace("name = \"m\"", "name = \"z\""),
+        )
+        .unwrap();
+        let dirs = [mine.clone(), zoo.clone()];
+        // A card of one's own comes first; the zoo still provides the rest.
+        assert!(find_card_in(&dirs, "m").unwrap().file.ends_with("mine.pt"));
+        assert_eq!(find_card_in(&dirs, "z").unwrap().name, "z");
+        let e = find_card_in(&dirs, "q").unwrap_err().to_string();
+        assert!(
+            e.contains("mine/q.toml")
+                && e.contains("zoo/q.toml")
+                && e.contains("cards found: m, z"),
+            "{e}"
+        );
+        std::fs::write(mine.join("other.toml"), GOOD).unwrap();
+        let e = find_card_in(&dirs, "other").unwrap_err().to_string();
+        assert!(
+            e.contains("field `name` is \"m\" but the file is other.toml"),
+            "{e}"
+        );
     }
 
     #[test]

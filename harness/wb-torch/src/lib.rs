@@ -13,7 +13,7 @@ pub mod timing;
 pub mod train;
 
 pub use alloc::{release_free_memory, tune_allocator};
-pub use card::{find_card, list_cards, ModelCard};
+pub use card::{find_card, find_card_in, list_cards, ModelCard};
 pub use data::{dataset, DatasetSpec, Images, Role, Split, DATASETS};
 pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
