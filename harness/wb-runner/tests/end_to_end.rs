@@ -331,6 +331,19 @@ id = "bf16-cast"
     assert!(paths.iter().any(|p| p == "f32-dense"));
 }
 
+/// `weightbench run --quiet --no-report --results-dir RESULTS EXPERIMENT`; more flags
+/// may follow.
+fn quiet_run(
+    results: impl AsRef<std::ffi::OsStr>,
+    experiment: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut c = bin();
+    c.args(["run", "--quiet", "--no-report", "--results-dir"])
+        .arg(results)
+        .arg(experiment);
+    c
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weightbench"));
     c.current_dir(repo_root())
@@ -447,10 +460,7 @@ params = { k = [2, 4, 8] }
     let path = write_exp(tmp.path(), "kill", body);
     let results = tmp.path().join("results");
     let cells_dir = results.join("kill/cells");
-    let mut child = bin()
-        .args(["run", "--quiet", "--no-report", "--results-dir"])
-        .arg(&results)
-        .arg(&path)
+    let mut child = quiet_run(&results, &path)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -473,12 +483,7 @@ params = { k = [2, 4, 8] }
     let before = done(&cells_dir);
     assert!((2..12).contains(&before), "killed after {before} cells");
 
-    let out = bin()
-        .args(["run", "--quiet", "--no-report", "--results-dir"])
-        .arg(&results)
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = quiet_run(&results, &path).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -524,14 +529,11 @@ fn broken_inputs_are_refused_before_any_cell_with_every_problem_listed() {
     let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n";
     let path = write_exp(tmp.path(), "inputs", body);
     let results = tmp.path().join("results");
-    let out = bin()
-        .args(["run", "--quiet", "--no-report", "--results-dir"])
-        .arg(&results)
+    let out = quiet_run(&results, &path)
         .arg("--models-dir")
         .arg(&models)
         .arg("--data-dir")
         .arg(&data)
-        .arg(&path)
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -565,13 +567,10 @@ fn runs_from_another_directory_and_models_dir_adds_cards() {
     std::fs::write(mine.join("my-resnet8.toml"), card).unwrap();
     let body = "models = [\"my-resnet8\", \"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n";
     let path = write_exp(tmp.path(), "elsewhere", body);
-    let out = bin()
+    let out = quiet_run(tmp.path().join("results"), &path)
         .current_dir(tmp.path())
-        .args(["run", "--quiet", "--no-report", "--results-dir"])
-        .arg(tmp.path().join("results"))
         .arg("--models-dir")
         .arg(&mine)
-        .arg(&path)
         .output()
         .unwrap();
     assert!(
@@ -625,13 +624,7 @@ fn a_second_concurrent_run_is_refused_and_no_cell_is_computed_twice() {
     let path = write_exp(tmp.path(), "twice", body);
     let results = tmp.path().join("results");
     let lock = results.join("twice").join(wb_runner::lock::LOCK_FILE);
-    let run = || {
-        let mut c = bin();
-        c.args(["run", "--quiet", "--no-report", "--results-dir"])
-            .arg(&results)
-            .arg(&path);
-        c
-    };
+    let run = || quiet_run(&results, &path);
     let first = run()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -669,10 +662,7 @@ fn a_run_with_a_failed_cell_exits_non_zero_and_says_how_to_retry() {
     // k = 65536 exceeds every layer of ResNet20: the cell fails, fast.
     let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = 65536 }\n";
     let path = write_exp(tmp.path(), "fails", body);
-    let out = bin()
-        .args(["run", "--quiet", "--no-report", "--results-dir"])
-        .arg(tmp.path().join("results"))
-        .arg(&path)
+    let out = quiet_run(tmp.path().join("results"), &path)
         .output()
         .unwrap();
     assert!(!out.status.success());
