@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod error;
 pub mod eval;
 pub mod grad;
+pub mod inspect;
 pub mod io;
 pub mod method;
 pub mod params;

@@ -113,6 +113,16 @@ enum Cmd {
         #[arg(long, value_name = "ID")]
         markdown: Option<String>,
     },
+    /// Show what is inside an artifact container: per tensor its encoding, table, index
+    /// coding, bits per weight, index entropy and bytes by component (they add up to
+    /// the file size).
+    Inspect {
+        /// The container file, e.g. results/quick/artifacts/<cell>/default.wbc.
+        artifact: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the model cards.
     Models {
         #[command(flatten)]
@@ -137,6 +147,29 @@ struct Resolved {
     models: Vec<PathBuf>,
     results: PathBuf,
     reports: PathBuf,
+}
+
+/// `weightbench inspect`: reads the container (every check of the reader applies) and
+/// prints its description; the components must add up to the file.
+fn inspect(path: &Path, json: bool) -> Result<()> {
+    let artifact = wb_core::container::read_file(path)?;
+    let report = wb_core::inspect::inspect(&artifact);
+    let file_bytes = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if report.component_sum() != file_bytes {
+        bail!(
+            "{}: the components add up to {} bytes but the file has {file_bytes}",
+            path.display(),
+            report.component_sum()
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 fn resolve(p: &Paths) -> Resolved {
@@ -450,6 +483,7 @@ fn run_cli() -> Result<()> {
                 }
             }
         }
+        Cmd::Inspect { artifact, json } => inspect(&artifact, json)?,
         Cmd::Datasets => {
             for d in wb_torch::DATASETS {
                 println!(

@@ -584,6 +584,57 @@ fn runs_from_another_directory_and_models_dir_adds_cards() {
     assert_eq!(models, ["my-resnet8", "resnet20"]);
 }
 
+/// `weightbench inspect` on a real container: the JSON components add up to the file,
+/// and a damaged file is an error naming it, not a crash.
+#[test]
+fn inspect_describes_a_real_container_and_refuses_a_damaged_one() {
+    let file = repo_root().join("harness/wb-core/tests/corpus/resnet8-kmeans-huffman-tensor.wbc");
+    let size = std::fs::metadata(&file).unwrap().len();
+    let out = bin()
+        .arg("inspect")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total_bytes"].as_u64(), Some(size));
+    let tensors = v["tensors"].as_array().unwrap();
+    let sum: u64 = tensors
+        .iter()
+        .map(|t| t["bytes"]["total"].as_u64().unwrap())
+        .sum::<u64>()
+        + [
+            "container_overhead",
+            "shared_codebooks",
+            "shared_exp_tables",
+            "shared_code_tables",
+        ]
+        .iter()
+        .map(|k| v[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(sum, size);
+    assert!(tensors.iter().any(|t| t["coding"] == "huffman (local)"));
+    let text = bin().arg("inspect").arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("= {size} B")));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let damaged = tmp.path().join("damaged.wbc");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[100] ^= 0xFF;
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = bin().arg("inspect").arg(&damaged).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("damaged.wbc") && err.contains("checksum"),
+        "{err}"
+    );
+}
+
 /// The README's synopsis names every flag of every command.
 #[test]
 fn readme_synopsis_lists_every_flag() {
