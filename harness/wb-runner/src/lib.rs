@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod experiment;
+pub mod export;
 pub mod layers;
 pub mod lock;
 pub mod manifest;

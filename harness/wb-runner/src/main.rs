@@ -113,6 +113,28 @@ enum Cmd {
         #[arg(long, value_name = "ID")]
         markdown: Option<String>,
     },
+    /// Export one candidate of a finished cell: TorchScript with the decoded weights,
+    /// a safetensors file of them and the container, checked against the cell's row
+    /// (same parameters, same logits, same top-1 on the reported images).
+    Export {
+        /// The experiment file the cell belongs to.
+        experiment: PathBuf,
+        /// The cell id (`weightbench check` lists them; also the `cell_id` column).
+        #[arg(long)]
+        cell: String,
+        /// The candidate's artifact stem (`default`, `default.huffman-tensor` …).
+        /// Default: the method's own choice, else the cell's only candidate.
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Output folder. Default: results/<name>/exports/<cell>/<candidate>/.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Device of the check: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[command(flatten)]
+        paths: Paths,
+    },
     /// Show what is inside an artifact container: per tensor its encoding, table, index
     /// coding, bits per weight, index entropy and bytes by component (they add up to
     /// the file size).
@@ -484,6 +506,35 @@ fn run_cli() -> Result<()> {
             }
         }
         Cmd::Inspect { artifact, json } => inspect(&artifact, json)?,
+        Cmd::Export {
+            experiment,
+            cell,
+            candidate,
+            out,
+            device,
+            paths,
+        } => {
+            let r = resolve(&paths);
+            let exp = load_experiment(&experiment, &r)?;
+            let device = wb_torch::parse_device(&device)?;
+            let req = wb_runner::export::ExportRequest {
+                results_root: r.results.clone(),
+                cell_id: cell,
+                candidate,
+                out_dir: out,
+                models_dirs: r.models.clone(),
+                data_dir: r.data.clone(),
+                device,
+            };
+            let rep = wb_runner::export::export(&exp, &req)?;
+            println!(
+                "exported candidate `{}`: top-1 {} of {} reported images, identical to its row",
+                rep.candidate, rep.top1_correct, rep.images
+            );
+            for f in &rep.files {
+                println!("  {}", f.display());
+            }
+        }
         Cmd::Datasets => {
             for d in wb_torch::DATASETS {
                 println!(

@@ -635,6 +635,69 @@ fn inspect_describes_a_real_container_and_refuses_a_damaged_one() {
     );
 }
 
+/// `weightbench export` of a kmeans-uniform cell: TorchScript, safetensors and the
+/// container, the reloaded TorchScript giving the row's top-1 exactly (checked by the
+/// command), and the saved file loading as a model of its own.
+#[test]
+fn export_writes_models_that_reproduce_their_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = 16 }\nindex_codings = [\"huffman-tensor\"]\n";
+    let path = write_exp(tmp.path(), "exp", body);
+    let results = tmp.path().join("results");
+    let out = quiet_run(&results, &path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let df = read_all(&ResultsDir::new(&results, "exp")).unwrap();
+    let cell = col_str(&df, "cell_id")[0].clone();
+    let export = |extra: &[&str]| {
+        bin()
+            .args(["export", "--results-dir"])
+            .arg(&results)
+            .arg(&path)
+            .args(["--cell", &cell])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = export(&[]);
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        msg.contains("exported candidate `default`") && msg.contains("identical to its row"),
+        "{msg}"
+    );
+    let dir = results.join("exp/exports").join(&cell).join("default");
+    for f in ["model.pt", "weights.safetensors", "default.wbc"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    // The exported TorchScript is a model of its own: its weights are the artifact's.
+    let mut card = wb_torch::find_card(&repo_root().join("models"), "resnet20").unwrap();
+    card.file = dir.join("model.pt");
+    let exported = wb_torch::TorchModel::load(&card, wb_torch::Device::Cpu).unwrap();
+    let decoded = wb_core::container::read_file(&dir.join("default.wbc"))
+        .unwrap()
+        .decode()
+        .unwrap();
+    assert!(exported.weights().bit_identical(&decoded));
+    // The Huffman-coded copy is a candidate too; a wrong name lists them.
+    assert!(export(&["--candidate", "default.huffman-tensor"])
+        .status
+        .success());
+    let out = export(&["--candidate", "nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("default, default.huffman-tensor"),
+        "{err}"
+    );
+}
+
 /// The README's synopsis names every flag of every command.
 #[test]
 fn readme_synopsis_lists_every_flag() {

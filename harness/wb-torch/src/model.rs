@@ -211,6 +211,19 @@ impl TorchModel {
         })
     }
 
+    /// Saves the module, with the weights currently installed, as a TorchScript file
+    /// (`torch.jit.load` reads it; buffers are the original model's).
+    pub fn save_torchscript(&self, path: &std::path::Path) -> Result<()> {
+        self.module.save(path).map_err(|e| TorchError::Model {
+            model: self.card.name.clone(),
+            message: format!(
+                "cannot save TorchScript `{}`: {}",
+                path.display(),
+                crate::error::short_tch(&e)
+            ),
+        })
+    }
+
     /// The weights currently installed in the module (read back from libtorch).
     pub fn installed(&self) -> Result<WeightSet> {
         let mut out = Vec::with_capacity(self.params.len());
