@@ -2,6 +2,7 @@
 
 mod compare;
 pub mod golden;
+pub mod html;
 mod load;
 mod pareto;
 mod plot;
@@ -267,6 +268,7 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     md += &view_md;
     write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);
+
     files.extend(view_files);
     files.extend(compare_files);
     if let Some(mut c) = compared {
@@ -305,6 +307,7 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     files.push(csv_path);
 
     let mut used = BTreeSet::new();
+    let mut overview = String::new();
     for s in &sections {
         let Some(fig) = plot::FigureData::from_section(s, reference) else {
             continue;
@@ -313,8 +316,27 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
         let png = opts.out_dir.join(format!("{stem}.png"));
         let svg = opts.out_dir.join(format!("{stem}.svg"));
         plot::write_figure(&fig, &png, &svg)?;
+        overview += &format!(
+            "![{} on {}: top-1 against compression ratio, every candidate]({stem}.png)\n\n",
+            s.model, s.dataset
+        );
         files.push(png);
         files.push(svg);
+    }
+
+    // The same report as a page (with the overview figures the Markdown links only by
+    // name), and the index over every experiment beside it.
+    if !overview.is_empty() {
+        md += &format!("\n## Overview figures\n\n{overview}");
+    }
+    let (page, _) = html::page(&md, &opts.out_dir, &html::manifests(&opts.results_dir));
+    let html_path = opts.out_dir.join("index.html");
+    write_atomic(&html_path, page.as_bytes())?;
+    files.push(html_path);
+    if let Some(reports) = opts.out_dir.parent() {
+        let index = reports.join("index.html");
+        write_atomic(&index, html::index(reports).as_bytes())?;
+        files.push(index);
     }
 
     Ok(ReportSummary {

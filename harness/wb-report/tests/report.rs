@@ -193,12 +193,25 @@ fn generate_writes_all_files() {
         "fig_resnet18_cifar10.svg",
         "fig_resnet18_imagenette.png",
         "fig_resnet18_imagenette.svg",
+        "index.html",
     ];
     for f in expected {
         assert!(out.join(f).is_file(), "missing {f}");
         assert!(summary.files.contains(&out.join(f)), "{f} not in summary");
     }
-    assert_eq!(summary.files.len(), expected.len());
+    // And the index over every experiment, one folder up.
+    let index = out.parent().unwrap().join("index.html");
+    assert!(summary.files.contains(&index));
+    assert!(fs::read_to_string(&index)
+        .unwrap()
+        .contains("href=\"smoke/index.html\""));
+    assert_eq!(summary.files.len(), expected.len() + 1);
+    let page = fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        page.contains("<img src=\"fig_resnet18_cifar10.svg\""),
+        "the SVG is shown"
+    );
+    assert!(page.contains("<td>kmeans</td><td>k=16</td><td>75.50</td>"));
     // Nothing else (no temporaries) in the output folder.
     assert_eq!(fs::read_dir(out).unwrap().count(), expected.len());
 

@@ -698,6 +698,92 @@ fn export_writes_models_that_reproduce_their_row() {
     );
 }
 
+/// The first Chromium-family browser on the PATH.
+fn browser() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(str::to_string)
+}
+
+/// The HTML report of a real run, opened in headless Chromium: tables (made sortable by
+/// its script, so the script ran), the figures as SVG, a screenshot, and no console
+/// message. CI installs Chromium and sets `WEIGHTBENCH_REQUIRE_BROWSER=1`; elsewhere
+/// the test says it was skipped when no browser is installed.
+#[test]
+fn html_report_opens_in_a_real_browser() {
+    let Some(chromium) = browser() else {
+        assert!(
+            std::env::var_os("WEIGHTBENCH_REQUIRE_BROWSER").is_none(),
+            "WEIGHTBENCH_REQUIRE_BROWSER is set but no chromium is installed"
+        );
+        eprintln!("skipped: no chromium on the PATH");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = [8, 16] }\n";
+    let path = write_exp(tmp.path(), "web", body);
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let out = bin()
+        .args(["run", "--quiet", "--results-dir"])
+        .arg(&results)
+        .arg("--reports-dir")
+        .arg(&reports)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = reports.join("web/index.html");
+    assert!(reports.join("index.html").is_file());
+    let url = format!("file://{}", page.display());
+    let headless = |extra: &[&str]| {
+        Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = headless(&["--dump-dom"]);
+    let html = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        html.contains("<table") && html.contains("class=\"sortable\""),
+        "tables, sorted by the script"
+    );
+    assert!(
+        html.contains("<img src=\"fig_resnet20_cifar10-exact932.svg\""),
+        "the figure"
+    );
+    assert!(html.contains("kmeans-uniform"));
+    let log = String::from_utf8_lossy(&dom.stderr);
+    assert!(!log.contains(":CONSOLE"), "console messages:\n{log}");
+    let shot = tmp.path().join("web.png");
+    let s = headless(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1300,1800",
+    ]);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 20_000,
+        "a blank screenshot"
+    );
+}
+
 /// The README's synopsis names every flag of every command.
 #[test]
 fn readme_synopsis_lists_every_flag() {
