@@ -150,9 +150,34 @@ fn figure(alt: &str, src: &str, dir: &Path) -> String {
     )
 }
 
+/// `md` with its `## Comparison` section (the cross-method leaderboard), when it has
+/// one, moved in front of the others: the leaderboard is what a reader comes for.
+fn leaderboard_first(md: &str) -> String {
+    let mut sections: Vec<String> = vec![String::new()];
+    for line in md.lines() {
+        if line.starts_with("## ") {
+            sections.push(String::new());
+        }
+        let last = sections.last_mut().expect("one section at least");
+        last.push_str(line);
+        last.push('\n');
+    }
+    let Some(pos) = sections
+        .iter()
+        .skip(1)
+        .position(|s| s.starts_with("## Comparison"))
+    else {
+        return md.to_string();
+    };
+    let board = sections.remove(pos + 1);
+    sections.insert(1, board);
+    sections.concat()
+}
+
 /// Renders the report Markdown `md` (whose figures live in `dir`) as one HTML page,
 /// with `extra` HTML (the manifests) at the end. Returns the page and its title.
 pub fn page(md: &str, dir: &Path, extra: &str) -> (String, String) {
+    let md = leaderboard_first(md);
     let mut body = String::new();
     let mut toc: Vec<(String, String)> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -357,6 +382,16 @@ pub fn index(reports_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leaderboard_comes_first() {
+        let md = "# R\nintro\n## a on b\nrows\n## Comparison (x)\nboard\n### a on b\nmore\n## Views\nv\n";
+        assert_eq!(
+            leaderboard_first(md),
+            "# R\nintro\n## Comparison (x)\nboard\n### a on b\nmore\n## a on b\nrows\n## Views\nv\n"
+        );
+        assert_eq!(leaderboard_first("# R\n## a\n"), "# R\n## a\n");
+    }
 
     #[test]
     fn markdown_subset_renders() {
