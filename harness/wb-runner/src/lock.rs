@@ -9,7 +9,7 @@
 //! a note. A lock from another host cannot be checked from here: the message says which
 //! file to delete once that run is known to be gone.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -87,16 +87,71 @@ pub struct RunLock {
     path: PathBuf,
 }
 
+/// Why `path` cannot be taken: a live owner's description, or `None` when the file is
+/// absent or stale (then removed, with a note).
+fn live_owner(path: &Path) -> Result<Option<Owner>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    match Owner::parse(&text) {
+        Some(o) if !o.is_stale() => Ok(Some(o)),
+        owner => {
+            let who = owner.map_or_else(
+                || "an unreadable lock".to_string(),
+                |o| format!("pid {} (started {}), no longer running", o.pid, o.started),
+            );
+            eprintln!("{}: replacing a stale lock of {who}", path.display());
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("removing {}", path.display()))
+                }
+                _ => Ok(None),
+            }
+        }
+    }
+}
+
+fn refusal(path: &Path, o: &Owner) -> anyhow::Error {
+    anyhow::anyhow!(
+        "another run holds {}: pid {} on {} since {} (`{}`). Wait for it to finish; if \
+         that run is gone (another host, or a reused pid), delete the file and start again",
+        path.display(),
+        o.pid,
+        o.host,
+        o.started,
+        o.command
+    )
+}
+
+/// The lock file of a whole run (`run.lock`) or of shard `index` of `count`.
+pub fn lock_file(shard: Option<(usize, usize)>) -> String {
+    match shard {
+        None => LOCK_FILE.to_string(),
+        Some((i, n)) => format!("run.shard-{i}-of-{n}.lock"),
+    }
+}
+
 impl RunLock {
-    /// Takes the lock of the results directory `dir` (which must exist).
+    /// Takes the lock of a whole run in the results directory `dir` (which must exist).
     ///
     /// # Errors
     /// When another live run holds it (the message names pid, host, start and command),
     /// or the file cannot be created.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
-        let path = dir.join(LOCK_FILE);
+        Self::acquire_for(dir, None)
+    }
+
+    /// Takes the lock of a whole run (`shard` `None`) or of one shard. Shards of one
+    /// grid run side by side (their cells are disjoint); a whole run excludes every
+    /// shard and a shard excludes a whole run.
+    ///
+    /// # Errors
+    /// As [`Self::acquire`], naming the run that holds a conflicting lock.
+    pub fn acquire_for(dir: &Path, shard: Option<(usize, usize)>) -> Result<RunLock> {
+        let path = dir.join(lock_file(shard));
         let me = Owner::this_process();
         // Two attempts: the second after removing a stale lock.
+        let mut taken = None;
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
                 .write(true)
@@ -107,35 +162,12 @@ impl RunLock {
                     f.write_all(me.to_text().as_bytes())
                         .and_then(|()| f.sync_all())
                         .with_context(|| format!("writing {}", path.display()))?;
-                    return Ok(RunLock { path });
+                    taken = Some(RunLock { path: path.clone() });
+                    break;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    match Owner::parse(&text) {
-                        Some(o) if !o.is_stale() => bail!(
-                            "another run holds {}: pid {} on {} since {} (`{}`). \
-                             Wait for it to finish; if that run is gone (another host, or \
-                             a reused pid), delete the file and start again",
-                            path.display(),
-                            o.pid,
-                            o.host,
-                            o.started,
-                            o.command
-                        ),
-                        owner => {
-                            let who = owner.map_or_else(
-                                || "an unreadable lock".to_string(),
-                                |o| {
-                                    format!(
-                                        "pid {} (started {}), no longer running",
-                                        o.pid, o.started
-                                    )
-                                },
-                            );
-                            eprintln!("{}: replacing a stale lock of {who}", path.display());
-                            std::fs::remove_file(&path)
-                                .with_context(|| format!("removing {}", path.display()))?;
-                        }
+                    if let Some(o) = live_owner(&path)? {
+                        return Err(refusal(&path, &o));
                     }
                 }
                 Err(e) => {
@@ -143,10 +175,38 @@ impl RunLock {
                 }
             }
         }
-        bail!(
-            "{}: another run took the lock while a stale one was replaced",
-            path.display()
-        )
+        let lock = taken.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: another run took the lock while a stale one was replaced",
+                path.display()
+            )
+        })?;
+        // The other kind of lock: a whole run against any shard, a shard against a
+        // whole run. (Two runs that start at the same instant may both refuse; neither
+        // ever runs beside the other.)
+        let others: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                        let n = n.unwrap_or_default();
+                        let is_lock = n.starts_with("run.") && n.ends_with(".lock");
+                        let conflicts = match shard {
+                            None => n != LOCK_FILE,
+                            Some(_) => n == LOCK_FILE,
+                        };
+                        is_lock && conflicts
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for other in others {
+            if let Some(o) = live_owner(&other)? {
+                return Err(refusal(&other, &o));
+            }
+        }
+        Ok(lock)
     }
 }
 
@@ -190,6 +250,31 @@ mod tests {
         drop(lock);
         std::fs::write(&path, "pid = ").unwrap();
         RunLock::acquire(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn shards_run_side_by_side_but_not_beside_a_whole_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = RunLock::acquire_for(tmp.path(), Some((0, 2))).unwrap();
+        let b = RunLock::acquire_for(tmp.path(), Some((1, 2))).unwrap();
+        let e = RunLock::acquire_for(tmp.path(), Some((1, 2)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run.shard-1-of-2.lock"), "{e}");
+        let e = RunLock::acquire(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("another run holds") && e.contains("shard"),
+            "{e}"
+        );
+        // The refused whole run left no lock of its own behind.
+        assert!(!tmp.path().join(LOCK_FILE).exists());
+        drop((a, b));
+        let whole = RunLock::acquire(tmp.path()).unwrap();
+        let e = RunLock::acquire_for(tmp.path(), Some((0, 2)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run.lock"), "{e}");
+        drop(whole);
     }
 
     #[test]

@@ -71,6 +71,11 @@ enum Cmd {
         /// combines with the other selections.
         #[arg(long = "seed", value_name = "N")]
         only_seeds: Vec<u64>,
+        /// Run shard I of N of the grid (cells whose position is I modulo N), beside the
+        /// other shards on the same results folder. Inside a Slurm job array the shard
+        /// comes from SLURM_ARRAY_TASK_ID/_MIN/_COUNT when this is not given.
+        #[arg(long, value_name = "I/N", value_parser = wb_runner::run::parse_shard)]
+        shard: Option<(usize, usize)>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -378,6 +383,7 @@ fn run_cli() -> Result<()> {
             only_models,
             only_params,
             only_seeds,
+            shard,
             paths,
         } => {
             let r = resolve(&paths);
@@ -407,6 +413,11 @@ fn run_cli() -> Result<()> {
                 only_models,
                 only_params,
                 only_seeds,
+                shard: match shard {
+                    Some(s) => Some(s),
+                    None => wb_runner::run::slurm_shard(|k| std::env::var(k).ok())
+                        .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
+                },
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",

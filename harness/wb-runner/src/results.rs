@@ -123,26 +123,43 @@ impl ResultsDir {
 
     /// Removes temporary files a killed run left behind, in every results folder and every
     /// cell's artifact folder (they hold no finished result).
-    pub fn clean_partial(&self) -> Result<usize> {
-        let mut dirs = vec![
+    ///
+    /// `owns` says, from a temporary file's name (or, for container files, the name of
+    /// the cell's artifact folder), whether this run may remove it: a shard removes only
+    /// its own cells' files.
+    pub fn clean_partial(&self, owns: &dyn Fn(&str) -> bool) -> Result<usize> {
+        let dirs = vec![
             self.cells(),
             self.root.join("samples"),
             self.root.join("layers"),
             self.root.join("search"),
             self.root.join("predictions"),
         ];
-        // Container files are written into one folder per cell.
+        let mut dirs: Vec<(PathBuf, Option<String>)> =
+            dirs.into_iter().map(|d| (d, None)).collect();
+        // Container files are written into one folder per cell, named by the cell.
         if let Ok(rd) = std::fs::read_dir(self.root.join("artifacts")) {
-            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            dirs.extend(
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .map(|p| {
+                        let cell = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                        (p, cell)
+                    }),
+            );
         }
         let mut n = 0;
-        for dir in dirs {
+        for (dir, cell) in dirs {
+            if cell.as_deref().is_some_and(|c| !owns(c)) {
+                continue;
+            }
             let Ok(rd) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if wb_core::io::is_temporary(&name) {
+                if wb_core::io::is_temporary(&name) && (cell.is_some() || owns(&name)) {
                     std::fs::remove_file(e.path()).with_context(|| {
                         format!("removing stale temporary file {}", e.path().display())
                     })?;
@@ -258,7 +275,10 @@ mod tests {
         }
         let kept = art.join("default.wbc");
         std::fs::write(&kept, b"finished").unwrap();
-        assert_eq!(dir.clean_partial().unwrap(), 2);
+        // A shard that does not own cell1 leaves its files alone.
+        assert_eq!(dir.clean_partial(&|n| n.starts_with("cell2")).unwrap(), 0);
+        assert!(leftovers.iter().all(|p| p.exists()));
+        assert_eq!(dir.clean_partial(&|_| true).unwrap(), 2);
         assert!(leftovers.iter().all(|p| !p.exists()));
         assert!(kept.is_file());
     }

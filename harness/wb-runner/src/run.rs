@@ -49,6 +49,64 @@ pub struct RunOptions {
     /// Run only the cells of these seeds (empty: all); combines with the others, so
     /// the first seed of every expensive method can finish before the next.
     pub only_seeds: Vec<u64>,
+    /// Run only shard `(index, count)` of the grid: the cells whose position in the
+    /// grid is `index` modulo `count` (round robin, so expensive neighbours spread).
+    pub shard: Option<(usize, usize)>,
+}
+
+/// Parses `I/N` (shard I of N, `0 ≤ I < N`).
+///
+/// # Errors
+/// The reason, for anything else.
+pub fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected I/N, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{i}` is not a shard index"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{s}`: `{n}` is not a shard count"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!(
+            "`{s}`: the index must be below the count (0/{n} … {}/{n})",
+            n.max(1) - 1
+        ));
+    }
+    Ok((i, n))
+}
+
+/// The shard of this process inside a Slurm job array (`SLURM_ARRAY_TASK_ID` minus
+/// `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`), when it runs in one.
+///
+/// # Errors
+/// When the variables are there but inconsistent.
+pub fn slurm_shard(
+    var: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Option<(usize, usize)>, String> {
+    let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+    else {
+        return Ok(None);
+    };
+    let min = var("SLURM_ARRAY_TASK_MIN").unwrap_or_else(|| "0".into());
+    let num = |k: &str, v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{k}=`{v}` is not a number"))
+    };
+    let (id, count, min) = (
+        num("SLURM_ARRAY_TASK_ID", &id)?,
+        num("SLURM_ARRAY_TASK_COUNT", &count)?,
+        num("SLURM_ARRAY_TASK_MIN", &min)?,
+    );
+    let index = id
+        .checked_sub(min)
+        .filter(|i| *i < count)
+        .ok_or_else(|| format!("array task {id} is outside {min}..{min}+{count}"))?;
+    Ok(Some((index, count)))
 }
 
 impl RunOptions {
@@ -249,8 +307,21 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
         .with_context(|| format!("creating {}", dir.cells().display()))?;
     // Before anything in the directory is touched: the clean-up below would delete the
     // temporary files of a run still writing there.
-    let _lock = crate::lock::RunLock::acquire(&dir.root)?;
-    let stale = dir.clean_partial()?;
+    let _lock = crate::lock::RunLock::acquire_for(&dir.root, opts.shard)?;
+    // A shard cleans up after its own cells only: other shards may be writing theirs.
+    let mine: Vec<&str> = exp
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(p, _)| opts.shard.is_none_or(|(i, n)| p % n == i))
+        .map(|(_, c)| c.id.as_str())
+        .collect();
+    let stale = dir.clean_partial(&|name: &str| {
+        opts.shard.is_none()
+            || mine
+                .iter()
+                .any(|id| name.trim_start_matches('.').starts_with(id))
+    })?;
     if stale > 0 {
         eprintln!("removed {stale} temporary file(s) left by an interrupted run");
     }
@@ -269,8 +340,9 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     // First decide, without touching a file, what each selected cell needs; the inputs
     // are checked before any result moves aside.
     let mut plan: Vec<(&Cell, Action)> = Vec::new();
-    for cell in &exp.cells {
-        if !opts.selects(cell) {
+    for (position, cell) in exp.cells.iter().enumerate() {
+        let in_shard = opts.shard.is_none_or(|(i, n)| position % n == i);
+        if !in_shard || !opts.selects(cell) {
             summary.cells_not_selected += 1;
             continue;
         }
@@ -1008,4 +1080,46 @@ pub fn find_repo_root() -> PathBuf {
         .or_else(|| exe.as_deref().and_then(nearest))
         .or_else(|| is_root(&built_from).then(|| built_from.canonicalize().unwrap_or(built_from)))
         .unwrap_or(cwd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_come_from_a_slurm_array() {
+        assert_eq!(parse_shard("0/4"), Ok((0, 4)));
+        assert_eq!(parse_shard(" 3 / 4 "), Ok((3, 4)));
+        for bad in ["4/4", "1/0", "x/2", "2", "-1/3"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+        fn env<'a>(
+            pairs: &'a [(&'static str, &'static str)],
+        ) -> impl Fn(&str) -> Option<String> + 'a {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        }
+        assert_eq!(slurm_shard(env(&[])), Ok(None));
+        // `--array=1-4`: tasks 1..=4 are shards 0..=3 of 4.
+        let task = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        assert_eq!(slurm_shard(env(&task)), Ok(Some((2, 4))));
+        let zero = [
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ];
+        assert_eq!(slurm_shard(env(&zero)), Ok(Some((0, 2))));
+        let outside = [
+            ("SLURM_ARRAY_TASK_ID", "9"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+        ];
+        assert!(slurm_shard(env(&outside)).is_err());
+    }
 }

@@ -47,6 +47,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         only_models: Vec::new(),
         only_params: Vec::new(),
         only_seeds: Vec::new(),
+        shard: None,
     }
 }
 
@@ -813,6 +814,63 @@ fn readme_synopsis_lists_every_flag() {
             }
         }
     }
+}
+
+/// Two shards of one grid run at the same time on one results folder: each computes
+/// its own cells, together every cell once, with the same artifacts and top-1 as one
+/// process computing them all.
+#[test]
+fn concurrent_shards_compute_every_cell_once_like_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = [4, 8, 16, 32] }\n";
+    let path = write_exp(tmp.path(), "sharded", body);
+    let (sharded, whole) = (tmp.path().join("sharded"), tmp.path().join("whole"));
+    let shards: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|s| {
+            quiet_run(&sharded, &path)
+                .args(["--shard", s])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in shards {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = quiet_run(&whole, &path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = |root: &Path| {
+        let df = read_all(&ResultsDir::new(root, "sharded")).unwrap();
+        let mut k: Vec<String> = col_str(&df, "cell_id")
+            .into_iter()
+            .zip(col_str(&df, "artifact_sha256"))
+            .zip(df.column("top1").unwrap().f64().unwrap().iter())
+            .map(|((c, a), t)| format!("{c} {a} {t:?}"))
+            .collect();
+        k.sort();
+        k
+    };
+    let (a, b) = (key(&sharded), key(&whole));
+    assert_eq!(a.len(), 5);
+    assert_eq!(a, b);
+    // No lock is left behind by either shard.
+    let locks = std::fs::read_dir(sharded.join("sharded"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+        .count();
+    assert_eq!(locks, 0);
 }
 
 /// Two runs on one experiment: the second is refused while the first holds the lock
