@@ -10,6 +10,7 @@ pub mod registry;
 pub mod results;
 pub mod run;
 pub mod search_log;
+pub mod slurm;
 pub mod timed;
 mod toml_shape;
 

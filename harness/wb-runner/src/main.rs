@@ -140,6 +140,35 @@ enum Cmd {
         #[command(flatten)]
         paths: Paths,
     },
+    /// Write sbatch scripts that run an experiment as a Slurm job array (one shard of
+    /// the grid per task) and write its report when the array ends; --submit queues them.
+    Slurm {
+        /// The experiment file.
+        experiment: PathBuf,
+        /// Array tasks (shards of the grid). Default: one per 8 cells, at most 32.
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// CPUs per task, also each task's intra-op threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Memory per task (Slurm syntax).
+        #[arg(long, default_value = "8G")]
+        mem: String,
+        /// Time limit per task (Slurm syntax).
+        #[arg(long, default_value = "12:00:00")]
+        time: String,
+        /// Partition.
+        #[arg(long)]
+        partition: Option<String>,
+        /// GPUs per task; the runs then use --device cuda.
+        #[arg(long)]
+        gpus_per_task: Option<usize>,
+        /// Submit with sbatch (the array, then the report after it).
+        #[arg(long)]
+        submit: bool,
+        #[command(flatten)]
+        paths: Paths,
+    },
     /// Show what is inside an artifact container: per tensor its encoding, table, index
     /// coding, bits per weight, index entropy and bytes by component (they add up to
     /// the file size).
@@ -196,6 +225,51 @@ fn inspect(path: &Path, json: bool) -> Result<()> {
     } else {
         print!("{}", report.to_text());
     }
+    Ok(())
+}
+
+/// `weightbench slurm`: writes the two scripts, prints them, and submits them when asked.
+fn slurm(spec: &wb_runner::slurm::SlurmSpec, cells: usize, submit: bool) -> Result<()> {
+    let dir = spec.dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let array = dir.join("array.sbatch");
+    let report = dir.join("report.sbatch");
+    wb_core::io::atomic_write(&array, spec.array_script().as_bytes())?;
+    wb_core::io::atomic_write(&report, spec.report_script().as_bytes())?;
+    println!("{}", spec.array_script());
+    println!(
+        "# {cells} cells in {} array tasks; scripts written to {}",
+        spec.tasks,
+        dir.display()
+    );
+    if !submit {
+        println!(
+            "# submit with:\n#   id=$(sbatch --parsable {})\n#   sbatch --dependency=afterany:$id {}",
+            array.display(),
+            report.display()
+        );
+        return Ok(());
+    }
+    let sbatch = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("sbatch")
+            .args(args)
+            .output()
+            .context("running sbatch (is Slurm's client on PATH?)")?;
+        if !out.status.success() {
+            bail!(
+                "sbatch {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // `--parsable` prints `jobid[;cluster]`.
+        let id = String::from_utf8_lossy(&out.stdout);
+        Ok(id.trim().split(';').next().unwrap_or_default().to_string())
+    };
+    let array_id = sbatch(&["--parsable", &array.to_string_lossy()])?;
+    let dep = format!("--dependency=afterany:{array_id}");
+    let report_id = sbatch(&["--parsable", &dep, &report.to_string_lossy()])?;
+    println!("submitted: array job {array_id}, report job {report_id} (after the array)");
     Ok(())
 }
 
@@ -517,6 +591,37 @@ fn run_cli() -> Result<()> {
             }
         }
         Cmd::Inspect { artifact, json } => inspect(&artifact, json)?,
+        Cmd::Slurm {
+            experiment,
+            tasks,
+            threads,
+            mem,
+            time,
+            partition,
+            gpus_per_task,
+            submit,
+            paths,
+        } => {
+            let r = resolve(&paths);
+            let exp = load_experiment(&experiment, &r)?;
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let spec = wb_runner::slurm::SlurmSpec {
+                name: exp.name.clone(),
+                experiment: abs(&experiment),
+                binary: std::env::current_exe().context("locating the weightbench binary")?,
+                tasks: tasks.unwrap_or(exp.cells.len().div_ceil(8).clamp(1, 32)),
+                threads,
+                mem,
+                time,
+                partition,
+                gpus_per_task,
+                data_dir: abs(&r.data),
+                models_dirs: r.models.iter().map(|d| abs(d)).collect(),
+                results_dir: abs(&r.results),
+                reports_dir: abs(&r.reports),
+            };
+            slurm(&spec, exp.cells.len(), submit)?;
+        }
         Cmd::Export {
             experiment,
             cell,

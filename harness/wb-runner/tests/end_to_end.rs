@@ -873,6 +873,63 @@ fn concurrent_shards_compute_every_cell_once_like_one_process() {
     assert_eq!(locks, 0);
 }
 
+/// The scripts of `weightbench slurm`, run as Slurm would run them: two array tasks at
+/// once (the shard from SLURM_ARRAY_TASK_ID/_COUNT), then the report script. Every cell
+/// is computed once and the report is written. (A real slurmctld/slurmd pair is the
+/// scale-out issue's `just test-slurm`.)
+#[test]
+fn slurm_scripts_run_as_an_array_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = [8, 16, 32] }\n";
+    let path = write_exp(tmp.path(), "arr", body);
+    let (results, reports) = (tmp.path().join("results"), tmp.path().join("reports"));
+    let out = bin()
+        .args(["slurm", "--tasks", "2", "--threads", "1", "--results-dir"])
+        .arg(&results)
+        .arg("--reports-dir")
+        .arg(&reports)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = results.join("arr/slurm");
+    let array = std::fs::read_to_string(dir.join("array.sbatch")).unwrap();
+    assert!(
+        array.contains("#SBATCH --array=0-1") && array.contains("--threads 1"),
+        "{array}"
+    );
+    let tasks: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new("bash")
+                .arg(dir.join("array.sbatch"))
+                .env("SLURM_ARRAY_TASK_ID", i.to_string())
+                .env("SLURM_ARRAY_TASK_COUNT", "2")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for t in tasks {
+        let o = t.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let df = read_all(&ResultsDir::new(&results, "arr")).unwrap();
+    let mut ids = col_str(&df, "cell_id");
+    ids.sort();
+    ids.dedup();
+    assert_eq!((df.height(), ids.len()), (4, 4));
+    let o = Command::new("bash")
+        .arg(dir.join("report.sbatch"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(reports.join("arr/index.html").is_file());
+}
+
 /// Two runs on one experiment: the second is refused while the first holds the lock
 /// (naming it), the first finishes every cell once, and the lock goes with it.
 #[test]
