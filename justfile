@@ -65,6 +65,14 @@ golden name="golden-ci": export-models
     {{cargo_env}}; cargo run --quiet -p wb-runner --bin weightbench -- run "{{root}}/experiments/{{name}}.toml" --data-dir "{{data}}" --no-report --quiet
     {{cargo_env}}; cargo run --quiet -p wb-runner --bin weightbench -- check-golden "{{name}}"
 
+# A real single-node Slurm cluster (Debian's slurmctld, slurmd, munge; needs root) runs
+# the job array `weightbench slurm` writes for experiments/slurm-test.toml; its rows must
+# equal a single-process run's. Starts and stops its own daemons. Uses the test build of
+# the binary (after `just test` it compiles nothing); about 1.5 min on 2 cores.
+test-slurm: export-models
+    {{cargo_env}}; cargo build --quiet -p wb-runner --bin weightbench
+    {{cargo_env}}; bash "{{root}}/scripts/test-slurm.sh" "${CARGO_TARGET_DIR:-{{root}}/target}/debug/weightbench" "{{data}}"
+
 # Formatting and lints, as CI wants them.
 lint: setup
     cargo fmt --all -- --check
