@@ -284,9 +284,8 @@ fn now_stamp() -> String {
     wb_measure::env::rfc3339_utc(std::time::SystemTime::now())
 }
 
-/// Runs every cell of `exp` that has no result yet (all of them with `force`).
-pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
-    // A bad --method or --model is refused before anything is created.
+/// Refuses `--method`, `--model`, `--param` or `--seed` values that select nothing.
+fn check_selections(exp: &Experiment, opts: &RunOptions) -> Result<()> {
     check_selection("--method", &opts.only_methods, exp, |c| &c.method)?;
     check_selection("--model", &opts.only_models, exp, |c| &c.model)?;
     check_param_selection(&opts.only_params, exp)?;
@@ -302,6 +301,46 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
             );
         }
     }
+    Ok(())
+}
+
+/// What each selected cell of this run (and shard) needs, decided without touching a
+/// file; skipped and unselected cells are counted in `summary`.
+fn plan_cells<'a>(
+    exp: &'a Experiment,
+    opts: &RunOptions,
+    dir: &ResultsDir,
+    summary: &mut RunSummary,
+) -> Vec<(&'a Cell, Action)> {
+    let mut plan: Vec<(&Cell, Action)> = Vec::new();
+    for (position, cell) in exp.cells.iter().enumerate() {
+        let in_shard = opts.shard.is_none_or(|(i, n)| position % n == i);
+        if !in_shard || !opts.selects(cell) {
+            summary.cells_not_selected += 1;
+            continue;
+        }
+        let action = if !dir.is_done(&cell.id) {
+            Action::Compute
+        } else {
+            // Reading the file back is also the check that it is a finished cell.
+            match dir.has_failed_rows(&cell.id) {
+                Err(why) => Action::Corrupt(format!("{why:#}")),
+                Ok(failed) if opts.force || (opts.retry_failed && failed) => Action::Supersede,
+                Ok(_) => {
+                    summary.cells_skipped += 1;
+                    continue;
+                }
+            }
+        };
+        plan.push((cell, action));
+    }
+    plan
+}
+
+/// Runs every cell of `exp` that has no result yet (all of them with `force`).
+pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
+    // A bad selection is refused before anything is created.
+    check_selections(exp, opts)?;
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;
@@ -339,28 +378,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     let stamp = now_stamp().replace(':', "-");
     // First decide, without touching a file, what each selected cell needs; the inputs
     // are checked before any result moves aside.
-    let mut plan: Vec<(&Cell, Action)> = Vec::new();
-    for (position, cell) in exp.cells.iter().enumerate() {
-        let in_shard = opts.shard.is_none_or(|(i, n)| position % n == i);
-        if !in_shard || !opts.selects(cell) {
-            summary.cells_not_selected += 1;
-            continue;
-        }
-        let action = if !dir.is_done(&cell.id) {
-            Action::Compute
-        } else {
-            // Reading the file back is also the check that it is a finished cell.
-            match dir.has_failed_rows(&cell.id) {
-                Err(why) => Action::Corrupt(format!("{why:#}")),
-                Ok(failed) if opts.force || (opts.retry_failed && failed) => Action::Supersede,
-                Ok(_) => {
-                    summary.cells_skipped += 1;
-                    continue;
-                }
-            }
-        };
-        plan.push((cell, action));
-    }
+    let plan = plan_cells(exp, opts, &dir, &mut summary);
     if plan.is_empty() {
         return Ok(summary);
     }
