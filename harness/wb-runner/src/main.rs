@@ -273,6 +273,80 @@ fn slurm(spec: &wb_runner::slurm::SlurmSpec, cells: usize, submit: bool) -> Resu
     Ok(())
 }
 
+/// `weightbench slurm`: the experiment's Slurm scripts (see [`slurm`]).
+fn slurm_command(cmd: Cmd) -> Result<()> {
+    let Cmd::Slurm {
+        experiment,
+        tasks,
+        threads,
+        mem,
+        time,
+        partition,
+        gpus_per_task,
+        submit,
+        paths,
+    } = cmd
+    else {
+        unreachable!("called with Cmd::Slurm only")
+    };
+    let r = resolve(&paths);
+    let exp = load_experiment(&experiment, &r)?;
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let spec = wb_runner::slurm::SlurmSpec {
+        name: exp.name.clone(),
+        experiment: abs(&experiment),
+        binary: std::env::current_exe().context("locating the weightbench binary")?,
+        tasks: tasks.unwrap_or(exp.cells.len().div_ceil(8).clamp(1, 32)),
+        threads,
+        mem,
+        time,
+        partition,
+        gpus_per_task,
+        data_dir: abs(&r.data),
+        models_dirs: r.models.iter().map(|d| abs(d)).collect(),
+        results_dir: abs(&r.results),
+        reports_dir: abs(&r.reports),
+    };
+    slurm(&spec, exp.cells.len(), submit)?;
+    Ok(())
+}
+
+/// `weightbench export`: one candidate out, checked against its row.
+fn export_command(cmd: Cmd) -> Result<()> {
+    let Cmd::Export {
+        experiment,
+        cell,
+        candidate,
+        out,
+        device,
+        paths,
+    } = cmd
+    else {
+        unreachable!("called with Cmd::Export only")
+    };
+    let r = resolve(&paths);
+    let exp = load_experiment(&experiment, &r)?;
+    let device = wb_torch::parse_device(&device)?;
+    let req = wb_runner::export::ExportRequest {
+        results_root: r.results.clone(),
+        cell_id: cell,
+        candidate,
+        out_dir: out,
+        models_dirs: r.models.clone(),
+        data_dir: r.data.clone(),
+        device,
+    };
+    let rep = wb_runner::export::export(&exp, &req)?;
+    println!(
+        "exported candidate `{}`: top-1 {} of {} reported images, identical to its row",
+        rep.candidate, rep.top1_correct, rep.images
+    );
+    for f in &rep.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
 fn resolve(p: &Paths) -> Resolved {
     let root = run::find_repo_root();
     Resolved {
@@ -591,66 +665,8 @@ fn run_cli() -> Result<()> {
             }
         }
         Cmd::Inspect { artifact, json } => inspect(&artifact, json)?,
-        Cmd::Slurm {
-            experiment,
-            tasks,
-            threads,
-            mem,
-            time,
-            partition,
-            gpus_per_task,
-            submit,
-            paths,
-        } => {
-            let r = resolve(&paths);
-            let exp = load_experiment(&experiment, &r)?;
-            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            let spec = wb_runner::slurm::SlurmSpec {
-                name: exp.name.clone(),
-                experiment: abs(&experiment),
-                binary: std::env::current_exe().context("locating the weightbench binary")?,
-                tasks: tasks.unwrap_or(exp.cells.len().div_ceil(8).clamp(1, 32)),
-                threads,
-                mem,
-                time,
-                partition,
-                gpus_per_task,
-                data_dir: abs(&r.data),
-                models_dirs: r.models.iter().map(|d| abs(d)).collect(),
-                results_dir: abs(&r.results),
-                reports_dir: abs(&r.reports),
-            };
-            slurm(&spec, exp.cells.len(), submit)?;
-        }
-        Cmd::Export {
-            experiment,
-            cell,
-            candidate,
-            out,
-            device,
-            paths,
-        } => {
-            let r = resolve(&paths);
-            let exp = load_experiment(&experiment, &r)?;
-            let device = wb_torch::parse_device(&device)?;
-            let req = wb_runner::export::ExportRequest {
-                results_root: r.results.clone(),
-                cell_id: cell,
-                candidate,
-                out_dir: out,
-                models_dirs: r.models.clone(),
-                data_dir: r.data.clone(),
-                device,
-            };
-            let rep = wb_runner::export::export(&exp, &req)?;
-            println!(
-                "exported candidate `{}`: top-1 {} of {} reported images, identical to its row",
-                rep.candidate, rep.top1_correct, rep.images
-            );
-            for f in &rep.files {
-                println!("  {}", f.display());
-            }
-        }
+        cmd @ Cmd::Slurm { .. } => slurm_command(cmd)?,
+        cmd @ Cmd::Export { .. } => export_command(cmd)?,
         Cmd::Datasets => {
             for d in wb_torch::DATASETS {
                 println!(
