@@ -78,17 +78,22 @@ for _ in $(seq 60); do
 done
 sinfo
 
-t0=$(date +%s)
-R="$D/results"
-"$WB" slurm "$EXP" --tasks 2 --threads 1 --mem 4G --time 01:00:00 \
-    --data-dir "$DATA" --results-dir "$R" --reports-dir "$D/reports" --submit
-for _ in $(seq 1800); do
-    [ -z "$(squeue -h 2>/dev/null)" ] && break
-    sleep 2
-done
-[ -z "$(squeue -h)" ] || { echo "jobs still queued after an hour" >&2; squeue; exit 1; }
-echo "array and report finished in $(( $(date +%s) - t0 )) s"
-cat "$R"/slurm-test/slurm/*.out || true
+# Submits the array (shards, or claims with --claim) into results folder $1 and waits.
+submit_and_wait() {
+    local r="$1"; shift
+    local t0; t0=$(date +%s)
+    "$WB" slurm "$EXP" --tasks 2 --threads 1 --mem 4G --time 01:00:00 \
+        --data-dir "$DATA" --results-dir "$r" --reports-dir "$r-reports" --submit "$@"
+    for _ in $(seq 1800); do
+        [ -z "$(squeue -h 2>/dev/null)" ] && break
+        sleep 2
+    done
+    [ -z "$(squeue -h)" ] || { echo "jobs still queued after an hour" >&2; squeue; exit 1; }
+    echo "array ${*:-(shards)} and report finished in $(( $(date +%s) - t0 )) s"
+    cat "$r"/slurm-test/slurm/*.out || true
+}
+submit_and_wait "$D/results"
+submit_and_wait "$D/claimed" --claim
 
 # The same grid in one process.
 "$WB" run "$EXP" --data-dir "$DATA" --results-dir "$D/single" --no-report --quiet
@@ -102,10 +107,12 @@ for r in csv.DictReader(open(sys.argv[1])):
     print(r["cell_id"], r["candidate"], r["index_coding"], r["artifact_sha256"], r["top1"])
 ' "$1" | sort
 }
-rows "$D/reports/slurm-test/slurm-test.csv" > "$D/array.rows"
 rows "$D/single-reports/slurm-test/slurm-test.csv" > "$D/single.rows"
-n=$(wc -l < "$D/array.rows")
-[ "$n" -gt 0 ] || { echo "the array wrote no rows" >&2; exit 1; }
-[ "$(cut -d' ' -f1-3 "$D/array.rows" | sort | uniq -d | wc -l)" -eq 0 ] || { echo "duplicate rows" >&2; exit 1; }
-diff "$D/array.rows" "$D/single.rows" || { echo "the array's rows differ from one process's" >&2; exit 1; }
-echo "test-slurm: OK, $n rows from a 2-task Slurm array equal one process's"
+for kind in results claimed; do
+    rows "$D/$kind-reports/slurm-test/slurm-test.csv" > "$D/$kind.rows"
+    n=$(wc -l < "$D/$kind.rows")
+    [ "$n" -gt 0 ] || { echo "the array ($kind) wrote no rows" >&2; exit 1; }
+    [ "$(cut -d' ' -f1-3 "$D/$kind.rows" | sort | uniq -d | wc -l)" -eq 0 ] || { echo "duplicate rows ($kind)" >&2; exit 1; }
+    diff "$D/$kind.rows" "$D/single.rows" || { echo "the array's rows ($kind) differ from one process's" >&2; exit 1; }
+done
+echo "test-slurm: OK, $n rows from a 2-task Slurm array, by shards and by claims, equal one process's"

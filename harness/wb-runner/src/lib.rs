@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod claim;
 pub mod experiment;
 pub mod export;
 pub mod layers;

@@ -30,7 +30,7 @@ pub struct Owner {
 }
 
 impl Owner {
-    fn this_process() -> Owner {
+    pub(crate) fn this_process() -> Owner {
         Owner {
             pid: std::process::id(),
             host: wb_measure::env::hostname(),
@@ -39,7 +39,7 @@ impl Owner {
         }
     }
 
-    fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         format!(
             "pid = {}\nhost = {}\nstarted = {}\ncommand = {}\n",
             self.pid, self.host, self.started, self.command
@@ -48,7 +48,7 @@ impl Owner {
 
     /// Parses the file's text; `None` when it is not a lock this module wrote (a
     /// half-written file of a run killed while taking it reads as `None` too).
-    fn parse(text: &str) -> Option<Owner> {
+    pub(crate) fn parse(text: &str) -> Option<Owner> {
         let field = |k: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(k)?.strip_prefix(" = "))
@@ -63,7 +63,7 @@ impl Owner {
     }
 
     /// Whether the owner is certainly gone: same host, and no process with its pid.
-    fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.host == wb_measure::env::hostname() && !pid_alive(self.pid)
     }
 }
@@ -123,11 +123,50 @@ fn refusal(path: &Path, o: &Owner) -> anyhow::Error {
     )
 }
 
-/// The lock file of a whole run (`run.lock`) or of shard `index` of `count`.
-pub fn lock_file(shard: Option<(usize, usize)>) -> String {
-    match shard {
-        None => LOCK_FILE.to_string(),
-        Some((i, n)) => format!("run.shard-{i}-of-{n}.lock"),
+/// What a run takes: the whole grid, one shard of it, or cells one at a time by claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// A plain run over the whole grid.
+    Whole,
+    /// Shard `index` of `count`.
+    Shard(usize, usize),
+    /// A `--claim` worker.
+    Claim,
+}
+
+impl LockKind {
+    /// The lock file's name: `run.lock`, `run.shard-I-of-N.lock`, or
+    /// `run.claim-HOST-PID.lock` (claim workers never exclude each other).
+    pub fn file_name(self) -> String {
+        match self {
+            LockKind::Whole => LOCK_FILE.to_string(),
+            LockKind::Shard(i, n) => format!("run.shard-{i}-of-{n}.lock"),
+            LockKind::Claim => format!(
+                "run.claim-{}-{}.lock",
+                wb_measure::env::hostname(),
+                std::process::id()
+            ),
+        }
+    }
+
+    /// Whether a run of this kind may not run beside the lock file `other`: a whole
+    /// run excludes everything; shards and claim workers exclude each other, since
+    /// shards do not look at claims.
+    fn conflicts_with(self, other: &str) -> bool {
+        let kind_of = |n: &str| {
+            if n == LOCK_FILE {
+                0
+            } else if n.starts_with("run.shard-") {
+                1
+            } else {
+                2
+            }
+        };
+        match self {
+            LockKind::Whole => true,
+            LockKind::Shard(..) => kind_of(other) != 1,
+            LockKind::Claim => kind_of(other) != 2,
+        }
     }
 }
 
@@ -138,17 +177,16 @@ impl RunLock {
     /// When another live run holds it (the message names pid, host, start and command),
     /// or the file cannot be created.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
-        Self::acquire_for(dir, None)
+        Self::acquire_for(dir, LockKind::Whole)
     }
 
-    /// Takes the lock of a whole run (`shard` `None`) or of one shard. Shards of one
-    /// grid run side by side (their cells are disjoint); a whole run excludes every
-    /// shard and a shard excludes a whole run.
+    /// Takes the lock of a run of `kind`. Shards of one grid run side by side (their
+    /// cells are disjoint), and so do claim workers; every other pairing is refused.
     ///
     /// # Errors
     /// As [`Self::acquire`], naming the run that holds a conflicting lock.
-    pub fn acquire_for(dir: &Path, shard: Option<(usize, usize)>) -> Result<RunLock> {
-        let path = dir.join(lock_file(shard));
+    pub fn acquire_for(dir: &Path, kind: LockKind) -> Result<RunLock> {
+        let path = dir.join(kind.file_name());
         let me = Owner::this_process();
         // Two attempts: the second after removing a stale lock.
         let mut taken = None;
@@ -181,9 +219,9 @@ impl RunLock {
                 path.display()
             )
         })?;
-        // The other kind of lock: a whole run against any shard, a shard against a
-        // whole run. (Two runs that start at the same instant may both refuse; neither
-        // ever runs beside the other.)
+        // The other kinds of lock. (Two runs that start at the same instant may both
+        // refuse; neither ever runs beside the other.)
+        let mine = kind.file_name();
         let others: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
@@ -192,11 +230,7 @@ impl RunLock {
                         let n = p.file_name().map(|n| n.to_string_lossy().into_owned());
                         let n = n.unwrap_or_default();
                         let is_lock = n.starts_with("run.") && n.ends_with(".lock");
-                        let conflicts = match shard {
-                            None => n != LOCK_FILE,
-                            Some(_) => n == LOCK_FILE,
-                        };
-                        is_lock && conflicts
+                        is_lock && n != mine && kind.conflicts_with(&n)
                     })
                     .collect()
             })
@@ -255,9 +289,9 @@ mod tests {
     #[test]
     fn shards_run_side_by_side_but_not_beside_a_whole_run() {
         let tmp = tempfile::tempdir().unwrap();
-        let a = RunLock::acquire_for(tmp.path(), Some((0, 2))).unwrap();
-        let b = RunLock::acquire_for(tmp.path(), Some((1, 2))).unwrap();
-        let e = RunLock::acquire_for(tmp.path(), Some((1, 2)))
+        let a = RunLock::acquire_for(tmp.path(), LockKind::Shard(0, 2)).unwrap();
+        let b = RunLock::acquire_for(tmp.path(), LockKind::Shard(1, 2)).unwrap();
+        let e = RunLock::acquire_for(tmp.path(), LockKind::Shard(1, 2))
             .unwrap_err()
             .to_string();
         assert!(e.contains("run.shard-1-of-2.lock"), "{e}");
@@ -270,11 +304,34 @@ mod tests {
         assert!(!tmp.path().join(LOCK_FILE).exists());
         drop((a, b));
         let whole = RunLock::acquire(tmp.path()).unwrap();
-        let e = RunLock::acquire_for(tmp.path(), Some((0, 2)))
+        let e = RunLock::acquire_for(tmp.path(), LockKind::Shard(0, 2))
             .unwrap_err()
             .to_string();
         assert!(e.contains("run.lock"), "{e}");
         drop(whole);
+    }
+
+    #[test]
+    fn claim_workers_run_side_by_side_but_beside_no_shard_or_whole_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Another live claim worker (this process stands in for it).
+        let other = tmp.path().join("run.claim-elsewhere-7.lock");
+        std::fs::write(&other, Owner::this_process().to_text()).unwrap();
+        let mine = RunLock::acquire_for(tmp.path(), LockKind::Claim).unwrap();
+        for kind in [LockKind::Whole, LockKind::Shard(0, 2)] {
+            let e = RunLock::acquire_for(tmp.path(), kind)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("run.claim-"), "{e}");
+        }
+        drop(mine);
+        std::fs::remove_file(other).unwrap();
+        let shard = RunLock::acquire_for(tmp.path(), LockKind::Shard(0, 2)).unwrap();
+        let e = RunLock::acquire_for(tmp.path(), LockKind::Claim)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run.shard-0-of-2.lock"), "{e}");
+        drop(shard);
     }
 
     #[test]

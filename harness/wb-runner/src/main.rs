@@ -3,6 +3,7 @@
 use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use wb_runner::experiment::{self, Catalog};
 use wb_runner::{registry, run, RunOptions};
 
@@ -76,6 +77,24 @@ enum Cmd {
         /// comes from SLURM_ARRAY_TASK_ID/_MIN/_COUNT when this is not given.
         #[arg(long, value_name = "I/N", value_parser = wb_runner::run::parse_shard)]
         shard: Option<(usize, usize)>,
+        /// Take cells one at a time through claim files, beside any number of other
+        /// `--claim` workers on the same results folder (several machines on shared
+        /// storage, preemptible jobs). A dead worker's cell is taken over.
+        #[arg(long, conflicts_with_all = ["shard", "force"])]
+        claim: bool,
+        /// Claim mode: a claim whose heartbeat has been silent this long is taken over
+        /// (a worker on this host that died is taken over at once).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 600,
+            requires = "claim"
+        )]
+        claim_timeout: u64,
+        /// Run N claim workers on this machine, the threads split between them; the
+        /// report is written once they have all finished.
+        #[arg(long, value_name = "N", conflicts_with_all = ["shard", "claim", "force"])]
+        jobs: Option<usize>,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -163,6 +182,11 @@ enum Cmd {
         /// GPUs per task; the runs then use --device cuda.
         #[arg(long)]
         gpus_per_task: Option<usize>,
+        /// Array tasks take cells by claim (`run --claim`) instead of fixed shards: a
+        /// preempted or failed task's cell is taken over by the others, and a later
+        /// resubmission only computes what is left.
+        #[arg(long)]
+        claim: bool,
         /// Submit with sbatch (the array, then the report after it).
         #[arg(long)]
         submit: bool,
@@ -274,6 +298,88 @@ fn slurm(spec: &wb_runner::slurm::SlurmSpec, cells: usize, submit: bool) -> Resu
 }
 
 /// `weightbench slurm`: the experiment's Slurm scripts (see [`slurm`]).
+/// The arguments of this `run` for one of `--jobs` claim workers: the same command
+/// without `--jobs`, `--threads`, `--quiet` and `--no-report`, then `--claim --quiet
+/// --no-report --threads T`.
+fn worker_args(args: &[std::ffi::OsString], threads: usize) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = a.to_string_lossy();
+        match text.as_ref() {
+            "--jobs" | "--threads" => skip_value = true,
+            "--quiet" | "--no-report" => {}
+            t if t.starts_with("--jobs=") || t.starts_with("--threads=") => {}
+            _ => out.push(a.clone()),
+        }
+    }
+    for a in ["--claim", "--quiet", "--no-report", "--threads"] {
+        out.push(a.into());
+    }
+    out.push(threads.to_string().into());
+    out
+}
+
+/// `run --jobs N`: N claim workers on this machine, then the report once.
+fn local_jobs(
+    n: usize,
+    threads: Option<usize>,
+    no_report: bool,
+    paths: &Paths,
+    experiment: &Path,
+) -> Result<()> {
+    if n == 0 {
+        bail!("--jobs must be ≥ 1");
+    }
+    let r = resolve(paths);
+    // A broken experiment is one error here, not one per worker.
+    let exp = load_experiment(experiment, &r)?;
+    let total = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let per = (total / n).max(1);
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let args = worker_args(&args, per);
+    eprintln!(
+        "experiment `{}`: {n} claim workers with {per} thread(s) each",
+        exp.name
+    );
+    let children: Vec<std::process::Child> = (0..n)
+        .map(|i| {
+            std::process::Command::new(&exe)
+                .args(&args)
+                .spawn()
+                .with_context(|| format!("starting worker {i} ({})", exe.display()))
+        })
+        .collect::<Result<_>>()?;
+    let mut failed = 0;
+    for (i, mut c) in children.into_iter().enumerate() {
+        let status = c
+            .wait()
+            .with_context(|| format!("waiting for worker {i}"))?;
+        if !status.success() {
+            eprintln!("worker {i} ended with {status}");
+            failed += 1;
+        }
+    }
+    if !no_report {
+        report(&exp.name, &r)?;
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {n} workers ended with an error (above); finished cells are kept, \
+             and running the same command again takes up what is left"
+        );
+    }
+    Ok(())
+}
+
 fn slurm_command(cmd: Cmd) -> Result<()> {
     let Cmd::Slurm {
         experiment,
@@ -283,6 +389,7 @@ fn slurm_command(cmd: Cmd) -> Result<()> {
         time,
         partition,
         gpus_per_task,
+        claim,
         submit,
         paths,
     } = cmd
@@ -302,6 +409,7 @@ fn slurm_command(cmd: Cmd) -> Result<()> {
         time,
         partition,
         gpus_per_task,
+        claim,
         data_dir: abs(&r.data),
         models_dirs: r.models.iter().map(|d| abs(d)).collect(),
         results_dir: abs(&r.results),
@@ -532,8 +640,14 @@ fn run_cli() -> Result<()> {
             only_params,
             only_seeds,
             shard,
+            claim,
+            claim_timeout,
+            jobs,
             paths,
         } => {
+            if let Some(n) = jobs {
+                return local_jobs(n, threads, no_report, &paths, &experiment);
+            }
             let r = resolve(&paths);
             let exp = load_experiment(&experiment, &r)?;
             let device = wb_torch::parse_device(&device)?;
@@ -563,9 +677,16 @@ fn run_cli() -> Result<()> {
                 only_seeds,
                 shard: match shard {
                     Some(s) => Some(s),
+                    // Claim workers of an array share the grid by claims, not shards.
+                    None if claim => None,
                     None => wb_runner::run::slurm_shard(|k| std::env::var(k).ok())
                         .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
                 },
+                claim: claim.then(|| {
+                    wb_runner::claim::ClaimPolicy::with_timeout(Duration::from_secs(
+                        claim_timeout.max(1),
+                    ))
+                }),
             };
             eprintln!(
                 "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
@@ -577,8 +698,13 @@ fn run_cli() -> Result<()> {
                 threads
             );
             let s = run(&exp, &registry::methods(), &opts)?;
+            let others = if claim {
+                format!(", {} done by other workers", s.cells_by_others)
+            } else {
+                String::new()
+            };
             println!(
-                "experiment `{}`: {} cells, {} already done, {} not selected, {} ok, {} failed; {} rows written to {}",
+                "experiment `{}`: {} cells, {} already done{others}, {} not selected, {} ok, {} failed; {} rows written to {}",
                 exp.name,
                 s.cells_total,
                 s.cells_skipped,
@@ -677,4 +803,42 @@ fn run_cli() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_workers_get_claim_mode_and_their_share_of_threads() {
+        let args: Vec<std::ffi::OsString> = [
+            "run",
+            "e.toml",
+            "--jobs",
+            "3",
+            "--threads=6",
+            "--quiet",
+            "--method",
+            "fp32",
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let got: Vec<String> = worker_args(&args, 2)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let want = [
+            "run",
+            "e.toml",
+            "--method",
+            "fp32",
+            "--claim",
+            "--quiet",
+            "--no-report",
+            "--threads",
+            "2",
+        ];
+        assert_eq!(got, want);
+    }
 }

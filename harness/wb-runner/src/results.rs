@@ -121,6 +121,14 @@ impl ResultsDir {
         Ok(failed)
     }
 
+    /// Whether the cell's result file was written before `t` (by an earlier run, not
+    /// by a worker of this one); unknown times count as earlier.
+    pub fn finished_before(&self, cell_id: &str, t: std::time::SystemTime) -> bool {
+        std::fs::metadata(self.cell_file(cell_id))
+            .and_then(|m| m.modified())
+            .map_or(true, |m| m < t)
+    }
+
     /// Removes temporary files a killed run left behind, in every results folder and every
     /// cell's artifact folder (they hold no finished result).
     ///
@@ -221,6 +229,29 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<()> {
     .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes `df` to `path` only if no file is there: the complete file appears at once
+/// (written beside it, then hard-linked, which fails when `path` exists, also on NFS),
+/// so of two workers that finished the same cell exactly one publishes. `Ok(false)`
+/// when `path` already existed; it is left untouched.
+pub fn write_parquet_new(df: &mut DataFrame, path: &Path) -> Result<bool> {
+    let tmp = wb_core::io::temp_sibling(path, false);
+    let written = (|| -> Result<bool> {
+        let f = std::fs::File::create(&tmp)?;
+        ParquetWriter::new(&f).finish(df)?;
+        f.sync_all()?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+        let _ = d.sync_all();
+    }
+    written.with_context(|| format!("writing {}", path.display()))
+}
+
 /// Reads every finished cell of an experiment into one frame (diagonal concat).
 pub fn read_all(dir: &ResultsDir) -> Result<DataFrame> {
     let mut frames = Vec::new();
@@ -281,5 +312,21 @@ mod tests {
         assert_eq!(dir.clean_partial(&|_| true).unwrap(), 2);
         assert!(leftovers.iter().all(|p| !p.exists()));
         assert!(kept.is_file());
+    }
+
+    #[test]
+    fn an_exclusive_write_publishes_once_and_never_replaces() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("cell.parquet");
+        let mut a = df!("x" => [1u32]).unwrap();
+        let mut b = df!("x" => [2u32, 3]).unwrap();
+        assert!(write_parquet_new(&mut a, &path).unwrap());
+        assert!(!write_parquet_new(&mut b, &path).unwrap());
+        let back = ParquetReader::new(std::fs::File::open(&path).unwrap())
+            .finish()
+            .unwrap();
+        assert_eq!(back.height(), 1);
+        // No temporary is left beside it.
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
     }
 }

@@ -52,6 +52,9 @@ pub struct RunOptions {
     /// Run only shard `(index, count)` of the grid: the cells whose position in the
     /// grid is `index` modulo `count` (round robin, so expensive neighbours spread).
     pub shard: Option<(usize, usize)>,
+    /// Claim mode (`--claim`): take cells one at a time through claim files, beside
+    /// any number of other workers on the same results folder.
+    pub claim: Option<crate::claim::ClaimPolicy>,
 }
 
 /// Parses `I/N` (shard I of N, `0 ≤ I < N`).
@@ -141,6 +144,8 @@ pub struct RunSummary {
     pub cells_failed: usize,
     /// Rows written by this run.
     pub rows_written: usize,
+    /// Claim mode: cells of this run's plan that other workers finished.
+    pub cells_by_others: usize,
 }
 
 /// Whether a parameter value equals `want` as written on the command line (a string
@@ -337,32 +342,44 @@ fn plan_cells<'a>(
     plan
 }
 
-/// Runs every cell of `exp` that has no result yet (all of them with `force`).
+/// Runs every cell of `exp` that has no result yet (all of them with `force`); in
+/// claim mode, the cells this worker manages to claim.
 pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Result<RunSummary> {
     // A bad selection is refused before anything is created.
     check_selections(exp, opts)?;
+    if opts.claim.is_some() && (opts.shard.is_some() || opts.force) {
+        bail!(
+            "--claim takes cells one at a time from any worker: it cannot be combined with \
+             --shard (a fixed division) or --force (every worker would redo every cell)"
+        );
+    }
     let dir = ResultsDir::new(&opts.results_root, &exp.name);
     std::fs::create_dir_all(dir.cells())
         .with_context(|| format!("creating {}", dir.cells().display()))?;
     // Before anything in the directory is touched: the clean-up below would delete the
     // temporary files of a run still writing there.
-    let _lock = crate::lock::RunLock::acquire_for(&dir.root, opts.shard)?;
-    // A shard cleans up after its own cells only: other shards may be writing theirs.
-    let mine: Vec<&str> = exp
-        .cells
-        .iter()
-        .enumerate()
-        .filter(|(p, _)| opts.shard.is_none_or(|(i, n)| p % n == i))
-        .map(|(_, c)| c.id.as_str())
-        .collect();
-    let stale = dir.clean_partial(&|name: &str| {
-        opts.shard.is_none()
-            || mine
-                .iter()
-                .any(|id| name.trim_start_matches('.').starts_with(id))
-    })?;
-    if stale > 0 {
-        eprintln!("removed {stale} temporary file(s) left by an interrupted run");
+    let kind = match (opts.shard, opts.claim) {
+        (Some((i, n)), _) => crate::lock::LockKind::Shard(i, n),
+        (None, Some(_)) => crate::lock::LockKind::Claim,
+        (None, None) => crate::lock::LockKind::Whole,
+    };
+    let _lock = crate::lock::RunLock::acquire_for(&dir.root, kind)?;
+    // A claim worker cleans up after a cell when it claims it; a shard after its own
+    // cells only: other workers may be writing theirs.
+    if opts.claim.is_none() {
+        let mine: Vec<&str> = exp
+            .cells
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| opts.shard.is_none_or(|(i, n)| p % n == i))
+            .map(|(_, c)| c.id.as_str())
+            .collect();
+        let stale = dir.clean_partial(&|name: &str| {
+            opts.shard.is_none() || mine.iter().any(|id| owns_file(id, name))
+        })?;
+        if stale > 0 {
+            eprintln!("removed {stale} temporary file(s) left by an interrupted run");
+        }
     }
     // The report shows the cells of the experiment as it stands; cells of an earlier
     // version (another parameter set, or a method that has since gained a parameter)
@@ -375,6 +392,7 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
         cells_total: exp.cells.len(),
         ..Default::default()
     };
+    let started = std::time::SystemTime::now();
     let stamp = now_stamp().replace(':', "-");
     // First decide, without touching a file, what each selected cell needs; the inputs
     // are checked before any result moves aside.
@@ -384,25 +402,6 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
     }
     let mut datasets: HashMap<String, Images> = HashMap::new();
     preflight(exp, opts, plan.iter().map(|(c, _)| *c), &mut datasets)?;
-    let mut pending: Vec<&Cell> = Vec::new();
-    for (cell, action) in plan {
-        match action {
-            Action::Compute => {}
-            Action::Supersede => dir.supersede(&cell.id, &stamp)?,
-            Action::Corrupt(why) => {
-                // A damaged result file is not a finished cell: keep it aside, recompute.
-                dir.move_aside(&cell.id, "corrupt", &stamp)?;
-                eprintln!(
-                    "cell {}: its result file is unreadable ({why}); moved to {} and the \
-                     cell is computed again",
-                    cell.id,
-                    dir.root.join("corrupt").join(&stamp).display()
-                );
-            }
-        }
-        pending.push(cell);
-    }
-
     let manifest = crate::manifest::write_manifest(&dir, opts)?;
     let info = RunInfo {
         device: wb_torch::device_name(opts.device),
@@ -413,72 +412,292 @@ pub fn run(exp: &Experiment, methods: &[MethodInfo], opts: &RunOptions) -> Resul
         energy_source: manifest.energy_source.clone(),
     };
     crate::manifest::copy_experiment(&dir, &exp.path)?;
-
-    let bars = Bars::new(pending.len() as u64, opts.progress);
-    // Group by (model, dataset) so each model and dataset is loaded once.
-    let mut groups: Vec<((String, String), Vec<&Cell>)> = Vec::new();
-    for c in pending {
-        let key = (c.model.clone(), c.dataset.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => v.push(c),
-            None => groups.push((key, vec![c])),
-        }
-    }
-    for ((model_name, dataset_id), cells) in groups {
-        bars.step
-            .set_message(format!("loading {model_name} and {dataset_id}"));
-        let ctx = match GroupContext::new(exp, opts, &model_name, &dataset_id, &mut datasets) {
-            Ok(g) => Ok(g),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        let mut ctx = ctx;
-        for cell in cells {
-            let t0 = Instant::now();
-            let rows = match ctx.as_mut() {
-                Ok(g) => {
-                    let r = catch_unwind(AssertUnwindSafe(|| {
-                        g.run_cell(exp, cell, methods, &info, &dir, &bars)
-                    }));
-                    match r {
-                        Ok(Ok(rows)) => rows,
-                        Ok(Err(e)) => {
-                            vec![failed_row(exp, cell, &info, Some(g), &format!("{e:#}"))]
-                        }
-                        Err(p) => {
-                            let msg = p
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "unknown panic".into());
-                            vec![failed_row(
-                                exp,
-                                cell,
-                                &info,
-                                Some(g),
-                                &format!("panic: {msg}"),
-                            )]
-                        }
-                    }
-                }
-                Err(e) => vec![failed_row(exp, cell, &info, None, e)],
-            };
-            let failed = rows.iter().any(|r| r.status != Status::Ok);
-            let mut df = results::to_frame(&rows)?;
-            results::write_parquet_atomic(&mut df, &dir.cell_file(&cell.id))?;
-            summary.rows_written += rows.len();
-            if failed {
-                summary.cells_failed += 1;
-            } else {
-                summary.cells_ok += 1;
-            }
-            for r in &rows {
-                bars.println(&describe(r, t0.elapsed().as_secs_f64()));
-            }
-            bars.cells.inc(1);
-        }
+    let bars = Bars::new(plan.len() as u64, opts.progress);
+    let sweep = Sweep {
+        exp,
+        opts,
+        methods,
+        dir: &dir,
+        info: &info,
+        bars: &bars,
+        stamp: &stamp,
+    };
+    // Group by (model, dataset) so each model and dataset is loaded once (per worker).
+    let mut plan = plan;
+    plan.sort_by_key(|(c, _)| {
+        let first = exp
+            .cells
+            .iter()
+            .position(|o| o.model == c.model && o.dataset == c.dataset);
+        first.unwrap_or(0)
+    });
+    match opts.claim {
+        None => sweep.run_planned(plan, &mut datasets, &mut summary)?,
+        Some(policy) => sweep.run_claiming(plan, &policy, started, &mut datasets, &mut summary)?,
     }
     bars.finish();
     Ok(summary)
+}
+
+/// Whether the temporary file `name` belongs to cell `id` (cell files `<id>.…`, side
+/// tables `<id>__<candidate>…`, hidden temporaries `.<id>…`), and not to a cell whose id
+/// merely starts with `id` (seed `s1` against `s10`).
+fn owns_file(id: &str, name: &str) -> bool {
+    name.trim_start_matches('.')
+        .strip_prefix(id)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '_']))
+}
+
+/// What one worker needs to compute and record cells.
+struct Sweep<'a> {
+    exp: &'a Experiment,
+    opts: &'a RunOptions,
+    methods: &'a [MethodInfo],
+    dir: &'a ResultsDir,
+    info: &'a RunInfo,
+    bars: &'a Bars,
+    stamp: &'a str,
+}
+
+/// What a claim worker found for a cell.
+enum Claimed {
+    /// Finished (by another worker, or before this run): nothing to do.
+    Done,
+    /// A live worker holds it.
+    Held,
+    /// This worker holds it and computes it.
+    Mine(crate::claim::Claim),
+}
+
+/// The model and dataset a worker has loaded, with the group it belongs to.
+type Loaded = ((String, String), std::result::Result<GroupContext, String>);
+
+impl Sweep<'_> {
+    /// Moves aside what a cell's `action` replaces, keeping it.
+    fn prepare(&self, cell: &Cell, action: &Action) -> Result<()> {
+        match action {
+            Action::Compute => {}
+            Action::Supersede => self.dir.supersede(&cell.id, self.stamp)?,
+            Action::Corrupt(why) => {
+                // A damaged result file is not a finished cell: keep it aside, recompute.
+                self.dir.move_aside(&cell.id, "corrupt", self.stamp)?;
+                self.bars.println(&format!(
+                    "cell {}: its result file is unreadable ({why}); moved to {} and the \
+                     cell is computed again",
+                    cell.id,
+                    self.dir.root.join("corrupt").join(self.stamp).display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group of `cell`, loading it (and dropping the previous one first) when it
+    /// is not the one in `loaded`.
+    fn group<'l>(
+        &self,
+        loaded: &'l mut Option<Loaded>,
+        cell: &Cell,
+        datasets: &mut HashMap<String, Images>,
+    ) -> &'l mut std::result::Result<GroupContext, String> {
+        let key = (cell.model.clone(), cell.dataset.clone());
+        if loaded.as_ref().is_none_or(|(k, _)| *k != key) {
+            *loaded = None;
+            self.bars
+                .step
+                .set_message(format!("loading {} and {}", key.0, key.1));
+            let ctx = GroupContext::new(self.exp, self.opts, &key.0, &key.1, datasets)
+                .map_err(|e| format!("{e:#}"));
+            *loaded = Some((key, ctx));
+        }
+        &mut loaded.as_mut().expect("just loaded").1
+    }
+
+    /// The rows of one cell: the method's, or one `failed` row (errors and panics).
+    fn compute(
+        &self,
+        ctx: &mut std::result::Result<GroupContext, String>,
+        cell: &Cell,
+    ) -> Vec<Row> {
+        let (exp, info) = (self.exp, self.info);
+        let g = match ctx {
+            Ok(g) => g,
+            Err(e) => return vec![failed_row(exp, cell, info, None, e)],
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            g.run_cell(exp, cell, self.methods, info, self.dir, self.bars)
+        }));
+        let why = match r {
+            Ok(Ok(rows)) => return rows,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("panic: {msg}")
+            }
+        };
+        vec![failed_row(exp, cell, info, Some(g), &why)]
+    }
+
+    /// Writes a cell's rows and counts them. With `exclusive` the file is published
+    /// only if no other worker has published it meanwhile (`false` then).
+    fn record(
+        &self,
+        cell: &Cell,
+        rows: &[Row],
+        t0: Instant,
+        exclusive: bool,
+        summary: &mut RunSummary,
+    ) -> Result<bool> {
+        let mut df = results::to_frame(rows)?;
+        let path = self.dir.cell_file(&cell.id);
+        if exclusive {
+            if !results::write_parquet_new(&mut df, &path)? {
+                self.bars.println(&format!(
+                    "cell {}: another worker published it meanwhile; this worker's rows \
+                     are dropped",
+                    cell.id
+                ));
+                return Ok(false);
+            }
+        } else {
+            results::write_parquet_atomic(&mut df, &path)?;
+        }
+        summary.rows_written += rows.len();
+        if rows.iter().any(|r| r.status != Status::Ok) {
+            summary.cells_failed += 1;
+        } else {
+            summary.cells_ok += 1;
+        }
+        for r in rows {
+            self.bars.println(&describe(r, t0.elapsed().as_secs_f64()));
+        }
+        self.bars.cells.inc(1);
+        Ok(true)
+    }
+
+    /// Every planned cell, in group order.
+    fn run_planned(
+        &self,
+        plan: Vec<(&Cell, Action)>,
+        datasets: &mut HashMap<String, Images>,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        for (cell, action) in &plan {
+            self.prepare(cell, action)?;
+        }
+        let mut loaded = None;
+        for (cell, _) in plan {
+            let t0 = Instant::now();
+            let rows = self.compute(self.group(&mut loaded, cell, datasets), cell);
+            self.record(cell, &rows, t0, false, summary)?;
+        }
+        Ok(())
+    }
+
+    /// Claim mode: each planned cell this worker can claim, then, while other live
+    /// workers hold cells, waiting for them to finish or die (a dead worker's cell is
+    /// reclaimed), so that the grid is complete once any worker ends normally.
+    fn run_claiming(
+        &self,
+        plan: Vec<(&Cell, Action)>,
+        policy: &crate::claim::ClaimPolicy,
+        started: std::time::SystemTime,
+        datasets: &mut HashMap<String, Images>,
+        summary: &mut RunSummary,
+    ) -> Result<()> {
+        let mut todo: Vec<&Cell> = plan.into_iter().map(|(c, _)| c).collect();
+        let mut loaded = None;
+        let mut said_waiting = false;
+        loop {
+            let mut waiting = Vec::new();
+            for cell in todo {
+                let claim = match self.claim(cell, policy, started)? {
+                    Claimed::Done => {
+                        summary.cells_by_others += 1;
+                        self.bars.cells.inc(1);
+                        continue;
+                    }
+                    Claimed::Held => {
+                        waiting.push(cell);
+                        continue;
+                    }
+                    Claimed::Mine(c) => c,
+                };
+                let t0 = Instant::now();
+                let rows = self.compute(self.group(&mut loaded, cell, datasets), cell);
+                if !claim.is_current() {
+                    self.bars.println(&format!(
+                        "cell {}: this worker's claim was taken over while it ran (a pause \
+                         longer than the claim timeout?)",
+                        cell.id
+                    ));
+                }
+                if !self.record(cell, &rows, t0, true, summary)? {
+                    summary.cells_by_others += 1;
+                }
+                drop(claim);
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if !said_waiting {
+                self.bars.println(&format!(
+                    "waiting for {} cell(s) held by other workers (a dead worker's cell is \
+                     taken over)",
+                    waiting.len()
+                ));
+                said_waiting = true;
+            }
+            std::thread::sleep(policy.heartbeat.min(std::time::Duration::from_secs(2)));
+            todo = waiting;
+        }
+    }
+
+    /// Tries to claim `cell`; under the claim, decides again what the cell needs, since
+    /// another worker may have finished it since the plan was made. A failed result is
+    /// redone (with `--retry-failed`) only when it is older than this run, so workers
+    /// do not redo each other's failures.
+    fn claim(
+        &self,
+        cell: &Cell,
+        policy: &crate::claim::ClaimPolicy,
+        started: std::time::SystemTime,
+    ) -> Result<Claimed> {
+        let action = |dir: &ResultsDir| -> Option<Action> {
+            if !dir.is_done(&cell.id) {
+                return Some(Action::Compute);
+            }
+            match dir.has_failed_rows(&cell.id) {
+                Err(why) => Some(Action::Corrupt(format!("{why:#}"))),
+                Ok(true) if self.opts.retry_failed && dir.finished_before(&cell.id, started) => {
+                    Some(Action::Supersede)
+                }
+                Ok(_) => None,
+            }
+        };
+        if action(self.dir).is_none() {
+            return Ok(Claimed::Done);
+        }
+        let claim = match crate::claim::try_claim(&self.dir.root, &cell.id, policy)? {
+            crate::claim::Attempt::Held(_) => return Ok(Claimed::Held),
+            crate::claim::Attempt::Taken(c) => c,
+        };
+        let Some(action) = action(self.dir) else {
+            return Ok(Claimed::Done);
+        };
+        if let Some(who) = &claim.reclaimed {
+            self.bars
+                .println(&format!("cell {}: taken over from {who}", cell.id));
+        }
+        self.dir
+            .clean_partial(&|name: &str| owns_file(&cell.id, name))?;
+        self.prepare(cell, &action)?;
+        Ok(Claimed::Mine(claim))
+    }
 }
 
 fn describe(r: &Row, secs: f64) -> String {

@@ -4,7 +4,9 @@
 //! comes from `SLURM_ARRAY_TASK_ID`/`_MIN`/`_COUNT`, so the script is the plain `run`
 //! command. Finished cells are skipped as always, so resubmitting after a preemption or
 //! a node failure redoes only what is missing. A second script writes the report; with
-//! `--submit` it is queued with `--dependency=afterany:<array job>`.
+//! `--submit` it is queued with `--dependency=afterany:<array job>`. With `--claim` the
+//! tasks run `weightbench run --claim` instead: they take cells one at a time, so a
+//! preempted task's cell is taken over by the tasks still running.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ pub struct SlurmSpec {
     pub partition: Option<String>,
     /// GPUs per task (then the device is `cuda`).
     pub gpus_per_task: Option<usize>,
+    /// Tasks take cells by claim (`run --claim`) rather than by shard.
+    pub claim: bool,
     /// Data, model card, results and reports folders, absolute.
     pub data_dir: PathBuf,
     /// Model card folders in search order.
@@ -95,13 +99,21 @@ impl SlurmSpec {
             "cpu"
         };
         let _ = writeln!(s, "set -euo pipefail");
+        let (how, flag) = if self.claim {
+            (
+                "# Every task takes unclaimed cells until none is left.",
+                " --claim",
+            )
+        } else {
+            (
+                "# The shard of this task comes from SLURM_ARRAY_TASK_ID/_MIN/_COUNT.",
+                "",
+            )
+        };
+        let _ = writeln!(s, "{how}");
         let _ = writeln!(
             s,
-            "# The shard of this task comes from SLURM_ARRAY_TASK_ID/_MIN/_COUNT."
-        );
-        let _ = writeln!(
-            s,
-            "exec {} run {} --no-report --quiet --threads {} --device {device}{}",
+            "exec {} run {}{flag} --no-report --quiet --threads {} --device {device}{}",
             qp(&self.binary),
             qp(&self.experiment),
             self.threads,
@@ -145,6 +157,7 @@ mod tests {
             time: "12:00:00".into(),
             partition: Some("short".into()),
             gpus_per_task: None,
+            claim: false,
             data_dir: "/data it's".into(),
             models_dirs: vec!["/x/models".into()],
             results_dir: "/x/results".into(),
@@ -169,6 +182,16 @@ mod tests {
         g.gpus_per_task = Some(1);
         let s = g.array_script();
         assert!(s.contains("#SBATCH --gpus-per-task=1") && s.contains("--device cuda"));
+        let c = SlurmSpec {
+            claim: true,
+            ..spec()
+        }
+        .array_script();
+        assert!(
+            c.contains("run '/x/experiments/exp.toml' --claim --no-report")
+                && !c.contains("SLURM_ARRAY_TASK_ID"),
+            "{c}"
+        );
         let r = spec().report_script();
         assert!(
             r.contains("report 'exp'") && r.contains("--reports-dir '/x/reports'"),

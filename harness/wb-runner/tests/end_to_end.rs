@@ -48,6 +48,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         only_params: Vec::new(),
         only_seeds: Vec::new(),
         shard: None,
+        claim: None,
     }
 }
 
@@ -871,6 +872,101 @@ fn concurrent_shards_compute_every_cell_once_like_one_process() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
         .count();
     assert_eq!(locks, 0);
+}
+
+/// Three `--claim` workers on one results folder, one SIGKILLed while it holds a cell:
+/// the others take its cell over (its dead claim is kept as a record), every cell ends
+/// exactly once, no temporary file survives, and the rows equal those of `--jobs 2`
+/// (two claim workers started by one command) on a fresh folder.
+#[test]
+fn claim_workers_share_a_grid_and_take_over_a_killed_workers_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[timing]\nenabled = false\n[[methods]]\nid = \"fp32\"\n[[methods]]\nid = \"bf16-cast\"\n[[methods]]\nid = \"kmeans-uniform\"\nparams = { k = [2, 4, 8, 16, 32, 64] }\n";
+    let path = write_exp(tmp.path(), "claimed", body);
+    let (claimed, jobs) = (tmp.path().join("claimed"), tmp.path().join("jobs"));
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| {
+            quiet_run(&claimed, &path)
+                .args(["--claim", "--claim-timeout", "5", "--threads", "1"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // The first worker seen holding a (fully written) claim is killed.
+    let claims = claimed.join("claimed").join(wb_runner::claim::CLAIMS_DIR);
+    let holder = |pid: u32| {
+        walk(&claims).into_iter().find(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| t.contains(&format!("pid = {pid}\n")))
+        })
+    };
+    let t0 = Instant::now();
+    let (victim, dead_claim) = loop {
+        let found = workers
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| holder(w.id()).map(|p| (i, p)));
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "no worker claimed a cell"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut killed = workers.remove(victim);
+    let killed_pid = killed.id();
+    killed.kill().unwrap(); // SIGKILL
+    killed.wait().unwrap();
+    let mut said = String::new();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        said.push_str(&err);
+    }
+    assert!(
+        said.contains(&format!("taken over from pid {killed_pid} ")),
+        "no worker took the killed worker's cell over:\n{said}"
+    );
+    // The dead claim is kept; its cell has its result.
+    assert!(dead_claim.is_file());
+    let cell = dead_claim.parent().unwrap().file_name().unwrap();
+    let dir = ResultsDir::new(&claimed, "claimed");
+    assert!(dir.is_done(&cell.to_string_lossy()));
+    assert!(walk(&claimed)
+        .iter()
+        .all(|p| !wb_core::io::is_temporary(&p.file_name().unwrap().to_string_lossy())));
+
+    let out = quiet_run(&jobs, &path)
+        .args(["--jobs", "2", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = |root: &Path| {
+        let df = read_all(&ResultsDir::new(root, "claimed")).unwrap();
+        assert!(col_str(&df, "status").iter().all(|s| s == "ok"));
+        let mut k: Vec<String> = col_str(&df, "cell_id")
+            .into_iter()
+            .zip(col_str(&df, "artifact_sha256"))
+            .zip(df.column("top1").unwrap().f64().unwrap().iter())
+            .map(|((c, a), t)| format!("{c} {a} {t:?}"))
+            .collect();
+        k.sort();
+        k
+    };
+    let (a, b) = (key(&claimed), key(&jobs));
+    assert_eq!(a.len(), 8, "{a:#?}");
+    let mut ids: Vec<&str> = a.iter().map(|k| k.split(' ').next().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "a cell was published twice");
+    assert_eq!(a, b);
 }
 
 /// The scripts of `weightbench slurm`, run as Slurm would run them: two array tasks at
