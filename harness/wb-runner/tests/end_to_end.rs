@@ -817,6 +817,21 @@ fn readme_synopsis_lists_every_flag() {
     }
 }
 
+/// `cell artifact top-1` of every row of experiment `name` under `root`, sorted; every
+/// row must be `ok`.
+fn row_keys(root: &Path, name: &str) -> Vec<String> {
+    let df = read_all(&ResultsDir::new(root, name)).unwrap();
+    assert!(col_str(&df, "status").iter().all(|s| s == "ok"));
+    let mut k: Vec<String> = col_str(&df, "cell_id")
+        .into_iter()
+        .zip(col_str(&df, "artifact_sha256"))
+        .zip(df.column("top1").unwrap().f64().unwrap().iter())
+        .map(|((c, a), t)| format!("{c} {a} {t:?}"))
+        .collect();
+    k.sort();
+    k
+}
+
 /// Two shards of one grid run at the same time on one results folder: each computes
 /// its own cells, together every cell once, with the same artifacts and top-1 as one
 /// process computing them all.
@@ -851,18 +866,7 @@ fn concurrent_shards_compute_every_cell_once_like_one_process() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let key = |root: &Path| {
-        let df = read_all(&ResultsDir::new(root, "sharded")).unwrap();
-        let mut k: Vec<String> = col_str(&df, "cell_id")
-            .into_iter()
-            .zip(col_str(&df, "artifact_sha256"))
-            .zip(df.column("top1").unwrap().f64().unwrap().iter())
-            .map(|((c, a), t)| format!("{c} {a} {t:?}"))
-            .collect();
-        k.sort();
-        k
-    };
-    let (a, b) = (key(&sharded), key(&whole));
+    let (a, b) = (row_keys(&sharded, "sharded"), row_keys(&whole, "sharded"));
     assert_eq!(a.len(), 5);
     assert_eq!(a, b);
     // No lock is left behind by either shard.
@@ -949,19 +953,7 @@ fn claim_workers_share_a_grid_and_take_over_a_killed_workers_cell() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let key = |root: &Path| {
-        let df = read_all(&ResultsDir::new(root, "claimed")).unwrap();
-        assert!(col_str(&df, "status").iter().all(|s| s == "ok"));
-        let mut k: Vec<String> = col_str(&df, "cell_id")
-            .into_iter()
-            .zip(col_str(&df, "artifact_sha256"))
-            .zip(df.column("top1").unwrap().f64().unwrap().iter())
-            .map(|((c, a), t)| format!("{c} {a} {t:?}"))
-            .collect();
-        k.sort();
-        k
-    };
-    let (a, b) = (key(&claimed), key(&jobs));
+    let (a, b) = (row_keys(&claimed, "claimed"), row_keys(&jobs, "claimed"));
     assert_eq!(a.len(), 8, "{a:#?}");
     let mut ids: Vec<&str> = a.iter().map(|k| k.split(' ').next().unwrap()).collect();
     ids.dedup();
