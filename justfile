@@ -86,6 +86,12 @@ bench: setup
 bench-eval *args: setup
     {{cargo_env}}; cargo run --quiet --release -p wb-torch --example bench_eval -- --python "{{venv}}/bin/python" {{args}}
 
+# Search accelerations off and on, side by side in one run: ws-dse's layer sweep, pruning
+# and NSGA-II generations on ResNet20 and ResNet56 (flags: --models, --images,
+# --generations, --rounds, --threads, --stage-cache-mb).
+bench-search *args: export-models
+    {{cargo_env}}; cargo run --quiet --release -p wb-runner --example bench_search -- {{args}}
+
 # Same data, init, iterations and tolerance on both sides; prints times, speed-up and
 # centroid differences. Extra flags go to the example (e.g. `--k 4,8,16 --repeat 9`).
 # 1-D k-means kernel vs scikit-learn KMeans on the ResNet20 weights (installs scikit-learn if missing).

@@ -159,11 +159,48 @@ class CifarResNetA(nn.Module):
         return nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.avg_pool2d(out, kernel_size=out.shape[3])  # global 8x8 average pool
-        out = out.flatten(1)
-        return self.linear(out)
+        return self.run_stages(x, 0, self.stage_count())
+
+    @torch.jit.export
+    def stage_count(self) -> int:
+        """Stages: the stem, every residual block, the head."""
+        return 2 + len(self.layer1) + len(self.layer2) + len(self.layer3)
+
+    @torch.jit.export
+    def stage_prefixes(self) -> List[str]:
+        """Per stage, the comma-separated name prefixes of its parameters."""
+        out = ["conv1.,bn1."]
+        for name, n in (("layer1", len(self.layer1)), ("layer2", len(self.layer2)),
+                        ("layer3", len(self.layer3))):
+            for i in range(n):
+                out.append(name + "." + str(i) + ".")
+        out.append("linear.")
+        return out
+
+    @torch.jit.export
+    def run_stages(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Stages ``start .. end`` (exclusive) from the activation before ``start``: the
+        forward pass in pieces, so an evaluator can resume from a cached activation."""
+        i = 0
+        if start <= i and i < end:
+            x = F.relu(self.bn1(self.conv1(x)))
+        i += 1
+        for block in self.layer1:
+            if start <= i and i < end:
+                x = block(x)
+            i += 1
+        for block in self.layer2:
+            if start <= i and i < end:
+                x = block(x)
+            i += 1
+        for block in self.layer3:
+            if start <= i and i < end:
+                x = block(x)
+            i += 1
+        if start <= i and i < end:
+            x = F.avg_pool2d(x, kernel_size=x.shape[3])  # global 8x8 average pool
+            x = self.linear(x.flatten(1))
+        return x
 
 
 def load_akamaster(blocks_per_stage: int, weights: Dict[str, np.ndarray]) -> nn.Module:
@@ -214,25 +251,49 @@ class TinyResNet8(nn.Module):
         self.dense = nn.Linear(4 * f, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-        a0 = F.relu(self.batch_normalization(self.conv2d(x)))
-        # block 1
-        y = F.relu(self.batch_normalization_1(self.conv2d_1(a0)))
-        y = self.batch_normalization_2(self.conv2d_2(y))
-        a1 = F.relu(y + a0)
-        # block 2
-        y = self.conv2d_3(F.pad(a1, [0, 1, 0, 1]))  # TF 'same', stride 2: pad bottom/right
-        y = F.relu(self.batch_normalization_3(y))
-        y = self.batch_normalization_4(self.conv2d_4(y))
-        a2 = F.relu(y + self.conv2d_5(a1))
-        # block 3
-        y = self.conv2d_6(F.pad(a2, [0, 1, 0, 1]))
-        y = F.relu(self.batch_normalization_5(y))
-        y = self.batch_normalization_6(self.conv2d_7(y))
-        a3 = F.relu(y + self.conv2d_8(a2))
-        # head: AveragePooling2D(8) -> flatten (1x1 spatial, so NHWC/NCHW order agree)
-        out = F.avg_pool2d(a3, kernel_size=8).flatten(1)
-        return self.dense(out)
+        return self.run_stages(x, 0, 5)
+
+    @torch.jit.export
+    def stage_count(self) -> int:
+        """Stages: the stem, three residual blocks, the head."""
+        return 5
+
+    @torch.jit.export
+    def stage_prefixes(self) -> List[str]:
+        """Per stage, the comma-separated name prefixes of its parameters."""
+        return [
+            "conv2d.,batch_normalization.",
+            "conv2d_1.,batch_normalization_1.,conv2d_2.,batch_normalization_2.",
+            "conv2d_3.,batch_normalization_3.,conv2d_4.,batch_normalization_4.,conv2d_5.",
+            "conv2d_6.,batch_normalization_5.,conv2d_7.,batch_normalization_6.,conv2d_8.",
+            "dense.",
+        ]
+
+    @torch.jit.export
+    def run_stages(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Stages ``start .. end`` (exclusive) from the activation before ``start``: the
+        forward pass in pieces, so an evaluator can resume from a cached activation."""
+        if start <= 0 and 0 < end:
+            x = x.permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
+            x = F.relu(self.batch_normalization(self.conv2d(x)))
+        if start <= 1 and 1 < end:  # block 1
+            y = F.relu(self.batch_normalization_1(self.conv2d_1(x)))
+            y = self.batch_normalization_2(self.conv2d_2(y))
+            x = F.relu(y + x)
+        if start <= 2 and 2 < end:  # block 2
+            y = self.conv2d_3(F.pad(x, [0, 1, 0, 1]))  # TF 'same', stride 2: pad bottom/right
+            y = F.relu(self.batch_normalization_3(y))
+            y = self.batch_normalization_4(self.conv2d_4(y))
+            x = F.relu(y + self.conv2d_5(x))
+        if start <= 3 and 3 < end:  # block 3
+            y = self.conv2d_6(F.pad(x, [0, 1, 0, 1]))
+            y = F.relu(self.batch_normalization_5(y))
+            y = self.batch_normalization_6(self.conv2d_7(y))
+            x = F.relu(y + self.conv2d_8(x))
+        if start <= 4 and 4 < end:
+            # head: AveragePooling2D(8) -> flatten (1x1 spatial, so NHWC/NCHW order agree)
+            x = self.dense(F.avg_pool2d(x, kernel_size=8).flatten(1))
+        return x
 
 
 _KERAS_BN = {
@@ -477,6 +538,7 @@ def verify_model(spec: ModelSpec, pt_path: Path, spec_input: Dict[str, object],
         logits = module(x).numpy()
     if logits.shape != reference.shape:
         raise ExportError(f"{spec.name}: output shape {logits.shape} != reference {reference.shape}")
+    check_stages(spec.name, module, x[:128], set(sd))
     max_diff = float(np.max(np.abs(logits.astype(np.float64) - reference.astype(np.float64))))
     pred = logits.argmax(axis=1)
     ref_pred = reference.argmax(axis=1)
@@ -489,6 +551,25 @@ def verify_model(spec: ModelSpec, pt_path: Path, spec_input: Dict[str, object],
         "total": int(labels.size),
         "accuracy_pct": round(100.0 * correct / labels.size, 2),
     }
+
+
+def check_stages(name: str, module, x: torch.Tensor, params: set) -> None:
+    """The staged forward pass (``run_stages``) cut at every boundary gives logits
+    bit-identical to the whole forward pass, and every tensor belongs to one stage."""
+    n = module.stage_count()
+    prefixes = [p.split(",") for p in module.stage_prefixes()]
+    if len(prefixes) != n:
+        raise ExportError(f"{name}: {len(prefixes)} stage prefix lists for {n} stages")
+    for key in params:
+        owners = [i for i, ps in enumerate(prefixes) if any(key.startswith(p) for p in ps)]
+        if len(owners) != 1:
+            raise ExportError(f"{name}: tensor {key} is in stages {owners}, expected one")
+    with torch.no_grad():
+        whole = module(x)
+        for b in range(1, n):
+            split = module.run_stages(module.run_stages(x, 0, b), b, n)
+            if not torch.equal(split, whole):
+                raise ExportError(f"{name}: the forward pass cut before stage {b} differs")
 
 
 def _format_result(r: Dict[str, object]) -> str:

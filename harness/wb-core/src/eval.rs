@@ -113,25 +113,51 @@ impl Threshold {
     }
 }
 
+/// What a [`Cached`] evaluator knows, keyed by the weights' content hash: valid for one
+/// model on one fixed image set, and then across searches (cells, methods) on it.
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    cache: HashMap<[u8; 32], Accuracy>,
+    /// Lowest threshold each configuration is known to miss.
+    below: HashMap<[u8; 32], usize>,
+}
+
+impl Memo {
+    /// Configurations whose accuracy is known.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty() && self.below.is_empty()
+    }
+}
+
 /// Wraps an evaluator with a cache keyed by the weights' content hash, so a search never
 /// pays twice for the same configuration.
 pub struct Cached<E> {
     inner: E,
-    cache: HashMap<[u8; 32], Accuracy>,
-    /// Highest threshold each configuration is known to miss.
-    below: HashMap<[u8; 32], usize>,
+    memo: Memo,
     hits: u64,
 }
 
 impl<E: Evaluator> Cached<E> {
     /// Wraps `inner`.
     pub fn new(inner: E) -> Self {
+        Self::with_memo(inner, Memo::default())
+    }
+    /// Wraps `inner`, starting from what earlier searches on the same model and images
+    /// learnt (the caller keeps the key: model, image set).
+    pub fn with_memo(inner: E, memo: Memo) -> Self {
         Self {
             inner,
-            cache: HashMap::new(),
-            below: HashMap::new(),
+            memo,
             hits: 0,
         }
+    }
+    /// What this evaluator knows now, for the next search on the same model and images.
+    pub fn into_memo(self) -> Memo {
+        self.memo
     }
     /// The wrapped evaluator.
     pub fn inner(&self) -> &E {
@@ -142,12 +168,12 @@ impl<E: Evaluator> Cached<E> {
 impl<E: Evaluator> Evaluator for Cached<E> {
     fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
         let key = weights.content_hash();
-        if let Some(a) = self.cache.get(&key) {
+        if let Some(a) = self.memo.cache.get(&key) {
             self.hits += 1;
             return Ok(*a);
         }
         let a = self.inner.evaluate(weights)?;
-        self.cache.insert(key, a);
+        self.memo.cache.insert(key, a);
         Ok(a)
     }
     fn evaluate_threshold(
@@ -156,7 +182,7 @@ impl<E: Evaluator> Evaluator for Cached<E> {
         min_top1_correct: usize,
     ) -> Result<Threshold, EvalError> {
         let key = weights.content_hash();
-        if let Some(a) = self.cache.get(&key) {
+        if let Some(a) = self.memo.cache.get(&key) {
             self.hits += 1;
             return Ok(if a.top1_correct >= min_top1_correct {
                 Threshold::Reached(*a)
@@ -167,7 +193,7 @@ impl<E: Evaluator> Evaluator for Cached<E> {
                 }
             });
         }
-        if let Some(&t) = self.below.get(&key) {
+        if let Some(&t) = self.memo.below.get(&key) {
             if min_top1_correct >= t {
                 self.hits += 1;
                 return Ok(Threshold::Below {
@@ -179,10 +205,10 @@ impl<E: Evaluator> Evaluator for Cached<E> {
         let r = self.inner.evaluate_threshold(weights, min_top1_correct)?;
         match r {
             Threshold::Reached(a) => {
-                self.cache.insert(key, a);
+                self.memo.cache.insert(key, a);
             }
             Threshold::Below { .. } => {
-                let e = self.below.entry(key).or_insert(min_top1_correct);
+                let e = self.memo.below.entry(key).or_insert(min_top1_correct);
                 *e = (*e).min(min_top1_correct);
             }
         }
@@ -287,5 +313,21 @@ mod tests {
         );
         assert_eq!(c.evaluate(&bad).unwrap().top1_correct, 10);
         assert_eq!(c.stats().evaluations, 3);
+    }
+
+    #[test]
+    fn a_memo_carries_answers_to_the_next_search() {
+        let reference = ws(2.0);
+        let fake = || FakeEvaluator::new(reference.clone(), 100, 90, 1.0);
+        let mut first = Cached::new(fake());
+        first.evaluate(&reference).unwrap();
+        assert!(!first.evaluate_threshold(&ws(0.0), 50).unwrap().reached());
+        let memo = first.into_memo();
+        assert_eq!(memo.len(), 1);
+        let mut next = Cached::with_memo(fake(), memo);
+        assert_eq!(next.evaluate(&reference).unwrap().top1_correct, 90);
+        assert!(!next.evaluate_threshold(&ws(0.0), 60).unwrap().reached());
+        assert_eq!(next.stats().evaluations, 0);
+        assert_eq!(next.stats().cache_hits, 2);
     }
 }

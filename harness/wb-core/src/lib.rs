@@ -23,7 +23,7 @@ pub use encoding::{
     ValueTable,
 };
 pub use error::{CoreError, Result};
-pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Threshold};
+pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Memo, Threshold};
 pub use grad::{
     FakeGradients, GradientConfig, GradientSource, Gradients, Importance, TensorGradients,
 };

@@ -95,6 +95,11 @@ enum Cmd {
         /// report is written once they have all finished.
         #[arg(long, value_name = "N", conflicts_with_all = ["shard", "claim", "force"])]
         jobs: Option<usize>,
+        /// Memory (MiB) for the FP32 activations of the search images at stage
+        /// boundaries, from which searches resume (models whose card declares stages);
+        /// 0 turns it off. Results are bit-identical either way.
+        #[arg(long, value_name = "MIB", default_value_t = 1024)]
+        stage_cache_mb: u64,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -643,6 +648,7 @@ fn run_cli() -> Result<()> {
             claim,
             claim_timeout,
             jobs,
+            stage_cache_mb,
             paths,
         } => {
             if let Some(n) = jobs {
@@ -682,6 +688,7 @@ fn run_cli() -> Result<()> {
                     None => wb_runner::run::slurm_shard(|k| std::env::var(k).ok())
                         .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
                 },
+                stage_cache_mb,
                 claim: claim.then(|| {
                     wb_runner::claim::ClaimPolicy::with_timeout(Duration::from_secs(
                         claim_timeout.max(1),

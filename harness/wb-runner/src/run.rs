@@ -55,6 +55,9 @@ pub struct RunOptions {
     /// Claim mode (`--claim`): take cells one at a time through claim files, beside
     /// any number of other workers on the same results folder.
     pub claim: Option<crate::claim::ClaimPolicy>,
+    /// Memory for the FP32 activations searches resume from (MiB; 0 turns the stage
+    /// cache off). Results are bit-identical either way; only the time changes.
+    pub stage_cache_mb: u64,
 }
 
 /// Parses `I/N` (shard I of N, `0 ≤ I < N`).
@@ -802,6 +805,12 @@ struct SplitData {
     /// Gradient statistics on the search subset (when there is one): its own copy of
     /// the model, loaded on first use.
     gradients: Option<wb_torch::TorchGradients>,
+    /// FP32 activations of the search subset at stage boundaries, built for the first
+    /// cell whose method evaluates candidates (`None` inside: no stages, or no room).
+    stage_cache: Option<Option<wb_torch::stages::StageCache>>,
+    /// Accuracies on the search subset known from earlier cells (any method, this
+    /// split): a configuration is never evaluated twice on the same images in a run.
+    memo: wb_core::Memo,
 }
 
 /// Everything shared by the cells of one (model, dataset) pair.
@@ -813,6 +822,8 @@ struct GroupContext {
     /// One entry per split seed met so far.
     splits: HashMap<u64, SplitData>,
     fp32_container_bytes: u64,
+    /// Memory budget of a split's stage cache (0: off).
+    stage_cache_bytes: u64,
     timing_inputs: wb_torch::TimingInputs,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
     bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
@@ -852,6 +863,7 @@ impl GroupContext {
             search_source,
             splits: HashMap::new(),
             fp32_container_bytes,
+            stage_cache_bytes: opts.stage_cache_mb << 20,
             timing_inputs,
             bf16: None,
             trainer: wb_torch::TorchFineTuner::lazy(
@@ -929,8 +941,50 @@ impl GroupContext {
                 baseline_classes,
                 baseline_search,
                 gradients,
+                stage_cache: None,
+                memo: wb_core::Memo::default(),
             },
         );
+        Ok(())
+    }
+
+    /// Builds the stage cache of split `seed` if it has none yet, dropping those of
+    /// other splits first (one cache per model and dataset at a time bounds memory).
+    fn ensure_stage_cache(&mut self, seed: u64, bars: &Bars) -> Result<()> {
+        if self.splits[&seed].stage_cache.is_some() {
+            return Ok(());
+        }
+        for (s, split) in self.splits.iter_mut() {
+            if *s != seed {
+                split.stage_cache = None;
+            }
+        }
+        let split = self.splits.get_mut(&seed).expect("split drawn before");
+        let cache = match &split.search {
+            Ok(search) if self.stage_cache_bytes > 0 => {
+                bars.step.set_message(format!(
+                    "{}: caching FP32 activations of the search images",
+                    self.card.name
+                ));
+                wb_torch::stages::StageCache::build(
+                    &mut self.model,
+                    search,
+                    self.stage_cache_bytes,
+                )?
+            }
+            _ => None,
+        };
+        if let Some(c) = &cache {
+            bars.println(&format!(
+                "  {} (split seed {seed}): evaluations resume from {} of {} stage boundaries \
+                 ({:.0} MB of FP32 activations)",
+                self.card.name,
+                c.boundaries().len(),
+                c.stage_count() - 1,
+                c.bytes() as f64 / 1e6
+            ));
+        }
+        split.stage_cache = Some(cache);
         Ok(())
     }
 
@@ -958,6 +1012,9 @@ impl GroupContext {
             "{} {} {}: compressing",
             cell.model, cell.dataset, cell.method
         ));
+        if method.needs().evaluator {
+            self.ensure_stage_cache(split_seed, bars)?;
+        }
         let original = self.model.weights().clone();
         let t0 = Instant::now();
         let (candidates, search_stats) = {
@@ -972,11 +1029,17 @@ impl GroupContext {
             };
             match &split.search {
                 Ok(search) => {
-                    let mut ev = Cached::new(TorchEvaluator::new(&mut self.model, search));
+                    let cache = split.stage_cache.as_ref().and_then(Option::as_ref);
+                    let mut ev = Cached::with_memo(
+                        TorchEvaluator::new(&mut self.model, search).with_stage_cache(cache),
+                        std::mem::take(&mut split.memo),
+                    );
                     ctx.evaluator = Some(&mut ev);
                     let c =
-                        wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx)?;
-                    (c, ev.stats())
+                        wb_core::compress_checked(meth.id, method.as_ref(), &original, &mut ctx);
+                    let stats = ev.stats();
+                    split.memo = ev.into_memo();
+                    (c?, stats)
                 }
                 // Only a method that needs search images learns why there are none.
                 Err(why) if method.needs().sees_search_images() => {

@@ -49,6 +49,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         only_seeds: Vec::new(),
         shard: None,
         claim: None,
+        stage_cache_mb: 1024,
     }
 }
 

@@ -28,6 +28,11 @@ pub struct ModelCard {
     /// Optional golden logits for regression tests.
     #[serde(default)]
     pub reference: Option<ReferenceSpec>,
+    /// Whether the TorchScript module offers a staged forward pass (`stage_count`,
+    /// `stage_prefixes`, `run_stages`), so that evaluations can resume from cached
+    /// activations ([`crate::stages`]).
+    #[serde(default)]
+    pub stages: bool,
     /// Directory of the card (set after parsing; `file` is relative to it).
     #[serde(skip)]
     pub card_dir: PathBuf,

@@ -4,6 +4,7 @@
 use crate::data::Images;
 use crate::error::{Result, TorchError};
 use crate::model::TorchModel;
+use crate::stages::StageCache;
 use tch::{Kind, Tensor};
 use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, Threshold, WeightSet};
 
@@ -107,8 +108,16 @@ fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize, T
 pub struct TorchEvaluator<'a> {
     model: &'a mut TorchModel,
     batches: &'a Batches,
+    /// FP32 activations of these batches at stage boundaries (see [`crate::stages`]).
+    stages: Option<&'a StageCache>,
     evaluations: u64,
+    /// Stages run, over all evaluations, against `evaluations × stage count` for whole
+    /// forward passes (a measure of the work the stage cache saved).
+    stages_run: u64,
 }
+
+/// Where a pass over the batches starts: the input, or a cached boundary.
+type Start<'a> = Option<(usize, &'a [Tensor])>;
 
 impl<'a> TorchEvaluator<'a> {
     /// An evaluator of `model` on `batches`.
@@ -116,19 +125,63 @@ impl<'a> TorchEvaluator<'a> {
         Self {
             model,
             batches,
+            stages: None,
             evaluations: 0,
+            stages_run: 0,
+        }
+    }
+
+    /// Resumes evaluations from `cache` (built on the same `batches`), when given: the
+    /// logits are the same bits, the unchanged front of the network is not run again.
+    ///
+    /// # Panics
+    /// When the cache holds another number of batches than `batches`.
+    pub fn with_stage_cache(mut self, cache: Option<&'a StageCache>) -> Self {
+        if let Some(c) = cache {
+            assert_eq!(
+                c.batches(),
+                self.batches.inputs.len(),
+                "a stage cache of other batches"
+            );
+        }
+        self.stages = cache;
+        self
+    }
+
+    /// Stages run so far and the stages whole forward passes would have run.
+    pub fn stage_work(&self) -> Option<(u64, u64)> {
+        self.stages
+            .map(|c| (self.stages_run, self.evaluations * c.stage_count() as u64))
+    }
+
+    /// Installs `weights` and says where their evaluation may start.
+    fn install(&mut self, weights: &WeightSet) -> Result<Start<'a>> {
+        self.model.install(weights)?;
+        self.evaluations += 1;
+        let start = self.stages.and_then(|c| c.start(weights));
+        if let Some(c) = self.stages {
+            let from = start.map_or(0, |(b, _)| b);
+            self.stages_run += (c.stage_count() - from) as u64;
+        }
+        Ok(start)
+    }
+
+    /// The logits of batch `k`, from `start`.
+    fn logits(&self, start: Start<'_>, k: usize) -> Result<Tensor> {
+        match start {
+            Some((b, acts)) => self.model.forward_from(&acts[k], b),
+            None => self.model.forward(&self.batches.inputs[k]),
         }
     }
 
     /// Accuracy of `weights` with every image's top-1 class, in the batches' order —
     /// the raw data of paired tests between candidates on the same images.
     pub fn predict(&mut self, weights: &WeightSet) -> Result<(Accuracy, Vec<u16>)> {
-        self.model.install(weights)?;
-        self.evaluations += 1;
+        let start = self.install(weights)?;
         let (mut t1, mut t5) = (0, 0);
         let mut classes = Vec::with_capacity(self.batches.images);
-        for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
-            let logits = self.model.forward(x)?;
+        for (k, y) in self.batches.labels.iter().enumerate() {
+            let logits = self.logits(start, k)?;
             let (a, b, top) = hits_and_classes(&logits, y)?;
             t1 += a;
             t5 += b;
@@ -146,9 +199,13 @@ impl<'a> TorchEvaluator<'a> {
 
     /// Accuracy of the weights currently installed in the model.
     pub fn evaluate_installed(&self) -> Result<Accuracy> {
+        self.accuracy_from(None)
+    }
+
+    fn accuracy_from(&self, start: Start<'_>) -> Result<Accuracy> {
         let (mut t1, mut t5) = (0, 0);
-        for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
-            let logits = self.model.forward(x)?;
+        for (k, y) in self.batches.labels.iter().enumerate() {
+            let logits = self.logits(start, k)?;
             let (a, b) = count_hits(&logits, y)?;
             t1 += a;
             t5 += b;
@@ -165,9 +222,13 @@ impl TorchEvaluator<'_> {
     /// Early-exit evaluation of the installed weights: stops after the first batch at
     /// which even all remaining images correct could not reach `min_top1_correct`.
     pub fn threshold_installed(&self, min_top1_correct: usize) -> Result<Threshold> {
+        self.threshold_from(None, min_top1_correct)
+    }
+
+    fn threshold_from(&self, start: Start<'_>, min_top1_correct: usize) -> Result<Threshold> {
         let (mut t1, mut t5, mut seen) = (0, 0, 0);
-        for (x, y) in self.batches.inputs.iter().zip(&self.batches.labels) {
-            let logits = self.model.forward(x)?;
+        for (k, y) in self.batches.labels.iter().enumerate() {
+            let logits = self.logits(start, k)?;
             let (a, b) = count_hits(&logits, y)?;
             t1 += a;
             t5 += b;
@@ -201,14 +262,12 @@ impl Evaluator for TorchEvaluator<'_> {
         weights: &WeightSet,
         min_top1_correct: usize,
     ) -> Result<Threshold, EvalError> {
-        self.model.install(weights)?;
-        self.evaluations += 1;
-        Ok(self.threshold_installed(min_top1_correct)?)
+        let start = self.install(weights)?;
+        Ok(self.threshold_from(start, min_top1_correct)?)
     }
     fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
-        self.model.install(weights)?;
-        self.evaluations += 1;
-        Ok(self.evaluate_installed()?)
+        let start = self.install(weights)?;
+        Ok(self.accuracy_from(start)?)
     }
     fn images(&self) -> usize {
         self.batches.images

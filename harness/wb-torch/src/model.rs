@@ -50,6 +50,8 @@ pub struct TorchModel {
     /// Parameter handles in the module's order (they share storage with the module).
     params: Vec<(String, Tensor)>,
     original: WeightSet,
+    /// The staged forward pass, when the card declares one.
+    stages: Option<crate::stages::Stages>,
 }
 
 impl std::fmt::Debug for TorchModel {
@@ -142,13 +144,55 @@ impl TorchModel {
                 path.display()
             )));
         }
+        let stages = if card.stages {
+            Some(crate::stages::Stages::read(&module, &original).map_err(model_err)?)
+        } else {
+            None
+        };
         Ok(TorchModel {
             card: card.clone(),
             module,
             device,
             params,
             original,
+            stages,
         })
+    }
+
+    /// The staged forward pass, when the card declares one (checked at load).
+    pub fn stages(&self) -> Option<&crate::stages::Stages> {
+        self.stages.as_ref()
+    }
+
+    /// Runs stages `start .. end` from the activation before `start`
+    /// (`run_stages(x, 0, count)` is the forward pass, bit for bit).
+    ///
+    /// # Errors
+    /// When the model has no stages or libtorch fails.
+    pub fn run_stages(&self, x: &Tensor, start: usize, end: usize) -> Result<Tensor> {
+        if self.stages.is_none() {
+            return Err(TorchError::Model {
+                model: self.card.name.clone(),
+                message: "the card declares no stages".into(),
+            });
+        }
+        let out = crate::inference_mode(|| {
+            self.module.method_is(
+                "run_stages",
+                &[
+                    tch::IValue::Tensor(x.shallow_clone()),
+                    tch::IValue::Int(start as i64),
+                    tch::IValue::Int(end as i64),
+                ],
+            )
+        })?;
+        match out {
+            tch::IValue::Tensor(t) => Ok(t),
+            other => Err(TorchError::Model {
+                model: self.card.name.clone(),
+                message: format!("run_stages returned {other:?}, not a tensor"),
+            }),
+        }
     }
 
     /// The model card.
@@ -248,6 +292,26 @@ impl TorchModel {
     /// read it, do not modify it in place).
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
         let out = crate::inference_mode(|| self.module.forward_ts(&[input]))?;
+        self.check_logits_shape(out)
+    }
+
+    /// The logits from the activation before stage `start` (the input when 0): the last
+    /// stages of the forward pass, bit-identical to [`Self::forward`] from the input.
+    ///
+    /// # Errors
+    /// As [`Self::forward`], and when the model has no stages.
+    pub fn forward_from(&self, activation: &Tensor, start: usize) -> Result<Tensor> {
+        match (&self.stages, start) {
+            (_, 0) => self.forward(activation),
+            (Some(s), _) => {
+                let out = self.run_stages(activation, start, s.count)?;
+                self.check_logits_shape(out)
+            }
+            (None, _) => self.run_stages(activation, start, start),
+        }
+    }
+
+    fn check_logits_shape(&self, out: Tensor) -> Result<Tensor> {
         let size = out.size();
         if size.len() != 2 || size[1] != self.card.num_classes as i64 {
             return Err(TorchError::Model {

@@ -1,0 +1,232 @@
+//! `just bench-search`: a fixed search budget — ws-dse's layer sweep, pruning and a few
+//! NSGA-II generations, as `compare-all` configures it (`k_points = 10`) — with each
+//! acceleration off and on, side by side in one run, on the same model, images,
+//! threads and seed. Prints evaluations, forward work, wall time (whole search and
+//! layer sweep), the speed-up against the plain search, and whether the search made the
+//! same decisions (identical candidates, bit for bit).
+//!
+//! The runs alternate (plain, accelerated, plain, accelerated …) for `--rounds` rounds,
+//! and the ratio is the median of the per-round ratios, so that a machine whose speed
+//! drifts compares like with like.
+//!
+//! Accelerations: `stages` — the evaluator resumes from the FP32 activations of the
+//! search images cached at stage boundaries (`--stage-cache-mb`, the run's default);
+//! its building time is counted in the accelerated run. (Across cells the runner also
+//! reuses every accuracy already known for the same weights and images; a single
+//! search gains nothing from that, so it is not measured here.)
+//!
+//! By hand: `cargo run --release -p wb-runner --example bench_search -- [--models
+//! resnet20,resnet56] [--images 2000] [--generations 3] [--rounds 1] [--threads N]
+//! [--stage-cache-mb 1024]`.
+
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+use wb_core::{container, Cached, Context, Evaluator, Progress};
+use wb_torch::stages::StageCache;
+use wb_torch::{dataset, find_card, Batches, TorchEvaluator, TorchModel};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    arg(name).and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Notes when the layer sweep ends: ws-dse announces `1 + sweep + pop × generations`
+/// steps and advances one per evaluation of the sweep.
+struct SweepClock {
+    start: Instant,
+    search_steps: u64,
+    sweep_steps: Cell<u64>,
+    done: Cell<u64>,
+    sweep_s: Cell<Option<f64>>,
+}
+
+impl Progress for SweepClock {
+    fn set_length(&self, len: u64) {
+        self.sweep_steps.set(len.saturating_sub(self.search_steps));
+    }
+    fn inc(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        if self.sweep_s.get().is_none() && self.done.get() >= self.sweep_steps.get() {
+            self.sweep_s.set(Some(self.start.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+/// One search: wall time, sweep time, evaluations, stage work, candidates' digest.
+struct Outcome {
+    wall_s: f64,
+    sweep_s: f64,
+    evaluations: u64,
+    work: Option<(u64, u64)>,
+    digest: String,
+}
+
+fn search(
+    model: &mut TorchModel,
+    batches: &Batches,
+    params: &wb_core::Params,
+    stage_cache_bytes: Option<u64>,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let info = wb_runner::registry::methods()
+        .into_iter()
+        .find(|m| m.id == "ws-dse")
+        .expect("ws-dse is registered");
+    let method = (info.build)(params)?;
+    let original = model.weights().clone();
+    let (pop, generations) = (params.int("pop_size")?, params.int("generations")?);
+    let clock = SweepClock {
+        start: Instant::now(),
+        search_steps: (pop * generations) as u64,
+        sweep_steps: Cell::new(u64::MAX),
+        done: Cell::new(0),
+        sweep_s: Cell::new(None),
+    };
+    let cache = match stage_cache_bytes {
+        Some(bytes) => StageCache::build(model, batches, bytes)?,
+        None => None,
+    };
+    let mut ev = Cached::new(TorchEvaluator::new(model, batches).with_stage_cache(cache.as_ref()));
+    let mut ctx = Context {
+        seed: 0,
+        evaluator: Some(&mut ev),
+        trainer: None,
+        gradients: None,
+        progress: &clock,
+    };
+    let candidates = wb_core::compress_checked(info.id, method.as_ref(), &original, &mut ctx)?;
+    let wall_s = clock.start.elapsed().as_secs_f64();
+    let mut h = Sha256::new();
+    for c in &candidates {
+        h.update(c.label.as_bytes());
+        h.update([u8::from(c.chosen)]);
+        h.update(container::write(&c.artifact)?);
+    }
+    Ok(Outcome {
+        wall_s,
+        sweep_s: clock.sweep_s.get().unwrap_or(wall_s),
+        evaluations: ev.stats().evaluations,
+        work: ev.inner().stage_work(),
+        digest: wb_core::weights::hex(&h.finalize())[..16].to_string(),
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = std::env::var_os("WEIGHTBENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/data"));
+    let threads: usize = num(
+        "--threads",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let images: usize = num("--images", 2000);
+    let generations: i64 = num("--generations", 3);
+    let rounds: usize = num("--rounds", 1usize).max(1);
+    let cache_mb: u64 = num("--stage-cache-mb", 1024);
+    let models = arg("--models").unwrap_or_else(|| "resnet20,resnet56".into());
+    wb_torch::set_threads(threads, 1);
+    let mut given = BTreeMap::new();
+    given.insert("k_points".to_string(), serde_json::json!(10));
+    given.insert("generations".to_string(), serde_json::json!(generations));
+    let info = wb_runner::registry::methods()
+        .into_iter()
+        .find(|m| m.id == "ws-dse")
+        .expect("ws-dse is registered");
+    let params = wb_core::check_params(info.params, &given)?;
+    let pool = dataset("cifar10-jpeg75")?.load(&data)?;
+    // Evenly spaced images of the test set: a fixed subset of the requested size.
+    let pick: Vec<usize> = (0..images).map(|i| i * pool.len() / images).collect();
+    let subset = pool.subset(&pick);
+    println!(
+        "bench-search: ws-dse {{k_points = 10, generations = {generations}}}, {images} images \
+         of cifar10-jpeg75, batch 500, {threads} thread(s), {rounds} round(s), stage cache \
+         {cache_mb} MiB; {}",
+        wb_measure::env::Manifest::collect(&root).cpu_model
+    );
+    println!(
+        "| model | run | evaluations | forward work | wall s | sweep s | speed-up (whole) | speed-up (sweep) | same decisions |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|---|");
+    for name in models.split(',') {
+        let card = find_card(&root.join("models"), name)?;
+        let mut model = TorchModel::load(&card, wb_torch::Device::Cpu)?;
+        let batches = Batches::new(&model, &subset, 500)?;
+        let (mut whole, mut sweep) = (Vec::new(), Vec::new());
+        let mut last = None;
+        for round in 0..rounds {
+            // Alternate which goes first, so neither always meets a warmer machine.
+            let order = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            let mut pair: [Option<Outcome>; 2] = [None, None];
+            for accelerated in order {
+                let bytes = accelerated.then_some(cache_mb << 20);
+                pair[usize::from(accelerated)] =
+                    Some(search(&mut model, &batches, &params, bytes)?);
+            }
+            let [Some(plain), Some(fast)] = pair else {
+                unreachable!("both runs done")
+            };
+            whole.push(plain.wall_s / fast.wall_s);
+            sweep.push(plain.sweep_s / fast.sweep_s);
+            last = Some((plain, fast));
+        }
+        let (plain, fast) = last.expect("at least one round");
+        let same = plain.digest == fast.digest;
+        for (label, o, ratio) in [
+            ("plain", &plain, None),
+            (
+                "stages",
+                &fast,
+                Some((median(&mut whole), median(&mut sweep))),
+            ),
+        ] {
+            let work = match o.work {
+                Some((run, full)) => format!("{:.2}", run as f64 / full as f64),
+                None => "1.00".into(),
+            };
+            let (rw, rs) = match ratio {
+                Some((w, s)) => (format!("{w:.2}×"), format!("{s:.2}×")),
+                None => ("1.00×".into(), "1.00×".into()),
+            };
+            println!(
+                "| {name} | {label} | {} | {work} | {:.1} | {:.1} | {rw} | {rs} | {} |",
+                o.evaluations,
+                o.wall_s,
+                o.sweep_s,
+                if label == "plain" {
+                    format!("digest {}", o.digest)
+                } else if same {
+                    "yes".into()
+                } else {
+                    format!("NO (digest {})", o.digest)
+                }
+            );
+        }
+        if !same {
+            return Err(format!("{name}: the accelerated search decided differently").into());
+        }
+    }
+    Ok(())
+}
