@@ -962,6 +962,29 @@ fn claim_workers_share_a_grid_and_take_over_a_killed_workers_cell() {
     assert_eq!(a, b);
 }
 
+/// A real search (ws-dse on ResNet20) with evaluations resumed from cached stage
+/// activations and with the cache off: the same rows, bit for bit (artifacts, top-1).
+#[test]
+fn the_stage_cache_changes_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "models = [\"resnet20\"]\ndatasets = [\"cifar10-exact932\"]\n[evaluation]\nsplit = \"heldout\"\n[search]\nimages = 300\n[timing]\nenabled = false\n[[methods]]\nid = \"ws-dse\"\nparams = { k_points = 3, pop_size = 6, generations = 2 }\n";
+    let path = write_exp(tmp.path(), "staged", body);
+    let (on, off) = (tmp.path().join("on"), tmp.path().join("off"));
+    for (dir, mb) in [(&on, "1024"), (&off, "0")] {
+        let out = quiet_run(dir, &path)
+            .args(["--stage-cache-mb", mb])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        // Only the run with a budget says it resumes from cached activations.
+        assert_eq!(err.contains("evaluations resume from"), mb != "0", "{err}");
+    }
+    let (a, b) = (row_keys(&on, "staged"), row_keys(&off, "staged"));
+    assert!(a.len() > 1, "{a:?}");
+    assert_eq!(a, b);
+}
+
 /// The scripts of `weightbench slurm`, run as Slurm would run them: two array tasks at
 /// once (the shard from SLURM_ARRAY_TASK_ID/_COUNT), then the report script. Every cell
 /// is computed once and the report is written. (A real slurmctld/slurmd pair is the
