@@ -628,113 +628,119 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `weightbench run`: one process (or `--jobs` workers) over the grid, then the report.
+fn run_command(cmd: Cmd) -> Result<()> {
+    let Cmd::Run {
+        experiment,
+        force,
+        retry_failed,
+        device,
+        threads,
+        interop_threads,
+        no_report,
+        quiet,
+        only_methods,
+        only_models,
+        only_params,
+        only_seeds,
+        shard,
+        claim,
+        claim_timeout,
+        jobs,
+        stage_cache_mb,
+        paths,
+    } = cmd
+    else {
+        unreachable!("called with Cmd::Run only")
+    };
+    if let Some(n) = jobs {
+        return local_jobs(n, threads, no_report, &paths, &experiment);
+    }
+    let r = resolve(&paths);
+    let exp = load_experiment(&experiment, &r)?;
+    let device = wb_torch::parse_device(&device)?;
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    if threads == 0 || interop_threads == 0 {
+        bail!("--threads and --interop-threads must be ≥ 1");
+    }
+    wb_torch::set_threads(threads, interop_threads);
+    let opts = RunOptions {
+        models_dirs: r.models.clone(),
+        data_dir: r.data.clone(),
+        results_root: r.results.clone(),
+        repo_root: r.root.clone(),
+        device,
+        threads,
+        interop_threads,
+        force,
+        retry_failed,
+        progress: !quiet,
+        only_methods,
+        only_models,
+        only_params,
+        only_seeds,
+        shard: match shard {
+            Some(s) => Some(s),
+            // Claim workers of an array share the grid by claims, not shards.
+            None if claim => None,
+            None => wb_runner::run::slurm_shard(|k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
+        },
+        stage_cache_mb,
+        claim: claim.then(|| {
+            wb_runner::claim::ClaimPolicy::with_timeout(Duration::from_secs(claim_timeout.max(1)))
+        }),
+    };
+    eprintln!(
+        "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
+        exp.name,
+        exp.cells.len(),
+        exp.models.len(),
+        exp.datasets.len(),
+        wb_torch::device_name(device),
+        threads
+    );
+    let s = run(&exp, &registry::methods(), &opts)?;
+    let others = if claim {
+        format!(", {} done by other workers", s.cells_by_others)
+    } else {
+        String::new()
+    };
+    println!(
+            "experiment `{}`: {} cells, {} already done{others}, {} not selected, {} ok, {} failed; {} rows written to {}",
+            exp.name,
+            s.cells_total,
+            s.cells_skipped,
+            s.cells_not_selected,
+            s.cells_ok,
+            s.cells_failed,
+            s.rows_written,
+            r.results.join(&exp.name).display()
+        );
+    if !no_report {
+        report(&exp.name, &r)?;
+    }
+    if s.cells_failed > 0 {
+        // Failed rows are stored (the sweep went on), but the run did not do
+        // all it was asked: say so in the exit status, and how to redo them.
+        bail!(
+            "{} cell(s) of this run failed; the reasons are in their rows' `error` \
+                 column and in the report. After fixing the cause, run again with \
+                 --retry-failed to recompute only those cells",
+            s.cells_failed
+        );
+    }
+    Ok(())
+}
+
 fn run_cli() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Run {
-            experiment,
-            force,
-            retry_failed,
-            device,
-            threads,
-            interop_threads,
-            no_report,
-            quiet,
-            only_methods,
-            only_models,
-            only_params,
-            only_seeds,
-            shard,
-            claim,
-            claim_timeout,
-            jobs,
-            stage_cache_mb,
-            paths,
-        } => {
-            if let Some(n) = jobs {
-                return local_jobs(n, threads, no_report, &paths, &experiment);
-            }
-            let r = resolve(&paths);
-            let exp = load_experiment(&experiment, &r)?;
-            let device = wb_torch::parse_device(&device)?;
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
-            if threads == 0 || interop_threads == 0 {
-                bail!("--threads and --interop-threads must be ≥ 1");
-            }
-            wb_torch::set_threads(threads, interop_threads);
-            let opts = RunOptions {
-                models_dirs: r.models.clone(),
-                data_dir: r.data.clone(),
-                results_root: r.results.clone(),
-                repo_root: r.root.clone(),
-                device,
-                threads,
-                interop_threads,
-                force,
-                retry_failed,
-                progress: !quiet,
-                only_methods,
-                only_models,
-                only_params,
-                only_seeds,
-                shard: match shard {
-                    Some(s) => Some(s),
-                    // Claim workers of an array share the grid by claims, not shards.
-                    None if claim => None,
-                    None => wb_runner::run::slurm_shard(|k| std::env::var(k).ok())
-                        .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
-                },
-                stage_cache_mb,
-                claim: claim.then(|| {
-                    wb_runner::claim::ClaimPolicy::with_timeout(Duration::from_secs(
-                        claim_timeout.max(1),
-                    ))
-                }),
-            };
-            eprintln!(
-                "experiment `{}`: {} cells ({} models × {} datasets), device {}, {} threads",
-                exp.name,
-                exp.cells.len(),
-                exp.models.len(),
-                exp.datasets.len(),
-                wb_torch::device_name(device),
-                threads
-            );
-            let s = run(&exp, &registry::methods(), &opts)?;
-            let others = if claim {
-                format!(", {} done by other workers", s.cells_by_others)
-            } else {
-                String::new()
-            };
-            println!(
-                "experiment `{}`: {} cells, {} already done{others}, {} not selected, {} ok, {} failed; {} rows written to {}",
-                exp.name,
-                s.cells_total,
-                s.cells_skipped,
-                s.cells_not_selected,
-                s.cells_ok,
-                s.cells_failed,
-                s.rows_written,
-                r.results.join(&exp.name).display()
-            );
-            if !no_report {
-                report(&exp.name, &r)?;
-            }
-            if s.cells_failed > 0 {
-                // Failed rows are stored (the sweep went on), but the run did not do
-                // all it was asked: say so in the exit status, and how to redo them.
-                bail!(
-                    "{} cell(s) of this run failed; the reasons are in their rows' `error` \
-                     column and in the report. After fixing the cause, run again with \
-                     --retry-failed to recompute only those cells",
-                    s.cells_failed
-                );
-            }
-        }
+        cmd @ Cmd::Run { .. } => run_command(cmd)?,
         Cmd::Check { experiment, paths } => {
             let r = resolve(&paths);
             let exp = load_experiment(&experiment, &r)?;
