@@ -131,15 +131,10 @@ pub fn inspect(artifact: &Artifact) -> ArtifactReport {
                 index_bits_stored: None,
                 bytes: ComponentBytes::from(s),
             };
-            if let Encoding::Indexed {
-                table,
-                coding,
-                indices,
-            } = &t.encoding
-            {
-                let k = table.entries(shared).unwrap_or(0);
+            if let Some((k, coding, indices)) = t.encoding.index_view(shared) {
                 r.table_entries = Some(k);
-                r.table_shared = table.is_shared();
+                r.table_shared =
+                    matches!(&t.encoding, Encoding::Indexed { table, .. } if table.is_shared());
                 r.coding = Some(match coding {
                     IndexCoding::Fixed { bits } => format!("fixed {bits} bits"),
                     IndexCoding::Huffman { code, .. } => match code.local() {
@@ -148,7 +143,9 @@ pub fn inspect(artifact: &Artifact) -> ArtifactReport {
                     },
                 });
                 r.index_entropy_bits = Some(entropy_bits(indices, k));
-                r.index_bits_stored = Some(per_weight(coding.index_bits(n)));
+                // Per index: a PQ index stands for `dim` weights.
+                let m = indices.len();
+                r.index_bits_stored = Some(coding.index_bits(m) as f64 / m.max(1) as f64);
             }
             r
         })

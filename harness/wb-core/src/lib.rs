@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod io;
 pub mod method;
 pub mod params;
+pub mod qat;
 pub mod rng;
 pub mod train;
 pub mod view;
@@ -19,8 +20,8 @@ pub mod weights;
 
 pub use encoding::{
     Artifact, ArtifactSize, Bf16Exponents, CodeLengths, CodeTableRef, CodebookRef, EncodedTensor,
-    Encoding, ExpTableRef, HuffmanScope, IndexCoding, PostCoding, Ref, SharedTables, TensorSize,
-    ValueTable,
+    Encoding, ExpTableRef, HuffmanScope, IndexCoding, PostCoding, Pq, PqCodewords, Ref,
+    SharedTables, TensorSize, ValueTable,
 };
 pub use error::{CoreError, Result};
 pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Memo, Threshold};
@@ -34,6 +35,10 @@ pub use method::{
 pub use params::{
     check_params, check_params_all, markdown_table, ParamDefault, ParamError, ParamKind, ParamSpec,
     ParamType, Params, SharedSpec,
+};
+pub use qat::{
+    FakeQatBackend, IdentityHook, Optimizer, QatBackend, QatConfig, QatEpoch, QatHook, QatOutcome,
+    Schedule, TensorCurvature,
 };
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,

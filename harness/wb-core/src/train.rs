@@ -20,6 +20,7 @@
 use crate::error::CoreError;
 use crate::eval::{Accuracy, EvalError};
 use crate::method::Progress;
+use crate::qat::{FakeQatBackend, QatConfig, QatHook, QatOutcome};
 use crate::weights::{Tensor, WeightSet};
 
 /// How to fine-tune.
@@ -101,6 +102,25 @@ pub trait FineTuner {
         project: &mut dyn Projection,
         progress: &dyn Progress,
     ) -> Result<FineTuneOutcome, EvalError>;
+
+    /// Quantization-aware training from `start` with `hook` (see [`crate::qat`]: latent
+    /// weights, quantized forward weights, the method's gradient transform). The same
+    /// call with [`crate::qat::IdentityHook`] is the lossless control's fine-tuning.
+    /// Default: an error saying this fine-tuner has none.
+    ///
+    /// # Errors
+    /// As [`crate::qat::train`], or [`EvalError::Backend`] when unsupported.
+    fn train_qat(
+        &mut self,
+        _start: &WeightSet,
+        _cfg: &QatConfig,
+        _hook: &mut dyn QatHook,
+        _progress: &dyn Progress,
+    ) -> Result<QatOutcome, EvalError> {
+        Err(EvalError::Backend(
+            "this fine-tuner does not offer quantization-aware training".into(),
+        ))
+    }
 }
 
 /// Applies `f` to every compressible tensor of `w`.
@@ -222,5 +242,21 @@ impl FineTuner for FakeFineTuner {
             best_epoch,
             steps,
         })
+    }
+
+    /// [`crate::qat::train`] over a [`FakeQatBackend`] pulling toward the target, with a
+    /// pool of `steps_per_epoch · batch` images.
+    fn train_qat(
+        &mut self,
+        start: &WeightSet,
+        cfg: &QatConfig,
+        hook: &mut dyn QatHook,
+        progress: &dyn Progress,
+    ) -> Result<QatOutcome, EvalError> {
+        let pool = (self.steps_per_epoch as usize).max(1) * cfg.batch.max(1);
+        let mut backend = FakeQatBackend::new(self.target.clone(), pool, self.images);
+        let out = crate::qat::train(&mut backend, start, cfg, hook, progress)?;
+        self.steps_seen += out.steps;
+        Ok(out)
     }
 }

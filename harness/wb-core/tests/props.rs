@@ -7,8 +7,8 @@ use wb_core::bitpack::{pack, packed_len, unpack};
 use wb_core::container::{self, TensorSpan};
 use wb_core::{
     bf16fields, Artifact, Bf16Exponents, CodeLengths, CodeTableRef, CodebookRef, CoreError,
-    EncodedTensor, Encoding, ExpTableRef, HuffmanScope, IndexCoding, Ref, Tensor, ValueTable,
-    WeightSet,
+    EncodedTensor, Encoding, ExpTableRef, HuffmanScope, IndexCoding, Pq, PqCodewords, Ref, Tensor,
+    ValueTable, WeightSet,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -196,6 +196,32 @@ fn encoding(
     shared_exp: Vec<usize>,
     shared_code: Vec<CodeLengths>,
 ) -> BoxedStrategy<Encoding> {
+    let pq_code = shared_code.clone();
+    let pq = (1u32..=12, 1usize..=40, any::<bool>())
+        .prop_flat_map(move |(dim, k, half)| {
+            let m = n.div_ceil(dim as usize);
+            let words = if half {
+                prop::collection::vec(any::<u16>(), k * dim as usize)
+                    .prop_map(PqCodewords::F16)
+                    .boxed()
+            } else {
+                prop::collection::vec(any_f32(), k * dim as usize)
+                    .prop_map(PqCodewords::F32)
+                    .boxed()
+            };
+            (words, index_coding(m, k, pq_code.clone())).prop_map(
+                move |(codewords, (coding, indices))| {
+                    Encoding::ProductQuantized(Pq {
+                        dim,
+                        codewords,
+                        coding,
+                        indices,
+                        values: n,
+                    })
+                },
+            )
+        })
+        .boxed();
     let indexed = value_table(n, shared, shared_exp)
         .prop_flat_map(move |(table, k)| {
             index_coding(n, k, shared_code.clone()).prop_map(move |(coding, indices)| {
@@ -217,6 +243,7 @@ fn encoding(
         )
             .prop_map(|(scales, q)| Encoding::Int8PerChannel { scales, q }),
         6 => indexed,
+        2 => pq,
     ]
     .boxed()
 }
@@ -344,6 +371,17 @@ fn same_encoding(a: &Encoding, b: &Encoding) -> bool {
                 indices: ib,
             },
         ) => ca == cb && ia == ib && same_table(ta, tb),
+        (Encoding::ProductQuantized(x), Encoding::ProductQuantized(y)) => {
+            let words = match (&x.codewords, &y.codewords) {
+                (PqCodewords::F32(a), PqCodewords::F32(b)) => f32_bits(a) == f32_bits(b),
+                (a, b) => a == b,
+            };
+            words
+                && x.dim == y.dim
+                && x.coding == y.coding
+                && x.indices == y.indices
+                && x.values == y.values
+        }
         _ => false,
     }
 }
@@ -1175,4 +1213,58 @@ fn generic_kind_rejects_unknown_parts() {
         let e = container::read(&reseal(bytes.clone(), at, v)).unwrap_err();
         assert!(e.to_string().contains(msg), "{e}");
     }
+}
+
+/// PQ accounting by hand: 100 values at dim 8 are 13 sub-vectors (the last holds 4
+/// values and still costs a full index); k = 16 codewords of 8 FP32 values; 4-bit indices.
+#[test]
+fn pq_accounting_counts_the_partial_subvector_and_the_codebook() {
+    let words: Vec<f32> = (0..16 * 8).map(|i| i as f32 / 8.0).collect();
+    let idx: Vec<u32> = (0..13).map(|i| (i * 5 % 16) as u32).collect();
+    let t = EncodedTensor {
+        name: "w".into(),
+        shape: vec![10, 10],
+        compressible: true,
+        encoding: Encoding::ProductQuantized(Pq::fixed(
+            8,
+            PqCodewords::F32(words.clone()),
+            idx.clone(),
+            100,
+        )),
+    };
+    let s = t.size();
+    assert_eq!(s.index_bits, 13 * 4);
+    assert_eq!(s.indices, 7);
+    assert_eq!(s.codebook_bits, 16 * 8 * 32);
+    assert_eq!(s.codebook, 512);
+    // name_len 2 + name 1 + ndim 1 + 2 dims 8 + flags 1 + kind 1, then the PQ header 11.
+    assert_eq!(s.header, 14 + 11);
+    let a = Artifact {
+        tensors: vec![t],
+        ..Default::default()
+    };
+    let bytes = container::write(&a).unwrap();
+    assert_eq!(bytes.len() as u64, a.size().total_bytes);
+    let d = container::read(&bytes).unwrap().decode().unwrap();
+    assert_eq!(d.tensors[0].data.len(), 100);
+    // The last sub-vector (index idx[12]) decodes to the first 4 values of its codeword.
+    let last = idx[12] as usize * 8;
+    assert_eq!(&d.tensors[0].data[96..], &words[last..last + 4]);
+    // Wrong index count and wrong codebook length are refused.
+    let bad = Pq::fixed(8, PqCodewords::F32(words.clone()), idx[..12].to_vec(), 100);
+    let e = EncodedTensor {
+        encoding: Encoding::ProductQuantized(bad),
+        ..a.tensors[0].clone()
+    };
+    assert!(e
+        .validate(Default::default())
+        .unwrap_err()
+        .to_string()
+        .contains("13"));
+    let bad = Pq::fixed(8, PqCodewords::F32(words[..100].to_vec()), idx, 100);
+    let e = EncodedTensor {
+        encoding: Encoding::ProductQuantized(bad),
+        ..a.tensors[0].clone()
+    };
+    assert!(e.validate(Default::default()).is_err());
 }

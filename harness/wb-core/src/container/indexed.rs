@@ -29,7 +29,9 @@
 use super::{code_length_byte, code_length_from_byte, malformed, put_f32s, Reader};
 use crate::bf16fields::{sign_mantissa_codes, split_sign_mantissa};
 use crate::bitpack::{pack, packed_len, unpack};
-use crate::encoding::{Bf16Exponents, CodeLengths, Encoding, IndexCoding, Ref, ValueTable};
+use crate::encoding::{
+    Bf16Exponents, CodeLengths, Encoding, IndexCoding, Pq, PqCodewords, Ref, ValueTable,
+};
 use crate::error::{CoreError, Result};
 use wb_kernels::huffman::CanonicalCode;
 
@@ -360,4 +362,95 @@ fn read_indices(
         .decode(r.take(n_bytes)?, stream_bits, n)
         .map_err(|e| malformed(format!("tensor `{name}`: {e}")))?;
     Ok((IndexCoding::Huffman { code, stream_bits }, indices))
+}
+
+/// Kind tag of a product-quantized tensor.
+pub(crate) const KIND_PQ: u8 = 9;
+
+/// Bytes of a PQ payload before its codewords (after the kind byte): word kind, dim,
+/// k, coding kind and the coding header.
+pub(crate) fn pq_header_bytes(p: &Pq) -> u64 {
+    1 + 4
+        + 4
+        + 1
+        + match p.coding {
+            IndexCoding::Fixed { .. } => 1,
+            IndexCoding::Huffman { .. } => 1 + 4 + 8,
+        }
+}
+
+/// Writes the payload of a PQ encoding (validated; the kind byte is written already).
+pub(crate) fn write_pq(
+    out: &mut Vec<u8>,
+    name: &str,
+    p: &Pq,
+    shared_code: &[CodeLengths],
+) -> Result<()> {
+    out.push(matches!(p.codewords, PqCodewords::F16(_)) as u8);
+    out.extend_from_slice(&p.dim.to_le_bytes());
+    out.extend_from_slice(&(p.k() as u32).to_le_bytes());
+    out.push(p.coding.is_huffman() as u8);
+    match &p.coding {
+        IndexCoding::Fixed { bits } => out.push(*bits),
+        IndexCoding::Huffman { code, stream_bits } => {
+            put_ref(out, code, Vec::len);
+            out.extend_from_slice(&stream_bits.to_le_bytes());
+        }
+    }
+    match &p.codewords {
+        PqCodewords::F32(v) => put_f32s(out, v),
+        PqCodewords::F16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+    }
+    if let IndexCoding::Huffman {
+        code: Ref::Local(t),
+        ..
+    } = &p.coding
+    {
+        out.extend(t.iter().map(|l| code_length_byte(*l)));
+    }
+    write_indices(out, name, &p.coding, &p.indices, shared_code)
+}
+
+/// Reads the payload of a PQ encoding of `n` values (after the kind byte).
+pub(super) fn read_pq(
+    r: &mut Reader<'_>,
+    name: &str,
+    n: usize,
+    shared_code: &[CodeLengths],
+) -> Result<Encoding> {
+    let words = r.u8()?;
+    let dim = r.u32()?;
+    let k = r.u32()? as usize;
+    let coding = r.u8()?;
+    if words > 1 || coding > 1 || dim == 0 || k == 0 {
+        return Err(malformed(format!(
+            "tensor `{name}`: PQ codeword kind {words}, index coding {coding}, dim {dim}, k {k}"
+        )));
+    }
+    let coding = if coding == 1 {
+        let code = read_ref_header(r, name, "code table")?;
+        let stream_bits = u64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"));
+        CodingHeader::Huffman(code, stream_bits)
+    } else {
+        CodingHeader::Fixed(r.u8()?)
+    };
+    check_widths(name, &coding, 0, None)?;
+    let len = k
+        .checked_mul(dim as usize)
+        .ok_or_else(|| malformed(format!("tensor `{name}`: PQ codebook size overflows")))?;
+    let codewords = match words {
+        0 => PqCodewords::F32(r.f32s(len)?),
+        _ => PqCodewords::F16(r.u16s(len)?),
+    };
+    let m = n.div_ceil(dim as usize);
+    let (coding, indices) = read_indices(r, name, m, coding, shared_code)?;
+    Ok(Encoding::ProductQuantized(Pq {
+        dim,
+        codewords,
+        coding,
+        indices,
+        values: n,
+    }))
 }

@@ -29,6 +29,11 @@
 //!                    | ⌈stream bits/8⌉ bytes of canonical Huffman codes, MSB first
 //!   kind 8 indexed:  table kind u8 | coding kind u8 | any value table × index coding
 //!                    in the order of kinds 3–7 ([`indexed`])
+//!   kind 9 pq:       words u8 (0 f32, 1 f16) | dim u32 | k u32 | coding kind u8
+//!                    | fixed: bits u8, or huffman: table ref u8 | t u32 or id u32
+//!                    | stream bits u64 | k·dim codeword values (f32 or u16)
+//!                    | local: t × u8 code-length bytes | the ⌈n/dim⌉ indices, packed
+//!                    or Huffman-coded as in kinds 3 and 7 ([`crate::encoding::pq`])
 //! sha256 of everything above (32)                                           trailer
 //! ```
 //!
@@ -170,6 +175,7 @@ pub fn tensor_header_bytes(t: &EncodedTensor) -> u64 {
     fixed
         + match &t.encoding {
             Encoding::Indexed { table, coding, .. } => indexed::header_bytes(table, coding),
+            Encoding::ProductQuantized(p) => indexed::pq_header_bytes(p),
             _ => 0,
         }
 }
@@ -181,6 +187,7 @@ fn kind_tag(e: &Encoding) -> u8 {
         Encoding::F16(_) => 2,
         Encoding::Int8PerChannel { .. } => 4,
         Encoding::Indexed { table, coding, .. } => indexed::kind_tag(table, coding),
+        Encoding::ProductQuantized(_) => indexed::KIND_PQ,
     }
 }
 
@@ -209,6 +216,7 @@ fn write_tensor(out: &mut Vec<u8>, t: &EncodedTensor, shared_code: &[CodeLengths
             coding,
             indices,
         } => indexed::write(out, &t.name, (table, coding, indices), shared_code)?,
+        Encoding::ProductQuantized(p) => indexed::write_pq(out, &t.name, p, shared_code)?,
     }
     Ok(())
 }
@@ -506,6 +514,7 @@ fn read_tensor(r: &mut Reader<'_>, shared_code_tables: &[CodeLengths]) -> Result
             Encoding::Int8PerChannel { scales, q }
         }
         3 | 5..=indexed::KIND_GENERIC => indexed::read(r, &name, n, kind, shared_code_tables)?,
+        indexed::KIND_PQ => indexed::read_pq(r, &name, n, shared_code_tables)?,
         k => return Err(malformed(format!("tensor `{name}`: unknown kind {k}"))),
     };
     Ok(EncodedTensor {

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 use wb_kernels::huffman::CanonicalCode;
 
 pub mod indexed;
+pub mod pq;
 
 pub use indexed::{
     frequencies, Bf16Exponents, CodeTableRef, CodebookRef, ExpTableRef, IndexCoding, Ref,
     SharedTables, ValueTable,
 };
+pub use pq::{Pq, PqCodewords};
 
 /// A Huffman code table: one entry per table entry, `None` for an entry that has no
 /// code (never used), `Some(len)` for its code length in bits. The canonical code is a
@@ -47,6 +49,9 @@ pub enum Encoding {
         /// One index per value, row-major.
         indices: Vec<u32>,
     },
+    /// Product quantization: one index per sub-vector of `dim` consecutive values into a
+    /// codebook of `dim`-value codewords ([`pq`]).
+    ProductQuantized(Pq),
 }
 
 /// The error of an encoding whose tensor is not known yet (the constructors below).
@@ -195,7 +200,34 @@ impl Encoding {
                 table,
                 indices,
             }),
+            Encoding::ProductQuantized(mut p) if !p.coding.is_huffman() => {
+                p.coding = IndexCoding::huffman_local(k, &p.indices).map_err(unnamed)?;
+                Ok(Encoding::ProductQuantized(p))
+            }
             other => Ok(other),
+        }
+    }
+
+    /// The number of table entries, the index coding and the indices of an encoding
+    /// that has indices (indexed or product-quantized), `None` otherwise.
+    pub fn index_view(&self, shared: SharedTables<'_>) -> Option<(usize, &IndexCoding, &[u32])> {
+        match self {
+            Encoding::Indexed {
+                table,
+                coding,
+                indices,
+            } => Some((table.entries(shared).ok()?, coding, indices)),
+            Encoding::ProductQuantized(p) => Some((p.k(), &p.coding, &p.indices)),
+            _ => None,
+        }
+    }
+
+    /// The index coding, mutably, of an encoding that has indices.
+    fn coding_mut(&mut self) -> Option<&mut IndexCoding> {
+        match self {
+            Encoding::Indexed { coding, .. } => Some(coding),
+            Encoding::ProductQuantized(p) => Some(&mut p.coding),
+            _ => None,
         }
     }
 
@@ -210,6 +242,12 @@ impl Encoding {
                 Encoding::F32(_) => "f32",
                 Encoding::Bf16(_) => "bf16",
                 Encoding::F16(_) => "f16",
+                Encoding::ProductQuantized(p) => match (&p.codewords, p.coding.is_huffman()) {
+                    (PqCodewords::F32(_), false) => "pq",
+                    (PqCodewords::F32(_), true) => "pq+huffman",
+                    (PqCodewords::F16(_), false) => "pq-f16",
+                    (PqCodewords::F16(_), true) => "pq-f16+huffman",
+                },
                 _ => "int8-per-channel",
             };
         };
@@ -236,6 +274,7 @@ impl Encoding {
             Encoding::Bf16(v) | Encoding::F16(v) => v.len(),
             Encoding::Int8PerChannel { q, .. } => q.len(),
             Encoding::Indexed { indices, .. } => indices.len(),
+            Encoding::ProductQuantized(p) => p.values,
         }
     }
 
@@ -338,6 +377,7 @@ impl EncodedTensor {
                     .check(k, indices, table_name, shared)
                     .map_err(|r| self.invalid(r))
             }
+            Encoding::ProductQuantized(p) => p.check(shared).map_err(|r| self.invalid(r)),
             Encoding::F32(_) | Encoding::Bf16(_) | Encoding::F16(_) => Ok(()),
         }
     }
@@ -357,6 +397,7 @@ impl EncodedTensor {
                     .collect()
             }
             Encoding::Indexed { table, indices, .. } => table.decode(indices, shared),
+            Encoding::ProductQuantized(p) => p.decode(),
         })
     }
 
@@ -393,6 +434,14 @@ impl EncodedTensor {
                 // sign and kept mantissa of exponent sharing, packed together
                 s.value_bits = table.residual_bits_per_value() * n;
                 s.values = s.value_bits.div_ceil(8);
+            }
+            Encoding::ProductQuantized(p) => {
+                // Codewords and a local code table are whole bytes, as for a codebook.
+                s.codebook_bits = p.codewords.value_bits() * p.codewords.len() as u64
+                    + 8 * p.coding.local_entries() as u64;
+                s.codebook = s.codebook_bits / 8;
+                s.index_bits = p.coding.index_bits(p.indices.len());
+                s.indices = s.index_bits.div_ceil(8);
             }
         }
         s
@@ -459,12 +508,8 @@ pub struct Artifact {
 
 /// The table size and indices of a tensor whose indices are stored at fixed width.
 fn fixed_indices<'a>(t: &'a EncodedTensor, shared: SharedTables<'_>) -> Option<(usize, &'a [u32])> {
-    match &t.encoding {
-        Encoding::Indexed {
-            table,
-            coding: IndexCoding::Fixed { .. },
-            indices,
-        } => Some((table.entries(shared).expect("validated"), indices)),
+    match t.encoding.index_view(shared) {
+        Some((k, IndexCoding::Fixed { .. }, indices)) => Some((k, indices)),
         _ => None,
     }
 }
@@ -659,7 +704,7 @@ impl Artifact {
                         indices,
                     )
                     .map_err(|r| t.invalid(r))?;
-                    if let Encoding::Indexed { coding: c, .. } = &mut t.encoding {
+                    if let Some(c) = t.encoding.coding_mut() {
                         *c = coding;
                     }
                 }
@@ -680,8 +725,9 @@ impl Artifact {
         let shared = self.shared();
         let mut out = self.clone();
         for t in &mut out.tensors {
-            if let Encoding::Indexed { table, coding, .. } = &mut t.encoding {
-                *coding = IndexCoding::fixed(table.entries(shared).expect("validated"));
+            if let Some((k, _, _)) = t.encoding.index_view(shared) {
+                let fixed = IndexCoding::fixed(k);
+                *t.encoding.coding_mut().expect("has indices") = fixed;
             }
         }
         out.shared_code_tables.clear();

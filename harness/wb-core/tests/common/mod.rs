@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use wb_core::rng::splitmix64;
-use wb_core::{Artifact, EncodedTensor, Encoding, HuffmanScope, Ref, ValueTable};
+use wb_core::{Artifact, EncodedTensor, Encoding, HuffmanScope, Pq, PqCodewords, Ref, ValueTable};
 
 pub fn tensor(name: &str, shape: Vec<usize>, encoding: Encoding) -> EncodedTensor {
     EncodedTensor {
@@ -87,6 +87,27 @@ pub fn synthetic() -> Vec<Artifact> {
                     3,
                     indices(24, 3, 7),
                 ),
+            ),
+            // 27 values at dim 4: six full sub-vectors and a partial one of 3.
+            tensor(
+                "pq",
+                vec![3, 9],
+                Encoding::ProductQuantized(Pq::fixed(
+                    4,
+                    PqCodewords::F32(values(5 * 4, 10)),
+                    indices(7, 5, 11),
+                    27,
+                )),
+            ),
+            tensor(
+                "pq-f16",
+                vec![2, 2, 3, 3],
+                Encoding::ProductQuantized(Pq::fixed(
+                    9,
+                    PqCodewords::F16(vec![0x3C00; 2 * 9]),
+                    indices(4, 2, 12),
+                    36,
+                )),
             ),
         ],
         ..Default::default()
