@@ -14,6 +14,7 @@ pub fn methods() -> Vec<MethodInfo> {
     v.extend(ws_dse::methods());
     v.extend(moea_bins::methods());
     v.extend(bin_quant::methods());
+    v.extend(gwk::methods());
     // new methods: just new-method adds them above this line
     v
 }

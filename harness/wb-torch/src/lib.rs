@@ -8,6 +8,7 @@ pub mod eval;
 pub mod grad;
 mod infer;
 pub mod model;
+mod qat;
 pub mod stages;
 pub mod storages;
 pub mod timing;

@@ -235,20 +235,7 @@ impl TorchFineTuner {
         let (model, train) = self.ready()?;
         check_config(cfg, train.len())?;
         let device = model.device();
-        let holdout_split = Split::Search {
-            images: cfg.holdout_images,
-            seed: cfg.seed,
-        };
-        let train_split = Split::Heldout {
-            images: cfg.holdout_images,
-            seed: cfg.seed,
-        };
-        let holdout_idx = holdout_split
-            .indices(&train.labels)
-            .map_err(|e| EvalError::Backend(format!("held-out slice: {e}")))?;
-        let mut order = train_split
-            .indices(&train.labels)
-            .map_err(|e| EvalError::Backend(format!("training split: {e}")))?;
+        let (holdout_idx, mut order) = Self::split(train, cfg.holdout_images, cfg.seed)?;
         let holdout = Batches::new(model, &train.subset(&holdout_idx), EVAL_BATCH)?;
 
         let finalized = |w: &WeightSet, p: &mut dyn Projection| -> Result<WeightSet, EvalError> {
@@ -374,7 +361,52 @@ impl TorchFineTuner {
     }
 }
 
+impl TorchFineTuner {
+    /// The held-out slice and the training pool of a run with `holdout_images` and `seed`.
+    fn split(
+        train: &Images,
+        holdout_images: usize,
+        seed: u64,
+    ) -> Result<(Vec<usize>, Vec<usize>), EvalError> {
+        let holdout = Split::Search {
+            images: holdout_images,
+            seed,
+        }
+        .indices(&train.labels)
+        .map_err(|e| EvalError::Backend(format!("held-out slice: {e}")))?;
+        let pool = Split::Heldout {
+            images: holdout_images,
+            seed,
+        }
+        .indices(&train.labels)
+        .map_err(|e| EvalError::Backend(format!("training split: {e}")))?;
+        Ok((holdout, pool))
+    }
+}
+
 impl FineTuner for TorchFineTuner {
+    /// [`wb_core::qat::train`] over this fine-tuner's model and training images
+    /// (see [`crate::qat`]).
+    fn train_qat(
+        &mut self,
+        start: &WeightSet,
+        cfg: &wb_core::QatConfig,
+        hook: &mut dyn wb_core::QatHook,
+        progress: &dyn Progress,
+    ) -> Result<wb_core::QatOutcome, EvalError> {
+        let (model, train) = self.ready()?;
+        if cfg.holdout_images == 0 || cfg.holdout_images >= train.len() {
+            return Err(EvalError::Backend(format!(
+                "quantization-aware training: a held-out slice of {} images does not fit in {} training images",
+                cfg.holdout_images,
+                train.len()
+            )));
+        }
+        let (holdout, pool) = Self::split(train, cfg.holdout_images, cfg.seed)?;
+        let mut backend = crate::qat::TorchQatBackend::new(model, train, pool, &holdout, start)?;
+        wb_core::qat::train(&mut backend, start, cfg, hook, progress)
+    }
+
     fn fine_tune(
         &mut self,
         start: &WeightSet,

@@ -1,0 +1,240 @@
+//! Quantization-aware training on libtorch: the [`QatBackend`] that
+//! [`wb_core::qat::train`] runs over (the loop, the optimizers and the schedule live in
+//! the core, so the torch side only computes losses, gradients, held-out accuracies and
+//! curvature).
+//!
+//! - **Data**: the fine-tuner's training images; a seeded, class-balanced held-out slice
+//!   of `holdout_images` chooses the best epoch, the rest is the pool batches index. No
+//!   augmentation: images are prepared as the card says, as for evaluation.
+//! - **Model**: the fine-tuner's own copy (never the runner's evaluator). The module
+//!   stays in **evaluation mode**: BatchNorm uses and keeps its running statistics (they
+//!   are buffers, which the artifact does not carry). Every parameter takes gradients.
+//! - **Gradient**: the forward weights are installed, the mean cross-entropy of the batch
+//!   is back-propagated, and every parameter's gradient is copied to the host.
+//! - **Curvature**: per compressible tensor, the Hutchinson estimate
+//!   `E[vᵀ H v] / numel` with one Rademacher probe `v` per batch (drawn on the host from
+//!   the seed, so it is the same on every device), via a double backward pass; and the
+//!   standard deviation over elements of the mean gradient over the batches.
+
+use tch::{Kind, Tensor};
+use wb_core::qat::{QatBackend, TensorCurvature};
+use wb_core::{Accuracy, EvalError, WeightSet};
+
+use crate::data::Images;
+use crate::error::{Result, TorchError};
+use crate::eval::{Batches, TorchEvaluator};
+use crate::model::{tensor_to_vec, TorchModel};
+
+/// Batch size of the held-out evaluations (no effect on results).
+const EVAL_BATCH: usize = 500;
+
+/// A [`QatBackend`] over a model and its training images (see the module documentation).
+pub(crate) struct TorchQatBackend<'a> {
+    model: &'a mut TorchModel,
+    train: &'a Images,
+    pool: Vec<usize>,
+    holdout: Batches,
+    /// For each tensor of the weight set, in order: its parameter handle and whether it
+    /// is compressible.
+    handles: Vec<(Tensor, bool)>,
+}
+
+impl<'a> TorchQatBackend<'a> {
+    /// A backend training `model` on `train[pool]`, choosing on `train[holdout]`;
+    /// `layout` is the weight set whose order and flags gradients follow.
+    pub(crate) fn new(
+        model: &'a mut TorchModel,
+        train: &'a Images,
+        pool: Vec<usize>,
+        holdout: &[usize],
+        layout: &WeightSet,
+    ) -> Result<Self> {
+        let holdout = Batches::new(model, &train.subset(holdout), EVAL_BATCH)?;
+        let handles = layout
+            .tensors
+            .iter()
+            .map(|t| {
+                model
+                    .param_handles()
+                    .iter()
+                    .find(|(n, _)| *n == t.name)
+                    .map(|(_, p)| (p.shallow_clone(), t.compressible))
+                    .ok_or_else(|| TorchError::Model {
+                        model: model.card().name.clone(),
+                        message: format!("no parameter `{}`", t.name),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (p, _) in &handles {
+            let _ = p.set_requires_grad(true);
+        }
+        Ok(Self {
+            model,
+            train,
+            pool,
+            holdout,
+            handles,
+        })
+    }
+
+    /// Prepared inputs and labels of pool positions `batch`, on the model's device.
+    fn batch(&self, batch: &[usize]) -> Result<(Tensor, Tensor)> {
+        let idx: Vec<usize> = batch.iter().map(|i| self.pool[*i]).collect();
+        let imgs = self.train.subset(&idx);
+        let device = self.model.device();
+        let x = self.model.prepare(&imgs)?.to_device(device);
+        let y = Tensor::from_slice(&imgs.labels)
+            .to_kind(Kind::Int64)
+            .to_device(device);
+        Ok((x, y))
+    }
+
+    /// Mean cross-entropy of a batch with autograd recording.
+    fn loss(&self, batch: &[usize]) -> Result<Tensor> {
+        let (x, y) = self.batch(batch)?;
+        let logits = self.model.module().forward_ts(&[x])?;
+        Ok(logits.cross_entropy_for_logits(&y))
+    }
+
+    fn zero_grads(&self) {
+        for (p, _) in &self.handles {
+            let mut p = p.shallow_clone();
+            p.zero_grad();
+        }
+    }
+}
+
+impl Drop for TorchQatBackend<'_> {
+    fn drop(&mut self) {
+        self.zero_grads();
+        for (p, _) in &self.handles {
+            let _ = p.set_requires_grad(false);
+        }
+    }
+}
+
+/// A Rademacher (±1) probe of `numel` values from `seed`.
+fn rademacher(numel: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    let mut out = Vec::with_capacity(numel);
+    while out.len() < numel {
+        let bits = crate::data::splitmix64(&mut s);
+        for b in 0..64 {
+            if out.len() == numel {
+                break;
+            }
+            out.push(if bits >> b & 1 == 1 { 1.0 } else { -1.0 });
+        }
+    }
+    out
+}
+
+impl QatBackend for TorchQatBackend<'_> {
+    fn pool(&self) -> usize {
+        self.pool.len()
+    }
+
+    fn gradient(
+        &mut self,
+        weights: &WeightSet,
+        batch: &[usize],
+    ) -> std::result::Result<(f64, Vec<Vec<f32>>), EvalError> {
+        self.model.install(weights)?;
+        self.zero_grads();
+        let loss = self.loss(batch)?;
+        let l = loss.double_value(&[]);
+        loss.f_backward().map_err(TorchError::from)?;
+        let grads = self
+            .handles
+            .iter()
+            .map(|(p, _)| {
+                let g = p.grad();
+                if g.defined() {
+                    tensor_to_vec(&g)
+                } else {
+                    Ok(vec![0.0; p.numel()])
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((l, grads))
+    }
+
+    fn holdout(&mut self, weights: &WeightSet) -> std::result::Result<Accuracy, EvalError> {
+        self.model.install(weights)?;
+        Ok(TorchEvaluator::new(self.model, &self.holdout).evaluate_installed()?)
+    }
+
+    fn curvature(
+        &mut self,
+        weights: &WeightSet,
+        batches: &[&[usize]],
+        seed: u64,
+    ) -> std::result::Result<Vec<TensorCurvature>, EvalError> {
+        self.model.install(weights)?;
+        let comp: Vec<(usize, Tensor)> = self
+            .handles
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c))| *c)
+            .map(|(j, (p, _))| (j, p.shallow_clone()))
+            .collect();
+        let params: Vec<&Tensor> = comp.iter().map(|(_, p)| p).collect();
+        let mut trace = vec![0.0f64; comp.len()];
+        let mut gsum: Vec<Vec<f64>> = comp.iter().map(|(_, p)| vec![0.0; p.numel()]).collect();
+        for (b, batch) in batches.iter().enumerate() {
+            let loss = self.loss(batch)?;
+            let grads =
+                Tensor::f_run_backward(&[&loss], &params, true, true).map_err(TorchError::from)?;
+            let probes = comp
+                .iter()
+                .enumerate()
+                .map(|(i, (_, p))| {
+                    let s = seed ^ ((b as u64) << 32 | i as u64).wrapping_mul(0x9E37_79B9);
+                    Tensor::from_slice(&rademacher(p.numel(), s))
+                        .view(p.size().as_slice())
+                        .to_device(p.device())
+                })
+                .collect::<Vec<_>>();
+            let mut gv = Tensor::zeros([], (Kind::Float, self.model.device()));
+            for (g, v) in grads.iter().zip(&probes) {
+                gv = gv + (g * v).sum(Kind::Float);
+            }
+            let hv =
+                Tensor::f_run_backward(&[&gv], &params, false, false).map_err(TorchError::from)?;
+            for (i, ((h, v), g)) in hv.iter().zip(&probes).zip(&grads).enumerate() {
+                trace[i] += (h * v).sum(Kind::Double).double_value(&[]) / v.numel() as f64;
+                let g = tensor_to_vec(&g.detach())?;
+                gsum[i].iter_mut().zip(g).for_each(|(a, x)| *a += x as f64);
+            }
+        }
+        let nb = batches.len().max(1) as f64;
+        Ok(comp
+            .iter()
+            .zip(trace)
+            .zip(gsum)
+            .map(|(((j, _), t), g)| {
+                let n = g.len().max(1) as f64;
+                let mean = g.iter().sum::<f64>() / nb / n;
+                let var = g.iter().map(|x| (x / nb - mean).powi(2)).sum::<f64>() / n;
+                TensorCurvature {
+                    name: weights.tensors[*j].name.clone(),
+                    trace_per_weight: t / nb,
+                    grad_std: var.sqrt(),
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rademacher_probes_are_seeded_signs() {
+        let a = super::rademacher(130, 5);
+        assert_eq!(a, super::rademacher(130, 5));
+        assert_ne!(a, super::rademacher(130, 6));
+        assert!(a.iter().all(|v| *v == 1.0 || *v == -1.0));
+        let plus = a.iter().filter(|v| **v > 0.0).count();
+        assert!((30..100).contains(&plus), "{plus}");
+    }
+}
