@@ -151,9 +151,8 @@ impl QatConfig {
                 self.batch
             ));
         }
-        if !(self.lr.is_finite() && self.lr >= 0.0)
-            || !(self.weight_decay.is_finite() && self.weight_decay >= 0.0)
-        {
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.lr) || !non_negative(self.weight_decay) {
             return bad(format!(
                 "lr {} and weight_decay {} must be finite and non-negative",
                 self.lr, self.weight_decay

@@ -23,7 +23,7 @@ pub fn scale(grad: &mut [f32], latent: &[f32], forward: &[f32], delta: f64, rang
 /// δ from a curvature estimate (module documentation), 0 when it is not positive or
 /// the gradient does not vary.
 pub fn delta_from_curvature(trace_per_weight: f64, grad_std: f64, range: f64) -> f64 {
-    if !(grad_std > 0.0) || !trace_per_weight.is_finite() {
+    if grad_std.is_nan() || grad_std <= 0.0 || !trace_per_weight.is_finite() {
         return 0.0;
     }
     (range * trace_per_weight / (3.0 * grad_std)).max(0.0)

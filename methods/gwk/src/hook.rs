@@ -49,6 +49,9 @@ pub struct Layer {
     pub delta: f64,
 }
 
+/// The codewords and labels of one layer at one moment.
+pub type LayerSnapshot = (Vec<f32>, Vec<u32>);
+
 /// The hook (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct GwkHook {
@@ -57,7 +60,7 @@ pub struct GwkHook {
     pub layers: Vec<Layer>,
     /// `(codewords, labels)` of every quantized layer when each epoch's forward weights
     /// were evaluated (epoch 0 = the start).
-    pub snapshots: BTreeMap<usize, Vec<(Vec<f32>, Vec<u32>)>>,
+    pub snapshots: BTreeMap<usize, Vec<LayerSnapshot>>,
     /// Re-clusterings run.
     pub refreshes: u64,
     /// δ of every quantized layer after each curvature estimate.
