@@ -30,6 +30,9 @@ pub struct HookConfig {
     pub kmeans_iter: usize,
     /// Seed of the initial k-means++.
     pub seed: u64,
+    /// Learning rate of the codewords themselves (Adam on the summed gradient of their
+    /// members, every step); 0: codewords move only when re-clustered.
+    pub codeword_lr: f64,
 }
 
 /// One compressible layer's quantizer state.
@@ -47,6 +50,11 @@ pub struct Layer {
     pub range: f64,
     /// Current EWGS δ.
     pub delta: f64,
+    /// FP32 master copy of the codewords (what codeword learning updates; `codewords`
+    /// is its rounding to the stored precision).
+    master: Vec<f32>,
+    /// Adam moments of the codewords and steps taken.
+    adam: (Vec<f32>, Vec<f32>, u64),
 }
 
 /// The codewords and labels of one layer at one moment.
@@ -100,12 +108,15 @@ impl GwkHook {
                     DeltaMode::Fixed => cfg.delta,
                     _ => 0.0,
                 },
+                master: Vec::new(),
+                adam: (Vec::new(), Vec::new(), 0),
             };
             if !keep {
                 let seed = cfg.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                l.codewords = cluster(&t.data, &cfg, None, None, seed)
-                    .map_err(|e| kernel_err(&t.name, e))?
-                    .0;
+                l.set_master(
+                    cluster(&t.data, &cfg, None, None, seed).map_err(|e| kernel_err(&t.name, e))?,
+                    cfg.precision,
+                );
                 l.labels = pq::assign(&t.data, cfg.dim, &l.codewords)
                     .map_err(|e| kernel_err(&t.name, e))?;
             }
@@ -135,14 +146,48 @@ fn round(words: &mut [f32], p: CodewordPrecision) {
     }
 }
 
-/// (GW-)k-means of one layer, codewords rounded to the stored precision.
+impl Layer {
+    /// New FP32 codewords: the master copy, its rounding, fresh Adam moments.
+    fn set_master(&mut self, words: Vec<f32>, p: CodewordPrecision) {
+        self.codewords = words.clone();
+        round(&mut self.codewords, p);
+        self.adam = (vec![0.0; words.len()], vec![0.0; words.len()], 0);
+        self.master = words;
+    }
+
+    /// One Adam step of the codewords on the summed gradient of their members.
+    fn learn(&mut self, grad: &[f32], dim: usize, lr: f64, p: CodewordPrecision) {
+        let mut g = vec![0.0f32; self.master.len()];
+        for (s, l) in grad.chunks(dim).zip(&self.labels) {
+            let base = *l as usize * dim;
+            g[base..base + s.len()]
+                .iter_mut()
+                .zip(s)
+                .for_each(|(a, b)| *a += b);
+        }
+        let (m, v, t) = &mut self.adam;
+        *t += 1;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f32);
+        let step = (lr / (1.0 - b1.powi(*t as i32))) as f32;
+        let sqrt_bc2 = (1.0 - b2.powi(*t as i32)).sqrt() as f32;
+        for (((w, g), m), v) in self.master.iter_mut().zip(&g).zip(m).zip(v) {
+            *m = b1 as f32 * *m + (1.0 - b1 as f32) * g;
+            *v = b2 as f32 * *v + (1.0 - b2 as f32) * g * g;
+            *w -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
+        }
+        self.codewords.clone_from(&self.master);
+        round(&mut self.codewords, p);
+    }
+}
+
+/// (GW-)k-means of one layer: FP32 codewords and labels.
 fn cluster(
     data: &[f32],
     cfg: &HookConfig,
     importance: Option<&[f32]>,
     init: Option<&[f32]>,
     seed: u64,
-) -> Result<(Vec<f32>, Vec<u32>), wb_kernels::KernelError> {
+) -> Result<Vec<f32>, wb_kernels::KernelError> {
     let k = cfg.k.min(pq::subvectors(data.len(), cfg.dim)).max(1);
     let r = pq::pq_kmeans(
         data,
@@ -155,9 +200,7 @@ fn cluster(
         importance,
         init,
     )?;
-    let mut words = r.codewords;
-    round(&mut words, cfg.precision);
-    Ok((words, r.labels))
+    Ok(r.codewords)
 }
 
 impl QatHook for GwkHook {
@@ -186,8 +229,14 @@ impl QatHook for GwkHook {
         forward: &[f32],
         grad: &mut [f32],
     ) -> Result<(), CoreError> {
-        let l = &self.layers[i];
+        let (dim, lr, p) = (self.cfg.dim, self.cfg.codeword_lr, self.cfg.precision);
+        let l = &mut self.layers[i];
         if !l.kept {
+            // The codewords learn from the forward-weight gradient before EWGS rescales
+            // it for the latent weights.
+            if lr > 0.0 {
+                l.learn(grad, dim, lr, p);
+            }
             ewgs::scale(grad, latent, forward, l.delta, l.range);
         }
         Ok(())
@@ -211,15 +260,17 @@ impl QatHook for GwkHook {
                         .collect(),
                 ),
             };
-            let (words, labels) = cluster(
+            let words = cluster(
                 &t.data,
                 &self.cfg,
                 importance.as_deref(),
-                Some(&l.codewords),
+                Some(&l.master),
                 self.cfg.seed,
             )
             .map_err(|e| kernel_err(&l.name, e))?;
-            (l.codewords, l.labels) = (words, labels);
+            l.set_master(words, self.cfg.precision);
+            l.labels = pq::assign(&t.data, self.cfg.dim, &l.codewords)
+                .map_err(|e| kernel_err(&l.name, e))?;
         }
         self.refreshes += 1;
         Ok(())

@@ -2,6 +2,7 @@
 
 mod ewgs;
 mod hook;
+mod view;
 
 pub use ewgs::{delta_from_curvature, scale as ewgs_scale};
 pub use hook::{GwkHook, HookConfig, Layer};
@@ -131,6 +132,9 @@ wb_core::method_params! {
         pub recluster_every: u64 = 100 => int(0, 100_000_000),
         /// Lloyd iterations per clustering
         pub kmeans_iter: usize = 20 => int(1, 10_000),
+        /// learning rate of the codewords themselves (Adam on their members' summed
+        /// gradient, every step; 0: codewords move only when re-clustered)
+        pub codeword_lr: f64 = 0.0 => float(0.0, 10.0),
         /// epochs between EWGS curvature estimates (`ewgs = hessian`)
         pub curvature_every: usize = 1 => int(1, 10_000),
         /// batches per curvature estimate
@@ -160,7 +164,7 @@ pub const INFO: MethodInfo = MethodInfo {
               quantization-aware fine-tuning (Sakthi et al., arXiv 2210.05111; reconstruction)",
     params: Gwk::SPECS,
     build,
-    view: None,
+    view: Some(view::view),
 };
 
 /// This crate's registry entries.
@@ -316,6 +320,7 @@ impl Method for Gwk {
             delta: self.delta,
             kmeans_iter: self.kmeans_iter,
             seed,
+            codeword_lr: self.codeword_lr,
         };
         let mut hook = GwkHook::new(weights, &self.kept(weights), hook_cfg)?;
         let out = trainer.train_qat(weights, &cfg, &mut hook, progress)?;

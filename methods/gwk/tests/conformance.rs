@@ -6,6 +6,7 @@ wb_core::method_conformance!(
     gwk::INFO,
     params = [
         {"epochs": 1, "recluster_every": 2},
+        {"epochs": 1, "codeword_lr": 0.001, "keep": "first-last"},
         {"epochs": 1, "importance": "none", "ewgs": "off", "dim": 5, "k": 8},
         {"epochs": 2, "ewgs": "fixed", "delta": 0.5, "codewords": "f32", "keep": "first-last"},
         {"epochs": 1, "optimizer": "sgd", "lr": 0.01, "importance": "snip", "recluster_every": 0},
