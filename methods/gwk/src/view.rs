@@ -63,6 +63,7 @@ fn setting(r: &ViewRow) -> String {
         ("ewgs", "hessian"),
         ("keep", "none"),
         ("codewords", "f16"),
+        ("codeword_lr", "0.0"),
     ] {
         if p(k) != default {
             s += &format!(" {k}={}", p(k));
