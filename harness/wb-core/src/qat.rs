@@ -326,23 +326,34 @@ fn opt_step(opt: &Optimizer, s: &mut OptState, w: &mut [f32], g: &[f32], lr: f64
                 *w -= lr * *v;
             }
         }
-        Optimizer::Adam { beta1, beta2, eps } => {
-            let bc1 = 1.0 - beta1.powi(t.min(i32::MAX as u64) as i32);
-            let bc2 = 1.0 - beta2.powi(t.min(i32::MAX as u64) as i32);
-            let step = (lr / bc1) as f32;
-            let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
-            let sqrt_bc2 = bc2.sqrt() as f32;
-            for (((w, g), m), v) in w
-                .iter_mut()
-                .zip(g)
-                .zip(s.first.iter_mut())
-                .zip(s.second.iter_mut())
-            {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= step * *m / ((*v).sqrt() / sqrt_bc2 + eps);
-            }
-        }
+        Optimizer::Adam { .. } => adam_step(opt, w, g, (&mut s.first, &mut s.second), lr, t),
+    }
+}
+
+/// One Adam step (PyTorch's form, bias-corrected, `eps` outside the square root) of `w`
+/// with gradient `g`, moments `(m, v)` and 1-based step `t`; `opt` must be
+/// [`Optimizer::Adam`] (anything else leaves `w` unchanged). Public so that a method can
+/// train its own values (e.g. codewords) the way the loop trains weights.
+pub fn adam_step(
+    opt: &Optimizer,
+    w: &mut [f32],
+    g: &[f32],
+    (m, v): (&mut [f32], &mut [f32]),
+    lr: f64,
+    t: u64,
+) {
+    let Optimizer::Adam { beta1, beta2, eps } = *opt else {
+        return;
+    };
+    let bc1 = 1.0 - beta1.powi(t.min(i32::MAX as u64) as i32);
+    let bc2 = 1.0 - beta2.powi(t.min(i32::MAX as u64) as i32);
+    let step = (lr / bc1) as f32;
+    let (b1, b2, eps) = (beta1 as f32, beta2 as f32, eps as f32);
+    let sqrt_bc2 = bc2.sqrt() as f32;
+    for (((w, g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+        *m = b1 * *m + (1.0 - b1) * g;
+        *v = b2 * *v + (1.0 - b2) * g * g;
+        *w -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
     }
 }
 

@@ -167,14 +167,8 @@ impl Layer {
         }
         let (m, v, t) = &mut self.adam;
         *t += 1;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f32);
-        let step = (lr / (1.0 - b1.powi(*t as i32))) as f32;
-        let sqrt_bc2 = (1.0 - b2.powi(*t as i32)).sqrt() as f32;
-        for (((w, g), m), v) in self.master.iter_mut().zip(&g).zip(m).zip(v) {
-            *m = b1 as f32 * *m + (1.0 - b1 as f32) * g;
-            *v = b2 as f32 * *v + (1.0 - b2 as f32) * g * g;
-            *w -= step * *m / (v.sqrt() / sqrt_bc2 + eps);
-        }
+        let opt = wb_core::qat::Optimizer::ADAM;
+        wb_core::qat::adam_step(&opt, &mut self.master, &g, (m, v), lr, *t);
         self.codewords.clone_from(&self.master);
         round(&mut self.codewords, p);
     }
