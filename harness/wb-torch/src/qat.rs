@@ -195,10 +195,12 @@ impl QatBackend for TorchQatBackend<'_> {
                         .to_device(p.device())
                 })
                 .collect::<Vec<_>>();
-            let mut gv = Tensor::zeros([], (Kind::Float, self.model.device()));
-            for (g, v) in grads.iter().zip(&probes) {
-                gv = gv + (g * v).sum(Kind::Float);
-            }
+            let gv = grads
+                .iter()
+                .zip(&probes)
+                .map(|(g, v)| (g * v).sum(Kind::Float))
+                .reduce(|a, b| a + b)
+                .ok_or_else(|| EvalError::Backend("no compressible tensor".into()))?;
             let hv =
                 Tensor::f_run_backward(&[&gv], &params, false, false).map_err(TorchError::from)?;
             for (i, ((h, v), g)) in hv.iter().zip(&probes).zip(&grads).enumerate() {
