@@ -679,7 +679,7 @@ impl QatBackend for FakeQatBackend {
     fn curvature(
         &mut self,
         weights: &WeightSet,
-        batches: &[&[usize]],
+        _batches: &[&[usize]],
         _seed: u64,
     ) -> Result<Vec<TensorCurvature>, EvalError> {
         let n: usize = weights.tensors.iter().map(Tensor::numel).sum();
@@ -702,7 +702,6 @@ impl QatBackend for FakeQatBackend {
                 grad_std: var.sqrt(),
             });
         }
-        let _ = batches;
         Ok(out)
     }
 }

@@ -169,28 +169,36 @@ pub fn update(
     if let Some(l) = labels.iter().find(|l| **l as usize >= k) {
         return Err(mismatch("label", format!("{l} with k = {k}"), "below k"));
     }
-    if let Some(w) = importance {
-        if w.len() != data.len() {
-            return Err(mismatch(
-                "importance",
-                format!("{} values for {}", w.len(), data.len()),
-                "one per value",
-            ));
-        }
-        if let Some((index, value)) = w
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
-        {
-            return Err(KernelError::NonFiniteInput {
-                kernel: "pq_kmeans importance (finite, >= 0)",
-                index,
-                value: *value,
-            });
-        }
-    }
+    check_importance(data, importance)?;
     update_unchecked(data, dim, labels, importance, codewords);
     Ok(())
+}
+
+/// One non-negative finite importance per value of `data`, when given.
+fn check_importance(data: &[f32], importance: Option<&[f32]>) -> Result<(), KernelError> {
+    let Some(w) = importance else {
+        return Ok(());
+    };
+    if w.len() != data.len() {
+        return Err(KernelError::InvalidParameter {
+            kernel: KERNEL,
+            name: "importance",
+            value: format!("{} values for {}", w.len(), data.len()),
+            allowed: "one per value",
+        });
+    }
+    match w
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+    {
+        Some((index, value)) => Err(KernelError::NonFiniteInput {
+            kernel: "pq_kmeans importance (finite, >= 0)",
+            index,
+            value: *value,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn update_unchecked(
@@ -300,9 +308,8 @@ pub fn pq_kmeans(
         }
         None => init(data, dim, k, params.seed),
     };
+    check_importance(data, importance)?;
     let mut labels = assign_unchecked(data, dim, &codewords);
-    // Validate the importance once (update checks it on every call otherwise).
-    update(data, dim, &labels, importance, &mut codewords.clone())?;
     let mut iterations = 0;
     let mut converged = false;
     while iterations < params.max_iter {

@@ -24,9 +24,7 @@ use crate::data::Images;
 use crate::error::{Result, TorchError};
 use crate::eval::{Batches, TorchEvaluator};
 use crate::model::{tensor_to_vec, TorchModel};
-
-/// Batch size of the held-out evaluations (no effect on results).
-const EVAL_BATCH: usize = 500;
+use crate::train::EVAL_BATCH;
 
 /// A [`QatBackend`] over a model and its training images (see the module documentation).
 pub(crate) struct TorchQatBackend<'a> {

@@ -47,7 +47,7 @@ use crate::model::{tensor_to_vec, TorchModel};
 pub const TRAIN_DATASET: &str = "cifar10-train-jpeg75";
 
 /// Batch size of the held-out evaluations (no effect on results).
-const EVAL_BATCH: usize = 500;
+pub(crate) const EVAL_BATCH: usize = 500;
 
 enum State {
     Lazy {

@@ -130,11 +130,6 @@ impl GwkHook {
             deltas: Vec::new(),
         })
     }
-
-    /// Codewords per quantized layer: `min(k, sub-vectors)`.
-    pub fn k_of(&self, numel: usize) -> usize {
-        self.cfg.k.min(pq::subvectors(numel, self.cfg.dim)).max(1)
-    }
 }
 
 /// Rounds codewords to the stored precision.
