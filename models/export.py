@@ -68,7 +68,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -139,6 +139,17 @@ class BasicBlockA(nn.Module):
             sc = x
         return F.relu(out + sc)
 
+    @torch.jit.export
+    def batchnorm_layers(self, prefix: str) -> List[Tuple[str, float]]:
+        """Name prefixes and eps of bn1 and bn2, the block's own prefix first."""
+        return [(prefix + "bn1.", self.bn1.eps), (prefix + "bn2.", self.bn2.eps)]
+
+    @torch.jit.export
+    def batchnorm_buffers(self) -> List[torch.Tensor]:
+        """Running mean and variance of bn1, then of bn2 (the buffers themselves)."""
+        return [self.bn1.running_mean, self.bn1.running_var,
+                self.bn2.running_mean, self.bn2.running_var]
+
 
 class CifarResNetA(nn.Module):
     """akamaster/pytorch_resnet_cifar10 ResNet with k BasicBlocks per stage (6k+2 layers)."""
@@ -175,6 +186,31 @@ class CifarResNetA(nn.Module):
             for i in range(n):
                 out.append(name + "." + str(i) + ".")
         out.append("linear.")
+        return out
+
+    @torch.jit.export
+    def batchnorm_layers(self) -> List[Tuple[str, float]]:
+        """Per BatchNorm layer, in model order: its name prefix and its eps."""
+        out = [("bn1.", self.bn1.eps)]
+        for i, block in enumerate(self.layer1):
+            out += block.batchnorm_layers("layer1." + str(i) + ".")
+        for i, block in enumerate(self.layer2):
+            out += block.batchnorm_layers("layer2." + str(i) + ".")
+        for i, block in enumerate(self.layer3):
+            out += block.batchnorm_layers("layer3." + str(i) + ".")
+        return out
+
+    @torch.jit.export
+    def batchnorm_buffers(self) -> List[torch.Tensor]:
+        """Running mean and variance of every layer of ``batchnorm_layers()``, in its
+        order (the buffers themselves, so a trainer can read and restore them)."""
+        out = [self.bn1.running_mean, self.bn1.running_var]
+        for block in self.layer1:
+            out += block.batchnorm_buffers()
+        for block in self.layer2:
+            out += block.batchnorm_buffers()
+        for block in self.layer3:
+            out += block.batchnorm_buffers()
         return out
 
     @torch.jit.export
@@ -267,6 +303,29 @@ class TinyResNet8(nn.Module):
             "conv2d_3.,batch_normalization_3.,conv2d_4.,batch_normalization_4.,conv2d_5.",
             "conv2d_6.,batch_normalization_5.,conv2d_7.,batch_normalization_6.,conv2d_8.",
             "dense.",
+        ]
+
+    @torch.jit.export
+    def batchnorm_layers(self) -> List[Tuple[str, float]]:
+        """Per BatchNorm layer, in model order: its name prefix and its eps."""
+        eps = self.batch_normalization.eps
+        out = [("batch_normalization.", eps)]
+        for i in range(1, 7):
+            out.append(("batch_normalization_" + str(i) + ".", eps))
+        return out
+
+    @torch.jit.export
+    def batchnorm_buffers(self) -> List[torch.Tensor]:
+        """Running mean and variance of every layer of ``batchnorm_layers()``, in its
+        order (the buffers themselves, so a trainer can read and restore them)."""
+        return [
+            self.batch_normalization.running_mean, self.batch_normalization.running_var,
+            self.batch_normalization_1.running_mean, self.batch_normalization_1.running_var,
+            self.batch_normalization_2.running_mean, self.batch_normalization_2.running_var,
+            self.batch_normalization_3.running_mean, self.batch_normalization_3.running_var,
+            self.batch_normalization_4.running_mean, self.batch_normalization_4.running_var,
+            self.batch_normalization_5.running_mean, self.batch_normalization_5.running_var,
+            self.batch_normalization_6.running_mean, self.batch_normalization_6.running_var,
         ]
 
     @torch.jit.export
@@ -539,6 +598,7 @@ def verify_model(spec: ModelSpec, pt_path: Path, spec_input: Dict[str, object],
     if logits.shape != reference.shape:
         raise ExportError(f"{spec.name}: output shape {logits.shape} != reference {reference.shape}")
     check_stages(spec.name, module, x[:128], set(sd))
+    check_batchnorm(spec.name, module, sd)
     max_diff = float(np.max(np.abs(logits.astype(np.float64) - reference.astype(np.float64))))
     pred = logits.argmax(axis=1)
     ref_pred = reference.argmax(axis=1)
@@ -570,6 +630,24 @@ def check_stages(name: str, module, x: torch.Tensor, params: set) -> None:
             split = module.run_stages(module.run_stages(x, 0, b), b, n)
             if not torch.equal(split, whole):
                 raise ExportError(f"{name}: the forward pass cut before stage {b} differs")
+
+
+def check_batchnorm(name: str, module, sd: Dict[str, torch.Tensor]) -> None:
+    """``batchnorm_layers()`` names every BatchNorm layer once, in state_dict order, and
+    ``batchnorm_buffers()`` returns their running statistics themselves (not copies)."""
+    layers = module.batchnorm_layers()
+    want = [k[: -len("running_mean")] for k in sd if k.endswith(".running_mean")]
+    if [p for p, _ in layers] != want:
+        raise ExportError(f"{name}: batchnorm_layers() lists {[p for p, _ in layers]}, "
+                          f"the module has {want}")
+    buffers = module.batchnorm_buffers()
+    if len(buffers) != 2 * len(layers):
+        raise ExportError(f"{name}: {len(buffers)} BatchNorm buffers for {len(layers)} layers")
+    for i, (prefix, _) in enumerate(layers):
+        for j, stat in enumerate(("running_mean", "running_var")):
+            if buffers[2 * i + j].data_ptr() != sd[prefix + stat].data_ptr():
+                raise ExportError(f"{name}: batchnorm_buffers()[{2 * i + j}] is not "
+                                  f"{prefix}{stat} itself")
 
 
 def _format_result(r: Dict[str, object]) -> str:

@@ -37,8 +37,8 @@ pub use params::{
     ParamType, Params, SharedSpec,
 };
 pub use qat::{
-    FakeQatBackend, IdentityHook, Optimizer, QatBackend, QatConfig, QatEpoch, QatHook, QatOutcome,
-    Schedule, TensorCurvature,
+    BatchNormMode, FakeQatBackend, IdentityHook, Optimizer, QatBackend, QatConfig, QatEpoch,
+    QatHook, QatOutcome, Schedule, TensorCurvature,
 };
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,

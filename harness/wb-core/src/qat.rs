@@ -38,6 +38,13 @@
 //!    [`QatHook::evaluated`] is told the epoch right after its forward weights were
 //!    computed, so a method can remember the state that produced them. The outcome
 //!    carries the best epoch by held-out top-1 (the earliest on a tie).
+//! 7. **BatchNorm** ([`BatchNormMode`]): frozen (the model's running statistics are used
+//!    and kept), or trained as PyTorch trains it (batch statistics in the steps, running
+//!    statistics updated and used for the held-out evaluation). Running statistics are
+//!    buffers, which an artifact does not carry, so with `Train` the best epoch's
+//!    weights are returned **folded** ([`QatBackend::fold_batchnorm`]): each layer's γ/β
+//!    absorb the change of its statistics, so the returned weights compute the same
+//!    function with the model's original statistics.
 //!
 //! Deterministic for a seed when the backend is (libtorch on the CPU at a fixed thread
 //! count is).
@@ -102,6 +109,18 @@ impl Schedule {
     }
 }
 
+/// What BatchNorm does during quantization-aware training (see the module
+/// documentation, point 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchNormMode {
+    /// Evaluation mode throughout: the model's running statistics are used and kept.
+    #[default]
+    Frozen,
+    /// Training mode in the steps (batch statistics; running statistics updated),
+    /// evaluation mode for the held-out evaluation; the returned weights are folded.
+    Train,
+}
+
 /// How to run quantization-aware training.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QatConfig {
@@ -129,6 +148,8 @@ pub struct QatConfig {
     pub curvature_every: usize,
     /// Batches each curvature estimate reads.
     pub curvature_batches: usize,
+    /// What BatchNorm does.
+    pub batchnorm: BatchNormMode,
 }
 
 impl QatConfig {
@@ -259,6 +280,24 @@ pub trait QatBackend {
         batches: &[&[usize]],
         seed: u64,
     ) -> Result<Vec<TensorCurvature>, EvalError>;
+
+    /// Sets what BatchNorm does for the rest of the run. Default: `Frozen` is accepted,
+    /// `Train` is an error (a backend without BatchNorm statistics it can update).
+    fn set_batchnorm(&mut self, mode: BatchNormMode) -> Result<(), EvalError> {
+        match mode {
+            BatchNormMode::Frozen => Ok(()),
+            BatchNormMode::Train => Err(EvalError::Backend(
+                "this training backend cannot train BatchNorm statistics; use frozen".into(),
+            )),
+        }
+    }
+
+    /// `weights` with the change of the running statistics since the start folded into
+    /// each BatchNorm layer's γ/β (they then compute with the original statistics what
+    /// they compute now with the current ones). Default: unchanged.
+    fn fold_batchnorm(&mut self, weights: &WeightSet) -> Result<WeightSet, EvalError> {
+        Ok(weights.clone())
+    }
 }
 
 /// Loss, held-out accuracy and wall time of one epoch.
@@ -471,6 +510,7 @@ pub fn train(
 ) -> Result<QatOutcome, EvalError> {
     let pool = backend.pool();
     cfg.check(pool)?;
+    backend.set_batchnorm(cfg.batchnorm)?;
     let mut latent = start.clone();
     let fw0 = forward_of(&latent, hook)?;
     hook.evaluated(0);
@@ -589,7 +629,12 @@ pub fn train(
             wall_s: clock.elapsed().as_secs_f64(),
         });
         if holdout.top1_correct > best.2.top1_correct {
-            best = (fw, latent.clone(), holdout, epoch);
+            // Folded now: the statistics move on with the next epoch's steps.
+            let folded = (
+                backend.fold_batchnorm(&fw)?,
+                backend.fold_batchnorm(&latent)?,
+            );
+            best = (folded.0, folded.1, holdout, epoch);
         }
     }
     let (forward, latent, _, best_epoch) = best;
@@ -608,7 +653,9 @@ pub fn train(
 /// A deterministic stand-in backend for unit tests: the loss is
 /// `½ mean (w − target)²` over every weight plus a seeded per-batch perturbation of the
 /// gradient, the held-out accuracy that of a [`crate::FakeEvaluator`] with `target` as
-/// reference, and the curvature that of that quadratic (trace per weight `1/N`).
+/// reference, and the curvature that of that quadratic (trace per weight `1/N`). It
+/// has no BatchNorm statistics: [`BatchNormMode::Train`] is accepted (and recorded) and
+/// folding changes nothing.
 #[derive(Debug, Clone)]
 pub struct FakeQatBackend {
     target: WeightSet,
@@ -616,6 +663,8 @@ pub struct FakeQatBackend {
     images: usize,
     /// Gradients computed so far.
     pub steps_seen: u64,
+    /// The BatchNorm mode the loop set, if any.
+    pub batchnorm: Option<BatchNormMode>,
 }
 
 impl FakeQatBackend {
@@ -627,6 +676,7 @@ impl FakeQatBackend {
             pool,
             images,
             steps_seen: 0,
+            batchnorm: None,
         }
     }
 }
@@ -703,6 +753,11 @@ impl QatBackend for FakeQatBackend {
             });
         }
         Ok(out)
+    }
+
+    fn set_batchnorm(&mut self, mode: BatchNormMode) -> Result<(), EvalError> {
+        self.batchnorm = Some(mode);
+        Ok(())
     }
 }
 

@@ -33,6 +33,11 @@ pub struct ModelCard {
     /// activations ([`crate::stages`]).
     #[serde(default)]
     pub stages: bool,
+    /// Whether the TorchScript module exports its BatchNorm layers and statistics
+    /// (`batchnorm_layers`, `batchnorm_buffers`), so that quantization-aware training can
+    /// train them (`wb_core::BatchNormMode::Train`) and fold them into γ/β.
+    #[serde(default)]
+    pub batchnorm: bool,
     /// Directory of the card (set after parsing; `file` is relative to it).
     #[serde(skip)]
     pub card_dir: PathBuf,

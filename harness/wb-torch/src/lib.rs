@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alloc;
+mod batchnorm;
 pub mod card;
 pub mod data;
 pub mod error;

@@ -213,6 +213,41 @@ impl TorchModel {
         &self.module
     }
 
+    /// Switches the module between training mode (BatchNorm uses batch statistics and
+    /// updates its running ones) and evaluation mode, where every other caller expects it.
+    pub(crate) fn set_training(&mut self, on: bool) -> Result<()> {
+        Ok(if on {
+            self.module.f_set_train()?
+        } else {
+            self.module.f_set_eval()?
+        })
+    }
+
+    /// The module's BatchNorm layers and their statistics now, when the card declares
+    /// them.
+    ///
+    /// # Errors
+    /// A card without `batchnorm = true`, or a module whose methods disagree with it.
+    pub(crate) fn batchnorm(&self) -> Result<crate::batchnorm::BatchNormStats> {
+        let err = |message: String| TorchError::Model {
+            model: self.card.name.clone(),
+            message,
+        };
+        if !self.card.batchnorm {
+            return Err(err(format!(
+                "the card `{}` does not declare `batchnorm = true`, so its BatchNorm statistics \
+                 cannot be trained (use frozen BatchNorm)",
+                self.card.card_path.display()
+            )));
+        }
+        let stats =
+            crate::batchnorm::BatchNormStats::read(&self.module, &self.card.name).map_err(err)?;
+        if stats.len() == 0 {
+            return Err(err("the module lists no BatchNorm layer".into()));
+        }
+        Ok(stats)
+    }
+
     /// Parameter handles in the module's order, sharing storage with the module.
     pub(crate) fn param_handles(&self) -> &[(String, Tensor)] {
         &self.params

@@ -6,9 +6,14 @@
 //! - **Data**: the fine-tuner's training images; a seeded, class-balanced held-out slice
 //!   of `holdout_images` chooses the best epoch, the rest is the pool batches index. No
 //!   augmentation: images are prepared as the card says, as for evaluation.
-//! - **Model**: the fine-tuner's own copy (never the runner's evaluator). The module
-//!   stays in **evaluation mode**: BatchNorm uses and keeps its running statistics (they
-//!   are buffers, which the artifact does not carry). Every parameter takes gradients.
+//! - **Model**: the fine-tuner's own copy (never the runner's evaluator). Every parameter
+//!   takes gradients. With frozen BatchNorm the module stays in evaluation mode: BatchNorm
+//!   uses and keeps its running statistics. With trained BatchNorm (a card with
+//!   `batchnorm = true`, see [`crate::batchnorm`]) the gradient and curvature passes run
+//!   in training mode (batch statistics; running statistics updated in place), the
+//!   held-out evaluation in evaluation mode with the updated statistics;
+//!   [`QatBackend::fold_batchnorm`] folds their change into γ/β, and the starting
+//!   statistics are put back when the backend is dropped.
 //! - **Gradient**: the forward weights are installed, the mean cross-entropy of the batch
 //!   is back-propagated, and every parameter's gradient is copied to the host.
 //! - **Curvature**: per compressible tensor, the Hutchinson estimate
@@ -17,9 +22,10 @@
 //!   standard deviation over elements of the mean gradient over the batches.
 
 use tch::{Kind, Tensor};
-use wb_core::qat::{QatBackend, TensorCurvature};
+use wb_core::qat::{BatchNormMode, QatBackend, TensorCurvature};
 use wb_core::{Accuracy, EvalError, WeightSet};
 
+use crate::batchnorm::BatchNormStats;
 use crate::data::Images;
 use crate::error::{Result, TorchError};
 use crate::eval::{Batches, TorchEvaluator};
@@ -35,6 +41,8 @@ pub(crate) struct TorchQatBackend<'a> {
     /// For each tensor of the weight set, in order: its parameter handle and whether it
     /// is compressible.
     handles: Vec<(Tensor, bool)>,
+    /// The BatchNorm statistics at the start, when BatchNorm is trained.
+    batchnorm: Option<BatchNormStats>,
 }
 
 impl<'a> TorchQatBackend<'a> {
@@ -72,7 +80,22 @@ impl<'a> TorchQatBackend<'a> {
             pool,
             holdout,
             handles,
+            batchnorm: None,
         })
+    }
+
+    /// Runs `f` with the module in training mode when BatchNorm is trained, and puts it
+    /// back in evaluation mode whatever `f` returns.
+    fn in_train_mode<T>(&mut self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let on = self.batchnorm.is_some();
+        if on {
+            self.model.set_training(true)?;
+        }
+        let out = f(self);
+        if on {
+            self.model.set_training(false)?;
+        }
+        out
     }
 
     /// Prepared inputs and labels of pool positions `batch`, on the model's device.
@@ -104,6 +127,12 @@ impl<'a> TorchQatBackend<'a> {
 
 impl Drop for TorchQatBackend<'_> {
     fn drop(&mut self) {
+        if let Some(bn) = &self.batchnorm {
+            // Best effort: a failure here leaves this fine-tuner's own copy changed, and
+            // the next run reads its statistics afresh.
+            let _ = bn.restore();
+        }
+        let _ = self.model.set_training(false);
         self.zero_grads();
         for (p, _) in &self.handles {
             let _ = p.set_requires_grad(false);
@@ -139,9 +168,11 @@ impl QatBackend for TorchQatBackend<'_> {
     ) -> std::result::Result<(f64, Vec<Vec<f32>>), EvalError> {
         self.model.install(weights)?;
         self.zero_grads();
-        let loss = self.loss(batch)?;
-        let l = loss.double_value(&[]);
-        loss.f_backward().map_err(TorchError::from)?;
+        let l = self.in_train_mode(|s| {
+            let loss = s.loss(batch)?;
+            loss.f_backward()?;
+            Ok(loss.double_value(&[]))
+        })?;
         let grads = self
             .handles
             .iter()
@@ -176,13 +207,42 @@ impl QatBackend for TorchQatBackend<'_> {
             .filter(|(_, (_, c))| *c)
             .map(|(j, (p, _))| (j, p.shallow_clone()))
             .collect();
+        self.in_train_mode(|s| s.hutchinson(weights, &comp, batches, seed))
+            .map_err(EvalError::from)
+    }
+
+    fn set_batchnorm(&mut self, mode: BatchNormMode) -> std::result::Result<(), EvalError> {
+        self.batchnorm = match mode {
+            BatchNormMode::Frozen => None,
+            BatchNormMode::Train => Some(self.model.batchnorm()?),
+        };
+        Ok(())
+    }
+
+    fn fold_batchnorm(&mut self, weights: &WeightSet) -> std::result::Result<WeightSet, EvalError> {
+        Ok(match &self.batchnorm {
+            Some(bn) => bn.fold(weights)?,
+            None => weights.clone(),
+        })
+    }
+}
+
+impl TorchQatBackend<'_> {
+    /// The curvature estimates of [`QatBackend::curvature`] for the compressible
+    /// tensors `comp` (weight-set index, parameter handle).
+    fn hutchinson(
+        &self,
+        weights: &WeightSet,
+        comp: &[(usize, Tensor)],
+        batches: &[&[usize]],
+        seed: u64,
+    ) -> Result<Vec<TensorCurvature>> {
         let params: Vec<&Tensor> = comp.iter().map(|(_, p)| p).collect();
         let mut trace = vec![0.0f64; comp.len()];
         let mut gsum: Vec<Vec<f64>> = comp.iter().map(|(_, p)| vec![0.0; p.numel()]).collect();
         for (b, batch) in batches.iter().enumerate() {
             let loss = self.loss(batch)?;
-            let grads =
-                Tensor::f_run_backward(&[&loss], &params, true, true).map_err(TorchError::from)?;
+            let grads = Tensor::f_run_backward(&[&loss], &params, true, true)?;
             let probes = comp
                 .iter()
                 .enumerate()
@@ -198,9 +258,11 @@ impl QatBackend for TorchQatBackend<'_> {
                 .zip(&probes)
                 .map(|(g, v)| (g * v).sum(Kind::Float))
                 .reduce(|a, b| a + b)
-                .ok_or_else(|| EvalError::Backend("no compressible tensor".into()))?;
-            let hv =
-                Tensor::f_run_backward(&[&gv], &params, false, false).map_err(TorchError::from)?;
+                .ok_or_else(|| TorchError::Model {
+                    model: self.model.card().name.clone(),
+                    message: "no compressible tensor".into(),
+                })?;
+            let hv = Tensor::f_run_backward(&[&gv], &params, false, false)?;
             for (i, ((h, v), g)) in hv.iter().zip(&probes).zip(&grads).enumerate() {
                 trace[i] += (h * v).sum(Kind::Double).double_value(&[]) / v.numel() as f64;
                 let g = tensor_to_vec(&g.detach())?;

@@ -4,7 +4,9 @@
 mod common;
 use common::{card, data_dir};
 
-use wb_core::qat::{IdentityHook, Optimizer, QatConfig, QatHook, Schedule, TensorCurvature};
+use wb_core::qat::{
+    BatchNormMode, IdentityHook, Optimizer, QatConfig, QatHook, Schedule, TensorCurvature,
+};
 use wb_core::{CoreError, FineTuner, NoProgress, QatOutcome, Tensor};
 use wb_torch::{dataset, TorchFineTuner, TorchModel, TRAIN_DATASET};
 
@@ -41,6 +43,7 @@ fn config() -> QatConfig {
         refresh_steps: 0,
         curvature_every: 1,
         curvature_batches: 1,
+        batchnorm: BatchNormMode::Frozen,
     }
 }
 
@@ -126,5 +129,43 @@ fn identity_hook_fine_tunes_every_parameter() {
             .filter(|(a, b)| !a.compressible && a.data != b.data)
             .count();
         assert!(moved > 0);
+    }
+}
+
+#[test]
+fn trained_batchnorm_is_folded_and_the_statistics_are_put_back() {
+    tch::set_num_threads(1);
+    let card = card("resnet20");
+    let model = TorchModel::load(&card, tch::Device::Cpu).unwrap();
+    let start = model.weights().clone();
+    let train = dataset(TRAIN_DATASET).unwrap().load(&data_dir()).unwrap();
+    let mut t = TorchFineTuner::new(model, train);
+    let mut cfg = config();
+    cfg.batchnorm = BatchNormMode::Train;
+    cfg.curvature_every = 0;
+    cfg.max_steps = 6;
+    let a = t
+        .train_qat(&start, &cfg, &mut IdentityHook, &NoProgress)
+        .unwrap();
+    // The fine-tuner's model got its starting statistics back: a second run is the same.
+    let b = t
+        .train_qat(&start, &cfg, &mut IdentityHook, &NoProgress)
+        .unwrap();
+    let strip = |mut o: QatOutcome| {
+        o.epochs.iter_mut().for_each(|e| e.wall_s = 0.0);
+        o
+    };
+    assert_eq!(strip(a.clone()), strip(b));
+    if a.best_epoch > 0 {
+        // The statistics moved, so folding changed γ/β beyond the optimizer's steps.
+        let gamma = |w: &wb_core::WeightSet| {
+            w.tensors
+                .iter()
+                .find(|t| t.name == "bn1.weight")
+                .unwrap()
+                .data
+                .clone()
+        };
+        assert_ne!(gamma(&a.forward), gamma(&start));
     }
 }

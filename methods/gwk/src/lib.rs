@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use half::f16;
 use serde_json::{json, Value};
-use wb_core::qat::{IdentityHook, Optimizer as QatOptimizer, QatConfig, QatOutcome, Schedule};
+use wb_core::qat::{
+    BatchNormMode, IdentityHook, Optimizer as QatOptimizer, QatConfig, QatOutcome, Schedule,
+};
 use wb_core::{
     Artifact, Candidate, Context, EncodedTensor, Encoding, Method, MethodError, MethodInfo, Needs,
     ParamError, Params, Pq, PqCodewords, WeightSet,
@@ -89,6 +91,17 @@ wb_core::param_choice! {
     }
 }
 
+wb_core::param_choice! {
+    /// What BatchNorm does during the training.
+    pub enum BatchNorm {
+        /// Training mode, as PyTorch (and EWGS) train: batch statistics in the steps,
+        /// running statistics updated, their change folded into the stored γ/β.
+        Train = "train",
+        /// Evaluation mode throughout: the pretrained running statistics.
+        Frozen = "frozen",
+    }
+}
+
 wb_core::method_params! {
     /// The `gwk` method with its parameters (see the crate documentation).
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,7 +130,7 @@ wb_core::method_params! {
         /// optimizer of the latent weights
         pub optimizer: OptimizerKind = OptimizerKind::Adam => choice,
         /// peak learning rate
-        pub lr: f64 = 1e-4 => float(1e-9, 10.0),
+        pub lr: f64 = 1e-3 => float(1e-9, 10.0),
         /// SGD momentum (`optimizer = sgd` only)
         pub momentum: f64 = 0.9 => float(0.0, 0.999),
         /// L2 weight decay on every parameter
@@ -139,6 +152,8 @@ wb_core::method_params! {
         pub curvature_every: usize = 1 => int(1, 10_000),
         /// batches per curvature estimate
         pub curvature_batches: usize = 3 => int(1, 1000),
+        /// BatchNorm during training (train: batch statistics, folded into γ/β)
+        pub batchnorm: BatchNorm = BatchNorm::Train => choice,
     }
 }
 
@@ -200,6 +215,10 @@ impl Gwk {
                 0
             },
             curvature_batches: self.curvature_batches,
+            batchnorm: match self.batchnorm {
+                BatchNorm::Train => BatchNormMode::Train,
+                BatchNorm::Frozen => BatchNormMode::Frozen,
+            },
         }
     }
 
@@ -373,7 +392,8 @@ impl Method for Gwk {
             weight_decay,
             schedule,
             batch,
-            holdout
+            holdout,
+            batchnorm
         );
         Some(p)
     }

@@ -23,6 +23,7 @@ fn config(optimizer: Optimizer) -> QatConfig {
         refresh_steps: 0,
         curvature_every: 0,
         curvature_batches: 1,
+        batchnorm: BatchNormMode::Frozen,
     }
 }
 
@@ -236,4 +237,115 @@ fn non_finite_forward_weights_are_an_error() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("conv.weight"), "{e}");
+}
+
+/// A backend that "trains" BatchNorm: folding adds 1 to every non-compressible tensor,
+/// so the outcome shows whether (and when) the loop folded.
+struct FoldingBackend {
+    inner: FakeQatBackend,
+    mode: Option<BatchNormMode>,
+    folds: usize,
+}
+
+impl QatBackend for FoldingBackend {
+    fn pool(&self) -> usize {
+        self.inner.pool()
+    }
+    fn gradient(
+        &mut self,
+        w: &WeightSet,
+        batch: &[usize],
+    ) -> Result<(f64, Vec<Vec<f32>>), EvalError> {
+        self.inner.gradient(w, batch)
+    }
+    fn holdout(&mut self, w: &WeightSet) -> Result<Accuracy, EvalError> {
+        self.inner.holdout(w)
+    }
+    fn curvature(
+        &mut self,
+        w: &WeightSet,
+        b: &[&[usize]],
+        seed: u64,
+    ) -> Result<Vec<TensorCurvature>, EvalError> {
+        self.inner.curvature(w, b, seed)
+    }
+    fn set_batchnorm(&mut self, mode: BatchNormMode) -> Result<(), EvalError> {
+        self.mode = Some(mode);
+        Ok(())
+    }
+    fn fold_batchnorm(&mut self, w: &WeightSet) -> Result<WeightSet, EvalError> {
+        self.folds += 1;
+        let mut out = w.clone();
+        for t in out.tensors.iter_mut().filter(|t| !t.compressible) {
+            t.data.iter_mut().for_each(|v| *v += 1.0);
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn the_best_epoch_is_returned_folded_and_the_mode_reaches_the_backend() {
+    let target = weights(&[0.5, -0.5, 0.25, 1.0], 0.1);
+    let mut b = FoldingBackend {
+        inner: FakeQatBackend::new(target, 40, 100),
+        mode: None,
+        folds: 0,
+    };
+    let mut cfg = config(Optimizer::ADAM);
+    cfg.lr = 0.05;
+    cfg.batchnorm = BatchNormMode::Train;
+    let out = train(
+        &mut b,
+        &weights(&[0.0; 4], 0.0),
+        &cfg,
+        &mut IdentityHook,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(b.mode, Some(BatchNormMode::Train));
+    assert!(out.best_epoch > 0);
+    // One fold of the forward and one of the latent weights per improving epoch.
+    assert!(b.folds >= 2 && b.folds % 2 == 0, "{}", b.folds);
+    let (f, l) = (
+        &out.forward.tensors[1].data[0],
+        &out.latent.tensors[1].data[0],
+    );
+    assert!(*f > 0.5 && f == l, "bias not folded: {f} {l}");
+}
+
+/// A backend that keeps the trait's default BatchNorm behaviour.
+struct NoBatchNorm(FakeQatBackend);
+
+impl QatBackend for NoBatchNorm {
+    fn pool(&self) -> usize {
+        self.0.pool()
+    }
+    fn gradient(
+        &mut self,
+        w: &WeightSet,
+        batch: &[usize],
+    ) -> Result<(f64, Vec<Vec<f32>>), EvalError> {
+        self.0.gradient(w, batch)
+    }
+    fn holdout(&mut self, w: &WeightSet) -> Result<Accuracy, EvalError> {
+        self.0.holdout(w)
+    }
+    fn curvature(
+        &mut self,
+        w: &WeightSet,
+        b: &[&[usize]],
+        seed: u64,
+    ) -> Result<Vec<TensorCurvature>, EvalError> {
+        self.0.curvature(w, b, seed)
+    }
+}
+
+#[test]
+fn a_backend_without_batchnorm_statistics_refuses_to_train_them() {
+    let w = weights(&[0.0; 4], 0.0);
+    let mut b = NoBatchNorm(FakeQatBackend::new(w.clone(), 40, 100));
+    let mut cfg = config(Optimizer::ADAM);
+    cfg.batchnorm = BatchNormMode::Train;
+    let e = train(&mut b, &w, &cfg, &mut IdentityHook, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("BatchNorm"), "{e}");
 }
