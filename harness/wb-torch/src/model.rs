@@ -216,11 +216,12 @@ impl TorchModel {
     /// Switches the module between training mode (BatchNorm uses batch statistics and
     /// updates its running ones) and evaluation mode, where every other caller expects it.
     pub(crate) fn set_training(&mut self, on: bool) -> Result<()> {
-        Ok(if on {
-            self.module.f_set_train()?
+        if on {
+            self.module.f_set_train()?;
         } else {
-            self.module.f_set_eval()?
-        })
+            self.module.f_set_eval()?;
+        }
+        Ok(())
     }
 
     /// The module's BatchNorm layers and their statistics now, when the card declares

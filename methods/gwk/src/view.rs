@@ -51,25 +51,39 @@ fn control_of<'a>(r: &ViewRow, rows: &'a [ViewRow]) -> Option<&'a ViewRow> {
     rows.iter().find(|c| c.cell_id == id)
 }
 
-/// `d8 k32` plus the ablation switches that differ from the defaults.
+/// A parameter of the row as text (`?` when absent).
+fn param(r: &ViewRow, k: &str) -> String {
+    r.param(k)
+        .map_or("?".into(), |v| v.to_string().replace('"', ""))
+}
+
+/// The parameters among `keys` that differ from their defaults, as ` key=value`.
+fn differing(r: &ViewRow, keys: &[(&str, &str)]) -> String {
+    keys.iter()
+        .filter(|(k, default)| param(r, k) != *default)
+        .map(|(k, _)| format!(" {k}={}", param(r, k)))
+        .collect()
+}
+
+/// The schedule switches that give a point its own control.
+const SCHEDULE: [(&str, &str); 3] = [("epochs", "2"), ("lr", "0.001"), ("batchnorm", "train")];
+
+/// `d=8 k=32` plus the ablation and schedule switches that differ from the defaults.
 fn setting(r: &ViewRow) -> String {
-    let p = |k: &str| {
-        r.param(k)
-            .map_or("?".into(), |v| v.to_string().replace('"', ""))
-    };
-    let mut s = format!("d={} k={}", p("dim"), p("k"));
-    for (k, default) in [
+    let ablations = [
         ("importance", "grad"),
         ("ewgs", "hessian"),
         ("keep", "none"),
         ("codewords", "f16"),
         ("codeword_lr", "0.0"),
-    ] {
-        if p(k) != default {
-            s += &format!(" {k}={}", p(k));
-        }
-    }
-    s
+    ];
+    format!(
+        "d={} k={}{}{}",
+        param(r, "dim"),
+        param(r, "k"),
+        differing(r, &ablations),
+        differing(r, &SCHEDULE)
+    )
 }
 
 fn table(model: &str, dataset: &str, here: &[&ViewRow], rows: &[ViewRow]) -> String {
@@ -86,7 +100,8 @@ fn table(model: &str, dataset: &str, here: &[&ViewRow], rows: &[ViewRow]) -> Str
     });
     for c in here.iter().filter(|r| is_control(r)) {
         s += &format!(
-            "| control (lossless, fine-tuned) | {} | {} | - | {}× | {} | {} | {} | - |\n",
+            "| control (lossless, fine-tuned){} | {} | {} | - | {}× | {} | {} | {} | - |\n",
+            differing(c, &SCHEDULE),
             fmt_opt(c.top1, 2),
             fmt_signed(c.top1_delta_pp),
             fmt_opt(c.compression_ratio, 2),
@@ -131,12 +146,23 @@ fn figure(model: &str, dataset: &str, here: &[&ViewRow], fp32: Option<f64>) -> F
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
+    let other_schedule = |r: &ViewRow| !differing(r, &SCHEDULE).is_empty();
     let plain = |r: &ViewRow| setting(r).split(' ').count() == 2;
     let mut s = vec![
         series("GWK", pts(&plain), true),
-        series("ablations", pts(&|r| !plain(r)), false),
+        series(
+            "ablations",
+            pts(&|r| !plain(r) && !other_schedule(r)),
+            false,
+        ),
+        series(
+            "other schedules (own controls)",
+            pts(&other_schedule),
+            false,
+        ),
     ];
-    if let Some(c) = here.iter().find(|r| is_control(r)).and_then(|c| c.top1) {
+    let default_control = |r: &&&ViewRow| is_control(r) && differing(r, &SCHEDULE).is_empty();
+    if let Some(c) = here.iter().find(default_control).and_then(|c| c.top1) {
         s.push(series("fine-tuned control", vec![(1.0, c)], false));
     }
     Figure {
