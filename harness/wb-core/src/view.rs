@@ -38,6 +38,13 @@ pub struct ViewRow {
     pub latency_ms_b1: Option<f64>,
     /// Throughput at the throughput batch, images/s.
     pub throughput_img_s: Option<f64>,
+    /// Whether the timing met the validity rules (NULL: not timed).
+    pub timing_valid: Option<bool>,
+    /// Why it did not.
+    pub timing_invalid_reasons: Option<String>,
+    /// The execution-path measurement the timing columns come from: rows with the same
+    /// id ran the same graph and show the same numbers.
+    pub timing_ref: Option<String>,
     /// RAPL energy per image, J (NULL with its reason in `energy_source`).
     pub energy_j_per_img: Option<f64>,
     /// Where the energy came from, or why it is NULL.
@@ -148,6 +155,50 @@ pub fn energy_cell(r: &ViewRow) -> String {
         Some(j) => format!("{j:.4}"),
         None => "NULL".into(),
     }
+}
+
+/// The latency cell: the median with three decimals, marked ⚠ when the timing did not
+/// meet the validity rules (the reasons go in a note, see [`timing_note`]).
+pub fn latency_cell(r: &ViewRow) -> String {
+    let mark = if r.timing_valid == Some(false) {
+        " ⚠"
+    } else {
+        ""
+    };
+    r.latency_ms_b1
+        .map_or("-".into(), |v| format!("{v:.3}{mark}"))
+}
+
+/// A note under a table with timing columns: timings are per execution path (rows on
+/// one path show one measurement), and the distinct invalidity reasons of ⚠ cells.
+pub fn timing_note(rows: &[&ViewRow]) -> Option<String> {
+    let mut why: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.timing_valid == Some(false))
+        .filter_map(|r| r.timing_invalid_reasons.as_deref())
+        .collect();
+    why.sort_unstable();
+    why.dedup();
+    let mut paths: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.timing_ref.as_deref())
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    let mut note = String::new();
+    if !paths.is_empty() {
+        note += &format!(
+            "Timings are per execution path ({} measurement(s) for these rows; see              \"Inference time per execution path\"): rows on one path ran the same graph.",
+            paths.len()
+        );
+    }
+    if !why.is_empty() {
+        if !note.is_empty() {
+            note.push(' ');
+        }
+        note += &format!("⚠ timing invalid: {}.", why.join("; "));
+    }
+    (!note.is_empty()).then_some(note)
 }
 
 /// The distinct reasons of the NULL energy cells, for a note under a table.

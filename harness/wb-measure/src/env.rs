@@ -43,6 +43,10 @@ pub struct Manifest {
     pub cpu_model: String,
     /// CPU microcode revision, where `/proc/cpuinfo` reports it.
     pub cpu_microcode: Option<String>,
+    /// The CPU's vector and matrix extensions that reduced-precision execution paths
+    /// can use (of [`CPU_EXTENSIONS`], in that order), from `/proc/cpuinfo`'s flags.
+    #[serde(default)]
+    pub cpu_extensions: Vec<String>,
     /// Logical CPUs (hardware threads) of the machine.
     pub cpu_cores_logical: usize,
     /// Physical cores (distinct package/core pairs), if the topology is
@@ -116,6 +120,7 @@ impl Manifest {
             device: None,
             cpu_model: cpu.model.unwrap_or_else(|| "unknown".to_string()),
             cpu_microcode: cpu.microcode,
+            cpu_extensions: cpu.extensions,
             cpu_cores_logical: logical,
             cpu_cores_physical: physical,
             smt,
@@ -262,6 +267,30 @@ fn detect_virt(flag: &str) -> Option<String> {
     (out.status.success() && !s.is_empty() && s != "none").then_some(s)
 }
 
+/// The `/proc/cpuinfo` flags the manifest records: the vector and matrix extensions
+/// behind libtorch's fast f32, BF16, FP16 and int8 kernels.
+pub const CPU_EXTENSIONS: [&str; 12] = [
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_fp16",
+    "amx_int8",
+];
+
+/// The [`CPU_EXTENSIONS`] this machine has (empty where `/proc/cpuinfo` is missing).
+pub fn cpu_extensions() -> Vec<String> {
+    fs::read_to_string("/proc/cpuinfo")
+        .map(|t| parse_cpuinfo(&t).extensions)
+        .unwrap_or_default()
+}
+
 /// What `/proc/cpuinfo` says about the CPU.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct CpuInfo {
@@ -270,6 +299,7 @@ struct CpuInfo {
     logical: usize,
     physical: Option<usize>,
     hypervisor_flag: bool,
+    extensions: Vec<String>,
 }
 
 fn parse_cpuinfo(text: &str) -> CpuInfo {
@@ -288,8 +318,15 @@ fn parse_cpuinfo(text: &str) -> CpuInfo {
             "processor" => info.logical += 1,
             "model name" if info.model.is_none() => info.model = Some(v.to_string()),
             "microcode" if info.microcode.is_none() => info.microcode = Some(v.to_string()),
-            "flags" if v.split_whitespace().any(|f| f == "hypervisor") => {
-                info.hypervisor_flag = true;
+            "flags" => {
+                let flags: Vec<&str> = v.split_whitespace().collect();
+                info.hypervisor_flag |= flags.contains(&"hypervisor");
+                if info.extensions.is_empty() {
+                    info.extensions = (CPU_EXTENSIONS.iter())
+                        .filter(|e| flags.contains(e))
+                        .map(|e| e.to_string())
+                        .collect();
+                }
             }
             "physical id" => phys_id = Some(v.to_string()),
             "core id" => {
@@ -456,6 +493,23 @@ mod tests {
         assert_eq!(c.logical, 4);
         assert_eq!(c.physical, Some(3));
         assert!(c.hypervisor_flag);
+        assert_eq!(c.extensions, ["avx2"]);
+        let sapphire = parse_cpuinfo(
+            "flags : fpu avx2 amx_int8 avx512_bf16 fma avx512f amx_bf16 amx_tile avx512_fp16\n",
+        );
+        assert_eq!(
+            sapphire.extensions,
+            [
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512_bf16",
+                "avx512_fp16",
+                "amx_tile",
+                "amx_bf16",
+                "amx_int8"
+            ]
+        );
         let bare = parse_cpuinfo("processor : 0\nflags : fpu\n");
         assert_eq!(
             (bare.logical, bare.physical, bare.hypervisor_flag),

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod ab;
 pub mod energy;
 pub mod env;
 pub mod memory;
@@ -9,9 +10,9 @@ pub mod stats;
 pub mod timing;
 
 pub use energy::{
-    measure_energy, probe, DomainEnergy, DomainInfo, DomainKind, EnergyConfig, EnergyCounter,
-    EnergyError, EnergyMeasureError, EnergyMeasurement, EnergyReading, EnergySource, RaplCounter,
-    Sampler,
+    measure_energy, probe, probe_with, DomainEnergy, DomainInfo, DomainKind, EnergyBackend,
+    EnergyConfig, EnergyCounter, EnergyError, EnergyMeasureError, EnergyMeasurement, EnergyReading,
+    EnergySource, RaplCounter, Sampler,
 };
 pub use env::Manifest;
 pub use memory::{current_rss_bytes, peak_rss_bytes, reset_peak};

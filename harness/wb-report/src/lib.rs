@@ -5,6 +5,7 @@ pub mod golden;
 pub mod html;
 mod load;
 mod pareto;
+pub mod paths;
 mod plot;
 mod render;
 pub mod schema;
@@ -151,6 +152,15 @@ pub enum ReportError {
         /// What went wrong.
         message: String,
     },
+    /// A results file is readable but not what it should be (e.g. a path timing that
+    /// does not parse).
+    #[error("{}: {why}", .path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A golden file is not a golden table.
     #[error("golden file {}: {message}", .path.display())]
     Golden {
@@ -265,6 +275,10 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     if let Some(c) = &compared {
         md += &c.markdown;
     }
+    let path_timings = paths::load(&opts.results_dir)?;
+    let (reference_logs, bad_log_lines) = paths::load_reference_log(&opts.results_dir)?;
+    md += &paths::markdown(&path_timings, &reference_logs, bad_log_lines);
+    md += &paths::load_table(&ok_df).map_err(table_err)?;
     md += &view_md;
     write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);

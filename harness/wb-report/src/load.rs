@@ -272,7 +272,7 @@ fn or_unknown(v: Option<String>) -> String {
 /// Extract the rows of a normalized frame for rendering.
 /// The candidate as shown: its label, with the harness's index-coding post-stage in
 /// brackets when the row is one (`k16 [huffman-tensor]`).
-fn candidate_label(candidate: Option<&str>, coding: Option<&str>) -> String {
+pub(crate) fn candidate_label(candidate: Option<&str>, coding: Option<&str>) -> String {
     let label = candidate.filter(|c| !c.is_empty()).unwrap_or("default");
     match coding {
         Some(c) if c != "method" => format!("{label} [{c}]"),

@@ -188,6 +188,24 @@ schema! {
     throughput_batch: Option<u64>,
     throughput_img_s: Option<f64>,
     timed_path: Option<String>,
+    /// Id of the f32-dense path measurement the timing columns come from
+    /// (`results/<exp>/paths/<id>.json`): rows with the same id show the same numbers.
+    timing_ref: Option<String>,
+    /// Batch-1 time of the row's path over FP32's, interleaved (f32-dense: the A/A
+    /// noise floor), with its 95 % paired interval.
+    latency_ratio_b1: Option<f64>,
+    latency_ratio_b1_ci_low: Option<f64>,
+    latency_ratio_b1_ci_high: Option<f64>,
+    /// The same at the throughput batch.
+    latency_ratio_bn: Option<f64>,
+    latency_ratio_bn_ci_low: Option<f64>,
+    latency_ratio_bn_ci_high: Option<f64>,
+    /// Id of the bf16-native path measurement, for BF16-exact artifacts.
+    timing_ref_bf16: Option<String>,
+    /// Throughput-batch time of the native BF16 path over FP32's, with its interval.
+    latency_ratio_bn_bf16: Option<f64>,
+    latency_ratio_bn_bf16_ci_low: Option<f64>,
+    latency_ratio_bn_bf16_ci_high: Option<f64>,
     /// Batch-1 median latency on libtorch's native BF16 kernels (BF16-exact artifacts).
     latency_ms_b1_median_bf16: Option<f64>,
     /// Throughput-batch median latency on the native BF16 path.
@@ -199,6 +217,14 @@ schema! {
     timing_valid: Option<bool>,
     timing_invalid_reasons: Option<String>,
     decode_ms: Option<f64>,
+    /// Median time to read the artifact file, decode it and install the weights into
+    /// the ready-to-run libtorch model.
+    load_ms: Option<f64>,
+    /// Rise of the peak resident set during that load (fresh window), bytes.
+    load_peak_rss_bytes: Option<u64>,
+    /// The same for the model's FP32 weights as a dense container, for comparison.
+    load_ms_fp32: Option<f64>,
+    load_peak_rss_bytes_fp32: Option<u64>,
     energy_j_per_img: Option<f64>,
     energy_j_per_img_net: Option<f64>,
     /// DRAM energy per image, idle-subtracted (never added to the package figure).

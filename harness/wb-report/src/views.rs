@@ -49,6 +49,8 @@ pub(crate) fn view_rows(df: &DataFrame) -> PolarsResult<Vec<ViewRow>> {
         f("top1_search")?,
     );
     let chosen: Vec<Option<bool>> = df.column("chosen")?.bool()?.iter().collect();
+    let valid: Vec<Option<bool>> = df.column("timing_valid")?.bool()?.iter().collect();
+    let (reasons, tref) = (s("timing_invalid_reasons")?, s("timing_ref")?);
     let parse = |t: &Option<String>| {
         t.as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
@@ -69,6 +71,9 @@ pub(crate) fn view_rows(df: &DataFrame) -> PolarsResult<Vec<ViewRow>> {
             artifact_bytes: bytes[k],
             latency_ms_b1: lat[k],
             throughput_img_s: thr[k],
+            timing_valid: valid[k],
+            timing_invalid_reasons: reasons[k].clone(),
+            timing_ref: tref[k].clone(),
             energy_j_per_img: ej[k],
             energy_source: es[k].clone(),
             compress_s: cs[k],

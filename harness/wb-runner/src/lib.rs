@@ -4,6 +4,7 @@ pub mod claim;
 pub mod experiment;
 pub mod export;
 pub mod layers;
+pub mod load_cost;
 pub mod lock;
 pub mod manifest;
 pub mod progress;

@@ -100,6 +100,10 @@ enum Cmd {
         /// 0 turns it off. Results are bit-identical either way.
         #[arg(long, value_name = "MIB", default_value_t = 1024)]
         stage_cache_mb: u64,
+        /// Energy backend: sysfs (the default, weightbench's own powercap reader) or
+        /// rapl-energy (the GPL-3.0 crate; needs a build with `--features rapl-energy`).
+        #[arg(long, value_name = "NAME", default_value = "sysfs", value_parser = parse_energy_backend)]
+        energy_backend: wb_measure::EnergyBackend,
         /// Do not write the report at the end.
         #[arg(long)]
         no_report: bool,
@@ -223,6 +227,12 @@ fn parse_key_value(s: &str) -> std::result::Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}`: expected KEY=VALUE, e.g. init=uniform")),
     }
+}
+
+/// `--energy-backend`: a backend this binary was built with.
+fn parse_energy_backend(s: &str) -> std::result::Result<wb_measure::EnergyBackend, String> {
+    s.parse()
+        .map_err(|e: wb_measure::EnergyError| e.to_string())
 }
 
 struct Resolved {
@@ -648,6 +658,7 @@ fn run_command(cmd: Cmd) -> Result<()> {
         claim_timeout,
         jobs,
         stage_cache_mb,
+        energy_backend,
         paths,
     } = cmd
     else {
@@ -691,6 +702,7 @@ fn run_command(cmd: Cmd) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("Slurm array: {e}"))?,
         },
         stage_cache_mb,
+        energy_backend,
         claim: claim.then(|| {
             wb_runner::claim::ClaimPolicy::with_timeout(Duration::from_secs(claim_timeout.max(1)))
         }),

@@ -17,6 +17,9 @@ pub fn write_manifest(dir: &ResultsDir, opts: &RunOptions) -> Result<Manifest> {
     m.threads_inter = Some(opts.interop_threads);
     m.device = Some(wb_torch::device_name(opts.device));
     m.allocator = Some(wb_torch::tune_allocator().to_string());
+    if opts.energy_backend != wb_measure::EnergyBackend::Sysfs {
+        m.energy_source = wb_measure::probe_with(opts.energy_backend).description();
+    }
     let mdir = dir.root.join("manifests");
     std::fs::create_dir_all(&mdir).with_context(|| format!("creating {}", mdir.display()))?;
     let path = mdir.join(format!("{}.json", m.id()));

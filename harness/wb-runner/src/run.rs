@@ -58,6 +58,8 @@ pub struct RunOptions {
     /// Memory for the FP32 activations searches resume from (MiB; 0 turns the stage
     /// cache off). Results are bit-identical either way; only the time changes.
     pub stage_cache_mb: u64,
+    /// Which code reads the RAPL counters (`--energy-backend`).
+    pub energy_backend: wb_measure::EnergyBackend,
 }
 
 /// Parses `I/N` (shard I of N, `0 ≤ I < N`).
@@ -825,6 +827,12 @@ struct GroupContext {
     /// Memory budget of a split's stage cache (0: off).
     stage_cache_bytes: u64,
     timing_inputs: wb_torch::TimingInputs,
+    /// The path timings of this group (each path timed once against FP32).
+    paths: crate::timed::PathCache,
+    /// Loading the model's FP32 weights from their dense container (the reference of
+    /// every artifact's load cost), measured at the first artifact.
+    fp32_load: Option<crate::load_cost::LoadCost>,
+    energy_backend: wb_measure::EnergyBackend,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
     bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
@@ -865,6 +873,9 @@ impl GroupContext {
             fp32_container_bytes,
             stage_cache_bytes: opts.stage_cache_mb << 20,
             timing_inputs,
+            paths: crate::timed::PathCache::default(),
+            fp32_load: None,
+            energy_backend: opts.energy_backend,
             bf16: None,
             trainer: wb_torch::TorchFineTuner::lazy(
                 card.clone(),
@@ -1103,7 +1114,7 @@ impl GroupContext {
             };
             r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
             let post = match &decoded {
-                Some(d) => post_stage_rows(cell, &cand.artifact, d, &r, dir),
+                Some(d) => post_stage_rows(cell, &cand.artifact, d, &r, dir, &mut self.model),
                 None => Vec::new(),
             };
             rows.push(r);
@@ -1150,7 +1161,13 @@ impl GroupContext {
         bars: &Bars,
     ) -> Result<(WeightSet, Vec<u16>)> {
         let stem = r.candidate.clone();
-        let decoded = store_artifact(cell, artifact, &stem, dir, r)?;
+        if self.fp32_load.is_none() {
+            self.fp32_load = Some(crate::load_cost::measure_fp32(&mut self.model)?);
+        }
+        let fp32_load = self.fp32_load.expect("measured above");
+        r.load_ms_fp32 = Some(fp32_load.ms);
+        r.load_peak_rss_bytes_fp32 = fp32_load.peak_rss_bytes;
+        let decoded = store_artifact(cell, artifact, &stem, dir, r, &mut self.model)?;
         check_same_layout(original, &decoded)?;
         decoded.check_finite()?;
         let split = &self.splits[&split_seed];
@@ -1199,15 +1216,24 @@ impl GroupContext {
             } else {
                 None
             };
+            let host = r.host.clone();
+            let run = crate::timed::TimingRun {
+                settings: &exp.timing,
+                dir,
+                model: &cell.model,
+                dataset: &cell.dataset,
+                threads: r.threads,
+                host: &host,
+                energy: self.energy_backend,
+            };
             crate::timed::timed_pass(
+                &run,
+                &mut self.paths,
                 &self.model,
                 bf16,
                 &decoded,
                 &self.timing_inputs,
-                &exp.timing,
                 r,
-                dir,
-                &cell.id,
             )?;
         } else {
             r.timing_invalid_reasons = Some("timing disabled in the experiment".into());
@@ -1226,6 +1252,7 @@ fn store_artifact(
     stem: &str,
     dir: &ResultsDir,
     r: &mut Row,
+    model: &mut TorchModel,
 ) -> Result<WeightSet> {
     artifact.validate()?;
     let size = artifact.size();
@@ -1253,6 +1280,9 @@ fn store_artifact(
     let t = Instant::now();
     let decoded = container::read(&bytes)?.decode()?;
     r.decode_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    let load = crate::load_cost::measure(&path, model)?;
+    r.load_ms = Some(load.ms);
+    r.load_peak_rss_bytes = load.peak_rss_bytes;
     let expected = artifact.decode()?;
     anyhow::ensure!(
         decoded.bit_identical(&expected),
@@ -1303,6 +1333,7 @@ fn post_stage_rows(
     decoded: &WeightSet,
     method_row: &Row,
     dir: &ResultsDir,
+    model: &mut TorchModel,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     for &coding in &cell.index_codings {
@@ -1316,7 +1347,7 @@ fn post_stage_rows(
                     return Ok(false);
                 }
                 let stem = format!("{}.{}", method_row.candidate, coding.name());
-                let d = store_artifact(cell, &a, &stem, dir, &mut r)?;
+                let d = store_artifact(cell, &a, &stem, dir, &mut r, model)?;
                 anyhow::ensure!(
                     d.bit_identical(decoded),
                     "post-stage `{}` changed the decoded weights",

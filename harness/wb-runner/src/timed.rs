@@ -1,181 +1,421 @@
-//! The timed pass: separate from the accuracy pass, on a fixed seeded sample of inputs,
-//! batch size 1 and a throughput batch, through `wb-measure`'s statistics. Every raw
-//! sample is kept in `results/<exp>/samples/<cell>.parquet`.
+//! The timed pass, per execution path: separate from the accuracy pass, on a fixed
+//! seeded sample of inputs, at batch 1 and a throughput batch.
+//!
+//! Rows whose artifacts run on the same path execute the same graph, so the path is
+//! timed, once per (model, dataset, path, threads, batch), interleaved with the FP32
+//! reference of the same model in the same process (`wb_measure::ab`), and every row
+//! on that path carries the same numbers and the measurement's id (`timing_ref`).
+//! Measurements are kept in `results/<exp>/paths/<id>.json` (raw per-call samples
+//! included) and reused by later cells and runs; the FP32 reference is re-timed at the
+//! start of every model group and every [`REFERENCE_EVERY`] timed rows, into
+//! `paths/reference-checks.jsonl`, from which the report reads drift.
 
 use crate::experiment::TimingSettings;
-use crate::results::{write_parquet_atomic, ResultsDir, Row};
-use anyhow::{anyhow, Result};
-use polars::prelude::*;
+use crate::results::{ResultsDir, Row};
+use anyhow::{anyhow, Context, Result};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use wb_measure::ab::{measure_ab, AbConfig, AbTiming, ReferenceCheck};
+use wb_measure::energy::EnergyBackend;
+use wb_report::paths::{PathEnergy, PathTiming, ReferenceLog};
 use wb_torch::{Bf16Model, TimedBatch, TimingInputs, TorchModel};
 
-/// Timings of one path at batch 1 and the throughput batch.
-struct PathTiming {
-    t1: wb_measure::timing::Timing,
-    tn: wb_measure::timing::Timing,
+/// Timed rows between two re-timings of the FP32 reference.
+pub const REFERENCE_EVERY: usize = 20;
+
+/// The path every artifact runs on after decoding: the FP32 graph.
+pub const F32_DENSE: &str = "f32-dense";
+/// libtorch's native bfloat16 kernels (BF16-exact artifacts).
+pub const BF16_NATIVE: &str = "bf16-native";
+
+/// The path measurements of one (model, dataset) group, and when the reference was
+/// last re-timed.
+#[derive(Default)]
+pub struct PathCache {
+    known: HashMap<String, PathTiming>,
+    rows_since_check: usize,
+    started: bool,
 }
 
-impl PathTiming {
-    fn valid(&self) -> bool {
-        self.t1.validity.valid && self.tn.validity.valid
+/// What a path measurement needs to know about the run.
+pub struct TimingRun<'a> {
+    /// The experiment's timing settings.
+    pub settings: &'a TimingSettings,
+    /// The results folder.
+    pub dir: &'a ResultsDir,
+    /// Model name and dataset of the group.
+    pub model: &'a str,
+    /// Dataset of the timing inputs.
+    pub dataset: &'a str,
+    /// Intra-op threads, fixed for the run.
+    pub threads: u64,
+    /// This machine.
+    pub host: &'a str,
+    /// Energy backend chosen for the run.
+    pub energy: EnergyBackend,
+}
+
+/// The interleaving derived from the experiment's settings: about `min_time_s` of each
+/// path per batch size, in 20 rounds.
+pub fn ab_config(settings: &TimingSettings) -> AbConfig {
+    let rounds = 20;
+    AbConfig {
+        warmup_s: settings.min_time_s.clamp(0.01, 1.0),
+        rounds,
+        block_s: settings.min_time_s / rounds as f64,
+        min_rounds: 10,
+        ..AbConfig::default()
     }
-    /// Invalidity reasons, each naming its batch size (and path, if given).
-    fn reasons(&self, batch: usize, path: &str) -> Vec<String> {
-        let p = if path.is_empty() {
-            String::new()
-        } else {
-            format!("{path} ")
-        };
-        let mut v: Vec<String> = (self.t1.validity.reasons.iter())
-            .map(|x| format!("{p}b1: {x}"))
-            .collect();
-        v.extend((self.tn.validity.reasons.iter()).map(|x| format!("{p}b{batch}: {x}")));
-        v
+}
+
+/// Widest ratio interval (high over low) of a valid path measurement: about ±10 %.
+pub const MAX_RATIO_SPREAD: f64 = 1.2;
+
+/// The experiment's own validity rules on top of the interleaving's: enough timed
+/// calls, enough measured time per path, and a ratio interval narrow enough to say
+/// something (a machine too noisy for ±10 % is flagged, not trusted).
+fn check_minimums(settings: &TimingSettings, t: &mut AbTiming) {
+    let spread = t.ratio.ci_high / t.ratio.ci_low;
+    if !(spread <= MAX_RATIO_SPREAD) {
+        t.validity.invalidate(format!(
+            "ratio interval [{:.3}, {:.3}] wider than ±10 %",
+            t.ratio.ci_low, t.ratio.ci_high
+        ));
+    }
+    let calls = t.candidate_calls_ms.len();
+    if calls < settings.min_samples {
+        t.validity
+            .invalidate(format!("samples {calls} < {}", settings.min_samples));
+    }
+    let measured_s = t.candidate_calls_ms.iter().sum::<f64>() / 1e3;
+    if measured_s < settings.min_time_s {
+        t.validity.invalidate(format!(
+            "min time not met ({measured_s:.2} s < {} s)",
+            settings.min_time_s
+        ));
     }
 }
 
-/// Times `run` (one finished forward pass) at batch 1, then at the throughput batch.
-fn time_path<E>(
-    cfg: &wb_measure::timing::TimingConfig,
-    run: impl Fn(TimedBatch) -> std::result::Result<(), E>,
-) -> std::result::Result<PathTiming, E> {
-    let t1 = wb_measure::timing::measure(cfg, || run(TimedBatch::One))?;
-    let tn = wb_measure::timing::measure(cfg, || run(TimedBatch::Throughput))?;
-    Ok(PathTiming { t1, tn })
-}
-
-/// Times the weights currently installed in `model` and fills the row's timing columns.
+/// Times the row's paths (once each per group) and fills its timing columns.
 ///
 /// `bf16` is given for an artifact whose compressible weights are all BF16 values: the
-/// artifact is then also timed on libtorch's native BF16 kernels (its own columns,
-/// `*_bf16`); the main columns always time the f32 path that every row shares.
+/// native BF16 path is then timed too (the `*_bf16` columns); the main columns are the
+/// f32-dense path every row runs.
 #[allow(clippy::too_many_arguments)]
 pub fn timed_pass(
+    run: &TimingRun,
+    cache: &mut PathCache,
     model: &TorchModel,
     bf16: Option<std::result::Result<&mut Bf16Model, String>>,
     decoded: &wb_core::WeightSet,
     inputs: &TimingInputs,
-    settings: &TimingSettings,
     r: &mut Row,
-    dir: &ResultsDir,
-    cell_id: &str,
 ) -> Result<()> {
-    let cfg = wb_measure::timing::TimingConfig {
-        min_time_s: settings.min_time_s,
-        min_samples: settings.min_samples,
-        max_time_s: (settings.min_time_s * 10.0).max(10.0),
-        max_samples: 100_000,
-        ..Default::default()
-    };
-    let batch = inputs.batch();
-    let f32t = time_path(&cfg, |b| inputs.run_f32(model, b))?;
-    let (t1, tn) = (&f32t.t1, &f32t.tn);
-    r.timed_path = Some("f32-dense".into());
-    r.latency_ms_b1_median = Some(t1.stats.median_ms);
-    r.latency_ms_b1_ci_low = Some(t1.stats.ci_low_ms);
-    r.latency_ms_b1_ci_high = Some(t1.stats.ci_high_ms);
-    r.latency_ms_b1_p90 = Some(t1.stats.p90_ms);
-    r.latency_ms_b1_p99 = Some(t1.stats.p99_ms);
-    r.latency_ms_bn_median = Some(tn.stats.median_ms);
-    r.latency_ms_bn_ci_low = Some(tn.stats.ci_low_ms);
-    r.latency_ms_bn_ci_high = Some(tn.stats.ci_high_ms);
-    r.throughput_batch = Some(batch as u64);
-    r.throughput_img_s = Some(wb_measure::timing::throughput(batch, &tn.stats));
-    let valid = f32t.valid();
-    r.timing_valid = Some(valid);
-    r.timing_invalid_reasons = (!valid).then(|| f32t.reasons(batch, "").join("; "));
+    let cfg = ab_config(run.settings);
+    if !cache.started {
+        reference_check(
+            run,
+            model,
+            inputs,
+            &format!("start of the {} group", run.model),
+        )?;
+        cache.started = true;
+    }
+    let f32t = path_timing(
+        run,
+        cache,
+        F32_DENSE,
+        inputs,
+        |b| {
+            let t = measure_ab(
+                &cfg,
+                || inputs.run_f32(model, b),
+                || inputs.run_f32(model, b),
+            )?;
+            Ok(t)
+        },
+        |paths| energy_of(run, model, inputs, paths),
+    )?;
+    fill_f32(r, &f32t);
 
-    // The native BF16 path, where the artifact allows it and libtorch runs it.
-    let mut bf16t = None;
     match bf16 {
         None => {}
         Some(Err(why)) => {
-            r.timed_path = Some(format!("f32-dense (bf16-native unavailable: {why})"));
+            r.timed_path = Some(format!("{F32_DENSE} ({BF16_NATIVE} unavailable: {why})"));
         }
         Some(Ok(m)) => {
             let res = m
                 .install(decoded)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| {
-                    time_path(&cfg, |b| inputs.run_bf16(m, b)).map_err(anyhow::Error::from)
+                    path_timing(
+                        run,
+                        cache,
+                        BF16_NATIVE,
+                        inputs,
+                        |b| {
+                            Ok(measure_ab(
+                                &cfg,
+                                || inputs.run_f32(model, b),
+                                || inputs.run_bf16(m, b),
+                            )?)
+                        },
+                        |_| {
+                            Ok(PathEnergy {
+                                source: "not measured: energy is measured on f32-dense only".into(),
+                                ..PathEnergy::default()
+                            })
+                        },
+                    )
                 });
             match res {
-                Ok(t) => {
-                    r.timed_path = Some("f32-dense+bf16-native".into());
-                    r.latency_ms_b1_median_bf16 = Some(t.t1.stats.median_ms);
-                    r.latency_ms_bn_median_bf16 = Some(t.tn.stats.median_ms);
-                    r.throughput_img_s_bf16 =
-                        Some(wb_measure::timing::throughput(batch, &t.tn.stats));
-                    r.timing_valid_bf16 = Some(t.valid());
-                    if !t.valid() {
-                        let extra = t.reasons(batch, "bf16-native").join("; ");
-                        r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
-                            Some(x) => format!("{x}; {extra}"),
-                            None => extra,
-                        });
-                    }
-                    bf16t = Some(t);
-                }
+                Ok(t) => fill_bf16(r, &t),
                 Err(e) => {
-                    r.timed_path = Some(format!("f32-dense (bf16-native failed: {e:#})"));
+                    r.timed_path = Some(format!("{F32_DENSE} ({BF16_NATIVE} failed: {e:#})"));
                 }
             }
         }
     }
 
-    if settings.energy {
-        energy_pass(model, inputs, r)?;
+    cache.rows_since_check += 1;
+    if cache.rows_since_check >= REFERENCE_EVERY {
+        reference_check(
+            run,
+            model,
+            inputs,
+            &format!("after {REFERENCE_EVERY} more timed rows"),
+        )?;
+        cache.rows_since_check = 0;
     }
-
-    // Raw samples, one row per timed call.
-    let mut path: Vec<String> = Vec::new();
-    let mut batches: Vec<u32> = Vec::new();
-    let mut index: Vec<u32> = Vec::new();
-    let mut ms: Vec<f64> = Vec::new();
-    let mut push = |p: &str, b: usize, m: &wb_measure::timing::Timing| {
-        for (i, x) in m.samples_ms.iter().enumerate() {
-            path.push(p.to_string());
-            batches.push(b as u32);
-            index.push(i as u32);
-            ms.push(*x);
-        }
-    };
-    push("f32-dense", 1, t1);
-    push("f32-dense", batch, tn);
-    if let Some(t) = &bf16t {
-        push("bf16-native", 1, &t.t1);
-        push("bf16-native", batch, &t.tn);
-    }
-    let n = ms.len();
-    let mut df = DataFrame::new(
-        n,
-        vec![
-            Column::new("cell_id".into(), vec![cell_id.to_string(); n]),
-            Column::new("candidate".into(), vec![r.candidate.clone(); n]),
-            Column::new("timed_path".into(), path),
-            Column::new("batch".into(), batches),
-            Column::new("sample".into(), index),
-            Column::new("ms".into(), ms),
-        ],
-    )?;
-    let path = dir.root.join("samples").join(format!(
-        "{cell_id}__{}.parquet",
-        wb_core::io::sanitize_name(&r.candidate)
-    ));
-    write_parquet_atomic(&mut df, &path)?;
     Ok(())
 }
 
-/// RAPL energy of the throughput batch over a window of at least one second, after an
-/// idle measurement; NULL with the reason where RAPL cannot be read.
-fn energy_pass(model: &TorchModel, inputs: &TimingInputs, r: &mut Row) -> Result<()> {
-    use wb_measure::energy::{
-        measure_energy, probe, EnergyConfig, EnergyMeasureError, EnergySource,
+/// The measurement of `path` in this group: known, on disk from an earlier cell or
+/// run, or taken now (`ab` times one batch size) and published without replacing one
+/// a concurrent worker published first.
+fn path_timing(
+    run: &TimingRun,
+    cache: &mut PathCache,
+    path: &str,
+    inputs: &TimingInputs,
+    mut ab: impl FnMut(TimedBatch) -> Result<AbTiming>,
+    energy: impl FnOnce(&str) -> Result<PathEnergy>,
+) -> Result<PathTiming> {
+    let batch = inputs.batch() as u64;
+    let id = PathTiming::make_id(run.model, run.dataset, path, run.threads, batch);
+    if let Some(t) = cache.known.get(&id) {
+        return Ok(t.clone());
+    }
+    let file = wb_report::paths::paths_dir(&run.dir.root).join(format!("{id}.json"));
+    if let Some(t) = read_path_timing(&file)? {
+        cache.known.insert(id, t.clone());
+        return Ok(t);
+    }
+    let mut b1 = ab(TimedBatch::One)?;
+    let mut bn = ab(TimedBatch::Throughput)?;
+    check_minimums(run.settings, &mut b1);
+    check_minimums(run.settings, &mut bn);
+    let t = PathTiming {
+        id: id.clone(),
+        model: run.model.to_string(),
+        dataset: run.dataset.to_string(),
+        path: path.to_string(),
+        threads: run.threads,
+        batch,
+        host: run.host.to_string(),
+        timestamp: wb_measure::env::rfc3339_utc(std::time::SystemTime::now()),
+        energy: energy(path)?,
+        native_extensions: native_extensions(path),
+        b1,
+        bn,
     };
-    let mut counter = match probe() {
-        EnergySource::Available(c) => c,
+    for (b, ab) in [(1, &t.b1), (batch, &t.bn)] {
+        log_reference(
+            run,
+            b,
+            ReferenceCheck::from_stats(
+                format!("{path} measurement at {}", t.timestamp),
+                &ab.reference,
+            ),
+        )?;
+    }
+    let t = publish(&file, t)?;
+    cache.known.insert(id, t.clone());
+    Ok(t)
+}
+
+/// The CPU extensions this machine has that the path's CPU kernels are built to use
+/// (oneDNN dispatches to them at run time). On a CUDA device they are irrelevant; the
+/// manifest names the device.
+fn native_extensions(path: &str) -> Vec<String> {
+    let wanted: &[&str] = match path {
+        BF16_NATIVE => &["avx512_bf16", "amx_bf16"],
+        _ => &["avx2", "fma", "avx512f"],
+    };
+    wb_measure::env::cpu_extensions()
+        .into_iter()
+        .filter(|e| wanted.contains(&e.as_str()))
+        .collect()
+}
+
+/// A path measurement on disk, if there is one; a corrupt one is an error naming the
+/// file (delete it to time the path again).
+fn read_path_timing(file: &Path) -> Result<Option<PathTiming>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => serde_json::from_str(&text).map(Some).with_context(|| {
+            format!(
+                "{} is not a path timing (delete it to time the path again)",
+                file.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
+}
+
+/// Writes `t` to `file` unless a concurrent worker got there first; returns the one
+/// on disk.
+fn publish(file: &Path, t: PathTiming) -> Result<PathTiming> {
+    let dir = file.parent().expect("paths/ folder");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = wb_core::io::temp_sibling(file, false);
+    let json = serde_json::to_vec(&t)?;
+    std::fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
+    let linked = std::fs::hard_link(&tmp, file);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read_path_timing(file)?.ok_or_else(|| anyhow!("{} vanished", file.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("publishing {}", file.display())),
+    }
+}
+
+/// Appends one reference check to the run's log (one short line with O_APPEND, so
+/// concurrent workers do not interleave within a line).
+fn log_reference(run: &TimingRun, batch: u64, check: ReferenceCheck) -> Result<()> {
+    let path = wb_report::paths::reference_log(&run.dir.root);
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let line = serde_json::to_string(&ReferenceLog {
+        model: run.model.to_string(),
+        threads: run.threads,
+        batch,
+        host: run.host.to_string(),
+        check,
+    })? + "\n";
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// Re-times the FP32 reference at batch 1 (about `min_time_s`) and logs it.
+pub fn reference_check(
+    run: &TimingRun,
+    model: &TorchModel,
+    inputs: &TimingInputs,
+    label: &str,
+) -> Result<()> {
+    let cfg = wb_measure::timing::TimingConfig {
+        min_time_s: run.settings.min_time_s,
+        min_samples: run.settings.min_samples,
+        max_time_s: (run.settings.min_time_s * 10.0).max(10.0),
+        max_samples: 100_000,
+        ..Default::default()
+    };
+    let t = wb_measure::timing::measure(&cfg, || inputs.run_f32(model, TimedBatch::One))?;
+    log_reference(run, 1, ReferenceCheck::from_stats(label, &t.stats))
+}
+
+/// The main timing columns from the f32-dense measurement.
+fn fill_f32(r: &mut Row, t: &PathTiming) {
+    let (b1, bn) = (&t.b1.candidate, &t.bn.candidate);
+    r.timed_path = Some(F32_DENSE.into());
+    r.timing_ref = Some(t.id.clone());
+    r.latency_ms_b1_median = Some(b1.median_ms);
+    r.latency_ms_b1_ci_low = Some(b1.ci_low_ms);
+    r.latency_ms_b1_ci_high = Some(b1.ci_high_ms);
+    r.latency_ms_b1_p90 = Some(b1.p90_ms);
+    r.latency_ms_b1_p99 = Some(b1.p99_ms);
+    r.latency_ms_bn_median = Some(bn.median_ms);
+    r.latency_ms_bn_ci_low = Some(bn.ci_low_ms);
+    r.latency_ms_bn_ci_high = Some(bn.ci_high_ms);
+    r.latency_ratio_b1 = Some(t.b1.ratio.ratio);
+    r.latency_ratio_b1_ci_low = Some(t.b1.ratio.ci_low);
+    r.latency_ratio_b1_ci_high = Some(t.b1.ratio.ci_high);
+    r.latency_ratio_bn = Some(t.bn.ratio.ratio);
+    r.latency_ratio_bn_ci_low = Some(t.bn.ratio.ci_low);
+    r.latency_ratio_bn_ci_high = Some(t.bn.ratio.ci_high);
+    r.throughput_batch = Some(t.batch);
+    r.throughput_img_s = Some(t.throughput_img_s());
+    r.timing_valid = Some(t.valid());
+    r.timing_invalid_reasons = (!t.valid()).then(|| t.reasons().join("; "));
+    let e = &t.energy;
+    r.energy_source = e.source.clone();
+    r.energy_j_per_img = e.j_per_img;
+    r.energy_j_per_img_net = e.j_per_img_net;
+    r.energy_dram_j_per_img_net = e.dram_j_per_img_net;
+    r.energy_idle_w = e.idle_w;
+    r.energy_window_s = e.window_s;
+    r.energy_wraps = e.wraps;
+}
+
+/// The `*_bf16` columns from the bf16-native measurement.
+fn fill_bf16(r: &mut Row, t: &PathTiming) {
+    r.timed_path = Some(format!("{F32_DENSE}+{BF16_NATIVE}"));
+    r.timing_ref_bf16 = Some(t.id.clone());
+    r.latency_ms_b1_median_bf16 = Some(t.b1.candidate.median_ms);
+    r.latency_ms_bn_median_bf16 = Some(t.bn.candidate.median_ms);
+    r.latency_ratio_bn_bf16 = Some(t.bn.ratio.ratio);
+    r.latency_ratio_bn_bf16_ci_low = Some(t.bn.ratio.ci_low);
+    r.latency_ratio_bn_bf16_ci_high = Some(t.bn.ratio.ci_high);
+    r.throughput_img_s_bf16 = Some(t.throughput_img_s());
+    r.timing_valid_bf16 = Some(t.valid());
+    if !t.valid() {
+        let extra = t
+            .reasons()
+            .iter()
+            .map(|x| format!("{BF16_NATIVE} {x}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
+            Some(x) => format!("{x}; {extra}"),
+            None => extra,
+        });
+    }
+}
+
+/// RAPL energy of the f32-dense throughput batch over a window of at least one second,
+/// after an idle measurement; NULL with the reason where RAPL cannot be read or energy
+/// is off in the experiment.
+fn energy_of(
+    run: &TimingRun,
+    model: &TorchModel,
+    inputs: &TimingInputs,
+    _path: &str,
+) -> Result<PathEnergy> {
+    use wb_measure::energy::{
+        measure_energy, probe_with, EnergyConfig, EnergyMeasureError, EnergySource,
+    };
+    if !run.settings.energy {
+        return Ok(PathEnergy {
+            source: "not measured: energy = false in the experiment".into(),
+            ..PathEnergy::default()
+        });
+    }
+    let (mut counter, label) = match probe_with(run.energy) {
+        EnergySource::Available(c, label) => (c, label),
         EnergySource::Unavailable(reason) => {
-            r.energy_source = reason;
-            return Ok(());
+            return Ok(PathEnergy {
+                source: reason,
+                ..PathEnergy::default()
+            })
         }
     };
     let res = measure_energy(&mut counter, &EnergyConfig::default(), || {
@@ -183,19 +423,35 @@ fn energy_pass(model: &TorchModel, inputs: &TimingInputs, r: &mut Row) -> Result
         Ok::<usize, wb_torch::TorchError>(inputs.batch())
     });
     match res {
-        Ok(m) => {
-            r.energy_source = "rapl".into();
-            r.energy_j_per_img = Some(m.package_j_per_img_gross);
-            r.energy_j_per_img_net = Some(m.package_j_per_img_net);
-            r.energy_dram_j_per_img_net = m.dram_j_per_img_net;
-            r.energy_idle_w = Some(m.package_idle_w);
-            r.energy_window_s = Some(m.window_s);
-            r.energy_wraps = Some(m.wraps);
-        }
-        Err(EnergyMeasureError::Counter(e)) => {
-            r.energy_source = format!("unavailable: {e}");
-        }
-        Err(EnergyMeasureError::Workload(e)) => return Err(anyhow!(e)),
+        Ok(m) => Ok(PathEnergy {
+            source: label.into(),
+            j_per_img: Some(m.package_j_per_img_gross),
+            j_per_img_net: Some(m.package_j_per_img_net),
+            dram_j_per_img_net: m.dram_j_per_img_net,
+            idle_w: Some(m.package_idle_w),
+            window_s: Some(m.window_s),
+            wraps: Some(m.wraps),
+        }),
+        Err(EnergyMeasureError::Counter(e)) => Ok(PathEnergy {
+            source: format!("unavailable: {e}"),
+            ..PathEnergy::default()
+        }),
+        Err(EnergyMeasureError::Workload(e)) => Err(anyhow!(e)),
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interleaving_spends_about_min_time_per_path_and_batch() {
+        let s = TimingSettings {
+            min_time_s: 2.0,
+            ..TimingSettings::default()
+        };
+        let c = ab_config(&s);
+        assert!((c.block_s * c.rounds as f64 - 2.0).abs() < 1e-12);
+        assert!(c.min_rounds <= c.rounds);
+    }
 }

@@ -50,6 +50,7 @@ fn opts(results: &Path, force: bool) -> RunOptions {
         shard: None,
         claim: None,
         stage_cache_mb: 1024,
+        energy_backend: wb_measure::EnergyBackend::default(),
     }
 }
 
@@ -208,6 +209,14 @@ fn run_resume_force_and_failures() {
     assert_eq!(read_all(&dir).unwrap().height(), 4);
 }
 
+/// The `*.json` files of a folder.
+fn json_files(p: &Path) -> Vec<PathBuf> {
+    walk(p)
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+        .collect()
+}
+
 fn walk(p: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -261,15 +270,33 @@ params = { k = 16 }
             .collect::<Vec<_>>()
     };
     assert_eq!(t(&frames[0]), t(&frames[1]));
-    // The timed pass ran and kept its raw samples.
+    // The timed pass ran once for the one path both rows run on (FP32 and k-means
+    // decode to the same f32 graph), kept its raw samples, and both rows show it.
     let lat = frames[0]
         .column("latency_ms_b1_median")
         .unwrap()
         .f64()
         .unwrap();
     assert!(lat.iter().all(|v| v.is_some_and(|x| x > 0.0)));
-    let samples = walk(&tmp.path().join("a/det/samples"));
-    assert_eq!(samples.len(), 2);
+    assert!(
+        lat.iter().all(|v| v == lat.get(0)),
+        "one path, one timing: {lat:?}"
+    );
+    let refs = col_str(&frames[0], "timing_ref");
+    assert!(
+        refs.iter()
+            .all(|r| r == &refs[0] && r.contains("f32-dense")),
+        "{refs:?}"
+    );
+    let paths = json_files(&tmp.path().join("a/det/paths"));
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    let t: wb_report::paths::PathTiming =
+        serde_json::from_str(&std::fs::read_to_string(&paths[0]).unwrap()).unwrap();
+    assert!(t.b1.candidate_calls_ms.len() >= 5 && t.bn.reference_calls_ms.len() >= 5);
+    // The FP32 reference was logged at the group's start and in the measurement.
+    let log =
+        std::fs::read_to_string(tmp.path().join("a/det/paths/reference-checks.jsonl")).unwrap();
+    assert!(log.lines().count() >= 3, "{log}");
     let src = col_str(&frames[0], "energy_source");
     assert!(
         src.iter()
@@ -320,18 +347,23 @@ id = "bf16-cast"
     let thr = df.column("throughput_img_s_bf16").unwrap().f64().unwrap();
     assert!(thr.get(bf).is_some_and(|x| x > 0.0));
     assert!(thr.get(fp).is_none());
-    // Raw samples of both paths are kept.
-    let samples = walk(&results.join("bf").join("samples"));
-    let paths: Vec<String> = samples
+    // Each path was timed once, against FP32, and both rows show the same f32-dense
+    // numbers.
+    let files = json_files(&results.join("bf").join("paths"));
+    let mut paths: Vec<String> = files
         .iter()
-        .flat_map(|p| {
-            let f = std::fs::File::open(p).unwrap();
-            let d = ParquetReader::new(f).finish().unwrap();
-            col_str(&d, "timed_path")
+        .map(|p| {
+            let t: wb_report::paths::PathTiming =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            t.path
         })
         .collect();
-    assert!(paths.iter().any(|p| p == "bf16-native"));
-    assert!(paths.iter().any(|p| p == "f32-dense"));
+    paths.sort();
+    assert_eq!(paths, ["bf16-native", "f32-dense"]);
+    let refs = col_str(&df, "timing_ref");
+    assert_eq!(refs[bf], refs[fp]);
+    let ratio = df.column("latency_ratio_bn_bf16").unwrap().f64().unwrap();
+    assert!(ratio.get(bf).is_some_and(|x| x > 0.0) && ratio.get(fp).is_none());
 }
 
 /// `weightbench run --quiet --no-report --results-dir RESULTS EXPERIMENT`; more flags

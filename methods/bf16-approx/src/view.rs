@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 use wb_core::view::{
-    baseline_top1, energy_cell, energy_note, fmt_opt, fmt_signed, model_dataset_pairs, series,
-    Block, Figure, ViewRow,
+    baseline_top1, energy_cell, energy_note, fmt_opt, fmt_signed, latency_cell,
+    model_dataset_pairs, series, timing_note, Block, Figure, ViewRow,
 };
 
 use crate::{Diagnostics, ID};
@@ -136,7 +136,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
                 fmt_opt(bpw, 2),
                 r.compression_ratio
                     .map_or("-".into(), |v| format!("{v:.2}×")),
-                fmt_opt(r.latency_ms_b1, 3),
+                latency_cell(r),
                 fmt_opt(r.throughput_img_s, 0),
                 r.threads.map_or("-".into(), |t| t.to_string()),
                 energy_cell(r),
@@ -166,6 +166,9 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
             control,
         );
         if let Some(n) = energy_note(&mine) {
+            let _ = writeln!(md, "\n{n}");
+        }
+        if let Some(n) = timing_note(&mine) {
             let _ = writeln!(md, "\n{n}");
         }
         blocks.push(Block::Markdown(std::mem::take(&mut md)));

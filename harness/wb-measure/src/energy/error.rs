@@ -103,6 +103,13 @@ pub enum EnergyError {
     /// The background sampler thread panicked.
     #[error("energy sampler thread panicked")]
     SamplerPanicked,
+    /// A RAPL library backend (the `rapl-energy` crate) could not open or read its
+    /// counters; the text names the library and what failed.
+    #[error("{0}")]
+    Library(String),
+    /// An energy backend that this binary was built without.
+    #[error("energy backend {0} is not built in (build with `--features rapl-energy`)")]
+    BackendNotBuilt(String),
 }
 
 impl EnergyError {

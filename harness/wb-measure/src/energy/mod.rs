@@ -17,6 +17,7 @@
 
 mod error;
 mod fake;
+mod library;
 mod rapl;
 mod sampler;
 
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{EnergyError, EnergyMeasureError};
 pub use fake::FakeCounter;
+#[cfg(feature = "rapl-energy")]
+pub use library::crate_source::RaplEnergyCrate;
+pub use library::{LibraryCounter, LibraryZone, ZoneSource};
 pub use rapl::{RaplCounter, DEFAULT_POWERCAP_ROOT};
 pub use sampler::{
     measure_energy, min_wrap_period_s, safe_period, EnergyConfig, EnergyReading, Sampler,
@@ -100,6 +104,15 @@ pub trait EnergyCounter {
     /// Current raw counter values in microjoules, one per domain. Values
     /// wrap to 0 after `max_energy_range_uj`.
     fn read_uj(&mut self) -> Result<Vec<u64>, EnergyError>;
+}
+
+impl<T: EnergyCounter + ?Sized> EnergyCounter for Box<T> {
+    fn domains(&self) -> Vec<DomainInfo> {
+        (**self).domains()
+    }
+    fn read_uj(&mut self) -> Result<Vec<u64>, EnergyError> {
+        (**self).read_uj()
+    }
 }
 
 /// Turns successive raw counter readings into accumulated microjoules.
@@ -392,11 +405,78 @@ fn clamp_net(net: f64) -> (f64, bool) {
     }
 }
 
+/// Which code reads the RAPL counters. Both feed the same sampler, wrap accounting,
+/// idle subtraction and validity rules; they differ in who opens and reads the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EnergyBackend {
+    /// weightbench's own powercap reader ([`RaplCounter`]): typed errors with paths.
+    #[default]
+    Sysfs,
+    /// The `rapl-energy` crate (GPL-3.0; cargo feature `rapl-energy`).
+    RaplEnergy,
+}
+
+impl EnergyBackend {
+    /// Every backend name, built in or not.
+    pub const NAMES: [&'static str; 2] = ["sysfs", "rapl-energy"];
+
+    /// The name used on the command line and in `energy_source`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnergyBackend::Sysfs => "sysfs",
+            EnergyBackend::RaplEnergy => "rapl-energy",
+        }
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn is_built(self) -> bool {
+        match self {
+            EnergyBackend::Sysfs => true,
+            EnergyBackend::RaplEnergy => cfg!(feature = "rapl-energy"),
+        }
+    }
+
+    /// The backends this binary was built with.
+    pub fn built() -> Vec<EnergyBackend> {
+        [EnergyBackend::Sysfs, EnergyBackend::RaplEnergy]
+            .into_iter()
+            .filter(|b| b.is_built())
+            .collect()
+    }
+}
+
+impl std::str::FromStr for EnergyBackend {
+    type Err = EnergyError;
+
+    /// `sysfs` or `rapl-energy`; a backend not built in is an error that says how to
+    /// build it.
+    fn from_str(s: &str) -> Result<Self, EnergyError> {
+        let b = match s {
+            "sysfs" => EnergyBackend::Sysfs,
+            "rapl-energy" => EnergyBackend::RaplEnergy,
+            other => {
+                return Err(EnergyError::InvalidConfig(format!(
+                    "unknown energy backend {other:?} (one of: {})",
+                    EnergyBackend::NAMES.join(", ")
+                )))
+            }
+        };
+        if b.is_built() {
+            Ok(b)
+        } else {
+            Err(EnergyError::BackendNotBuilt(s.to_string()))
+        }
+    }
+}
+
+/// A counter of either backend.
+pub type BoxedCounter = Box<dyn EnergyCounter + Send>;
+
 /// Outcome of [`probe`]: readable counters, or why there are none.
-#[derive(Debug)]
 pub enum EnergySource {
-    /// Counters that were opened and read once successfully.
-    Available(RaplCounter),
+    /// Counters that were opened and read once successfully, and the backend's
+    /// provenance label (`"rapl"` for the sysfs reader, `"rapl-energy"` for the crate).
+    Available(BoxedCounter, &'static str),
     /// No usable counters; the string starts with `"unavailable: "`, e.g.
     /// `"unavailable: no powercap (/sys/class/powercap does not exist)"`,
     /// `"unavailable: permission denied (…)"`, `"unavailable: no RAPL
@@ -404,17 +484,31 @@ pub enum EnergySource {
     Unavailable(String),
 }
 
+impl std::fmt::Debug for EnergySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnergySource::Available(c, label) => f
+                .debug_struct("Available")
+                .field("label", label)
+                .field("domains", &c.domains())
+                .finish(),
+            EnergySource::Unavailable(r) => f.debug_tuple("Unavailable").field(r).finish(),
+        }
+    }
+}
+
 impl EnergySource {
     /// Whether counters are available.
     pub fn is_available(&self) -> bool {
-        matches!(self, EnergySource::Available(_))
+        matches!(self, EnergySource::Available(..))
     }
 
-    /// `"rapl"` when available, otherwise the unavailability reason: the
-    /// value for an `energy_source` column or manifest field.
+    /// The provenance label when available (`"rapl"` or `"rapl-energy"`), otherwise
+    /// the unavailability reason: the value for an `energy_source` column or manifest
+    /// field.
     pub fn description(&self) -> String {
         match self {
-            EnergySource::Available(_) => "rapl".to_string(),
+            EnergySource::Available(_, label) => label.to_string(),
             EnergySource::Unavailable(r) => r.clone(),
         }
     }
@@ -422,7 +516,7 @@ impl EnergySource {
     /// The reason, when unavailable.
     pub fn reason(&self) -> Option<&str> {
         match self {
-            EnergySource::Available(_) => None,
+            EnergySource::Available(..) => None,
             EnergySource::Unavailable(r) => Some(r),
         }
     }
@@ -430,24 +524,57 @@ impl EnergySource {
     /// The domains, empty when unavailable.
     pub fn domains(&self) -> Vec<DomainInfo> {
         match self {
-            EnergySource::Available(c) => c.domains(),
+            EnergySource::Available(c, _) => c.domains(),
             EnergySource::Unavailable(_) => Vec::new(),
+        }
+    }
+
+    /// A source from an opened counter (or the error that kept it closed).
+    pub fn from_counter<C: EnergyCounter + Send + 'static>(
+        r: Result<C, EnergyError>,
+        label: &'static str,
+    ) -> Self {
+        match r {
+            Ok(c) => EnergySource::Available(Box::new(c), label),
+            Err(e) => EnergySource::Unavailable(format!("unavailable: {e}")),
         }
     }
 }
 
 impl From<Result<RaplCounter, EnergyError>> for EnergySource {
     fn from(r: Result<RaplCounter, EnergyError>) -> Self {
-        match r {
-            Ok(c) => EnergySource::Available(c),
-            Err(e) => EnergySource::Unavailable(format!("unavailable: {e}")),
-        }
+        EnergySource::from_counter(r, "rapl")
     }
 }
 
-/// Probe the machine's RAPL counters under [`DEFAULT_POWERCAP_ROOT`].
+/// Probe the machine's RAPL counters under [`DEFAULT_POWERCAP_ROOT`] with the default
+/// (sysfs) backend.
 pub fn probe() -> EnergySource {
     RaplCounter::open().into()
+}
+
+/// Probe the RAPL counters through `backend`.
+pub fn probe_with(backend: EnergyBackend) -> EnergySource {
+    match backend {
+        EnergyBackend::Sysfs => probe(),
+        EnergyBackend::RaplEnergy => probe_rapl_energy(),
+    }
+}
+
+#[cfg(feature = "rapl-energy")]
+fn probe_rapl_energy() -> EnergySource {
+    let opened = RaplEnergyCrate::open()
+        .map_err(|e| EnergyError::Library(format!("rapl-energy: {e}")))
+        .and_then(LibraryCounter::new);
+    EnergySource::from_counter(opened, "rapl-energy")
+}
+
+#[cfg(not(feature = "rapl-energy"))]
+fn probe_rapl_energy() -> EnergySource {
+    EnergySource::Unavailable(format!(
+        "unavailable: {}",
+        EnergyError::BackendNotBuilt("rapl-energy".into())
+    ))
 }
 
 /// Probe the RAPL counters under `root` (a powercap-like directory).

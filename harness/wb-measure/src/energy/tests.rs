@@ -385,7 +385,7 @@ fn measure_energy_returns_workload_error_and_checks_config() {
 #[test]
 fn probe_on_this_machine_is_available_or_says_why() {
     match probe() {
-        EnergySource::Available(c) => assert!(!c.domains().is_empty()),
+        EnergySource::Available(c, _) => assert!(!c.domains().is_empty()),
         EnergySource::Unavailable(r) => {
             assert!(r.starts_with("unavailable: "), "{r}");
             if !Path::new(DEFAULT_POWERCAP_ROOT).exists() {
@@ -426,7 +426,7 @@ fn fake_sysfs_is_read_with_names_kinds_and_ranges() {
     let src = probe_at(root);
     assert!(src.is_available(), "{:?}", src.reason());
     assert_eq!(src.description(), "rapl");
-    let EnergySource::Available(mut c) = src else {
+    let EnergySource::Available(mut c, _) = src else {
         unreachable!()
     };
     let names: Vec<_> = c
@@ -542,4 +542,216 @@ fn workload_panic_does_not_deadlock_the_sampler() {
         })
     }));
     assert!(r.is_err());
+}
+
+/// A [`ZoneSource`] over shared values: what a RAPL library would report.
+#[derive(Debug)]
+struct FakeZones {
+    zones: Vec<LibraryZone>,
+    values: Arc<std::sync::Mutex<Vec<u64>>>,
+    fail: bool,
+}
+
+impl ZoneSource for FakeZones {
+    fn zones(&self) -> Vec<LibraryZone> {
+        self.zones.clone()
+    }
+    fn read_raw_uj(&mut self) -> Result<Vec<u64>, String> {
+        if self.fail {
+            return Err("counter file vanished".into());
+        }
+        Ok(self.values.lock().unwrap().clone())
+    }
+    fn name(&self) -> &'static str {
+        "fake-library"
+    }
+}
+
+fn lib_zone(package: &str, sub: Option<&str>, max: u64) -> LibraryZone {
+    LibraryZone {
+        package: package.into(),
+        subzone: sub.map(Into::into),
+        max_energy_range_uj: max,
+    }
+}
+
+/// The zones of `fake_sysfs_is_read_with_names_kinds_and_ranges`, as a library lists
+/// them, with the sysfs tree they mirror.
+fn mirrored_backends(root: &Path) -> (RaplCounter, FakeZones, Arc<std::sync::Mutex<Vec<u64>>>) {
+    let big = 262_143_328_850;
+    zone(root, "intel-rapl:0", "package-0", 1000, big);
+    zone(root, "intel-rapl:0:0", "core", 400, big);
+    zone(root, "intel-rapl:0:1", "dram", 50, 65_712_999_613);
+    zone(root, "intel-rapl:1", "psys", 7000, big);
+    let values = Arc::new(std::sync::Mutex::new(vec![1000, 400, 50, 7000]));
+    let fake = FakeZones {
+        zones: vec![
+            lib_zone("package-0", None, big),
+            lib_zone("package-0", Some("core"), big),
+            lib_zone("package-0", Some("dram"), 65_712_999_613),
+            lib_zone("psys", None, big),
+        ],
+        values: Arc::clone(&values),
+        fail: false,
+    };
+    (RaplCounter::open_at(root).unwrap(), fake, values)
+}
+
+#[test]
+fn the_library_backend_names_domains_as_the_sysfs_reader_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sysfs, fake, _) = mirrored_backends(tmp.path());
+    let lib = LibraryCounter::new(fake).unwrap();
+    assert_eq!(lib.domains(), sysfs.domains());
+    assert_eq!(lib.library(), "fake-library");
+}
+
+/// Runs `measure_energy` on `counter` with a workload that adds 0.5 J of package
+/// energy (and 0.05 J of DRAM) per call through `add`, and checks what every backend
+/// must report: no idle power (the counters do not move while idle), the work as net
+/// energy, DRAM apart, core never added into the package, and a wrap accounted.
+fn check_backend(counter: &mut (dyn EnergyCounter + Send), mut add: impl FnMut(u64, u64)) {
+    let cfg = EnergyConfig {
+        idle_s: 0.05,
+        min_window_s: 0.05,
+    };
+    let mut calls = 0u64;
+    let m = measure_energy(counter, &cfg, || -> Result<usize, String> {
+        add(500_000, 50_000);
+        calls += 1;
+        std::thread::sleep(Duration::from_millis(5));
+        Ok(2)
+    })
+    .unwrap();
+    let work_j = 0.5 * calls as f64;
+    assert_eq!(m.images as u64, 2 * calls);
+    assert!((m.package_gross_j - work_j).abs() < 1e-9, "{m:?}");
+    assert!((m.package_net_j - work_j).abs() < 1e-9);
+    assert!((m.dram_net_j.unwrap() - 0.1 * work_j).abs() < 1e-9);
+    assert_eq!(m.package_idle_w, 0.0);
+    assert!(
+        m.wraps >= 1,
+        "the DRAM counter wraps during the window: {m:?}"
+    );
+}
+
+#[test]
+fn measure_energy_agrees_through_both_backends() {
+    // DRAM's range is small, so that it wraps within the window on both backends.
+    let dram_max = 200_000u64;
+    let bump = |v: &mut [u64], pkg: u64, dram: u64| {
+        v[0] += pkg;
+        v[1] += pkg / 2;
+        v[2] = (v[2] + dram) % (dram_max + 1);
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    zone(root, "intel-rapl:0", "package-0", 1000, 1 << 40);
+    zone(root, "intel-rapl:0:0", "core", 400, 1 << 40);
+    zone(root, "intel-rapl:0:1", "dram", 50, dram_max);
+    let mut sysfs: Box<dyn EnergyCounter + Send> = Box::new(RaplCounter::open_at(root).unwrap());
+    let mut files = vec![1000u64, 400, 50];
+    check_backend(sysfs.as_mut(), |p, d| {
+        bump(&mut files, p, d);
+        for (dir, v) in ["intel-rapl:0", "intel-rapl:0:0", "intel-rapl:0:1"]
+            .iter()
+            .zip(&files)
+        {
+            // Renamed into place: the sampler thread never sees a half-written file.
+            let tmp = root.join(dir).join("energy_uj.tmp");
+            std::fs::write(&tmp, format!("{v}\n")).unwrap();
+            std::fs::rename(&tmp, root.join(dir).join("energy_uj")).unwrap();
+        }
+    });
+
+    let values = Arc::new(std::sync::Mutex::new(vec![1000u64, 400, 50]));
+    let fake = FakeZones {
+        zones: vec![
+            lib_zone("package-0", None, 1 << 40),
+            lib_zone("package-0", Some("core"), 1 << 40),
+            lib_zone("package-0", Some("dram"), dram_max),
+        ],
+        values: Arc::clone(&values),
+        fail: false,
+    };
+    let mut lib: Box<dyn EnergyCounter + Send> = Box::new(LibraryCounter::new(fake).unwrap());
+    check_backend(lib.as_mut(), |p, d| bump(&mut values.lock().unwrap(), p, d));
+}
+
+#[test]
+fn library_backend_errors_are_typed_never_panics() {
+    let none = FakeZones {
+        zones: vec![],
+        values: Arc::default(),
+        fail: false,
+    };
+    let e = LibraryCounter::new(none).unwrap_err();
+    assert!(e.to_string().contains("no RAPL zones"), "{e}");
+    let zero = FakeZones {
+        zones: vec![lib_zone("package-0", None, 0)],
+        values: Arc::new(std::sync::Mutex::new(vec![1])),
+        fail: false,
+    };
+    assert!(matches!(
+        LibraryCounter::new(zero),
+        Err(EnergyError::ZeroRange { .. })
+    ));
+    let short = FakeZones {
+        zones: vec![lib_zone("package-0", None, 9), lib_zone("psys", None, 9)],
+        values: Arc::new(std::sync::Mutex::new(vec![1])),
+        fail: false,
+    };
+    assert!(matches!(
+        LibraryCounter::new(short),
+        Err(EnergyError::DomainCount {
+            expected: 2,
+            got: 1
+        })
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, mut fake, _) = mirrored_backends(tmp.path());
+    fake.fail = false;
+    let mut c = LibraryCounter::new(fake).unwrap();
+    c.source_mut().fail = true;
+    let e = c.read_uj().unwrap_err();
+    assert_eq!(e.to_string(), "fake-library: counter file vanished");
+    // Through the probe's wording: NULL with a reason.
+    let src = EnergySource::from_counter(Err::<RaplCounter, _>(e), "rapl-energy");
+    assert_eq!(
+        src.description(),
+        "unavailable: fake-library: counter file vanished"
+    );
+}
+
+#[test]
+fn backends_parse_and_say_how_to_build_a_missing_one() {
+    assert_eq!(
+        "sysfs".parse::<EnergyBackend>().unwrap(),
+        EnergyBackend::Sysfs
+    );
+    let e = "bogus".parse::<EnergyBackend>().unwrap_err().to_string();
+    assert!(e.contains("sysfs, rapl-energy"), "{e}");
+    match "rapl-energy".parse::<EnergyBackend>() {
+        Ok(b) => {
+            assert!(EnergyBackend::RaplEnergy.is_built());
+            assert_eq!(b.name(), "rapl-energy");
+            // Available on a machine with readable RAPL, otherwise NULL with a reason.
+            let src = probe_with(b);
+            match src.reason() {
+                None => assert_eq!(src.description(), "rapl-energy"),
+                Some(r) => assert!(r.starts_with("unavailable: "), "{r}"),
+            }
+        }
+        Err(e) => {
+            assert!(!EnergyBackend::RaplEnergy.is_built());
+            assert!(e.to_string().contains("--features rapl-energy"), "{e}");
+            let r = probe_with(EnergyBackend::RaplEnergy).description();
+            assert!(
+                r.starts_with("unavailable: ") && r.contains("not built"),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(EnergyBackend::built()[0], EnergyBackend::Sysfs);
 }
