@@ -293,9 +293,18 @@ pub fn detect_drift(checks: &[ReferenceCheck], tolerance: f64) -> Option<Drift> 
     let change = slowest.median_ms / fastest.median_ms - 1.0;
     let separated = slowest.ci_low_ms > fastest.ci_high_ms;
     let drifted = change > tolerance && separated;
+    // Three readings: drift (large and beyond noise), noise (large, intervals
+    // overlapping: the machine was too noisy to tell), stable (within the tolerance).
+    let state = if drifted {
+        "drifted"
+    } else if change > tolerance {
+        "too noisy to tell drift: moved"
+    } else {
+        "stable, moved"
+    };
     let note = format!(
         "FP32 reference {} by {:.1} % between \"{}\" ({:.3} ms) and \"{}\" ({:.3} ms){}",
-        if drifted { "drifted" } else { "stable" },
+        state,
         100.0 * change,
         fastest.label,
         fastest.median_ms,

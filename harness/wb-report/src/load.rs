@@ -303,6 +303,7 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
     let lat_hi = f64_col(df, "latency_ms_b1_ci_high")?;
     let thr = f64_col(df, "throughput_img_s")?;
     let thr_bf16 = f64_col(df, "throughput_img_s_bf16")?;
+    let thr_f16 = f64_col(df, "throughput_img_s_f16")?;
     let valid: Vec<Option<bool>> = df.column("timing_valid")?.bool()?.iter().collect();
     let reasons = str_col(df, "timing_invalid_reasons")?;
     let error = str_col(df, "error")?;
@@ -331,6 +332,7 @@ pub(crate) fn rows(df: &DataFrame) -> PolarsResult<Vec<KeyedRow>> {
                 latency_b1: lat[i].map(|m| (m, lat_lo[i], lat_hi[i])),
                 throughput: thr[i],
                 throughput_bf16: thr_bf16[i],
+                throughput_f16: thr_f16[i],
                 timing_valid: valid[i],
                 timing_reasons: reasons[i].clone(),
                 error: error[i].clone().filter(|e| !e.is_empty()),

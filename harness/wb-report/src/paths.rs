@@ -278,7 +278,7 @@ pub fn markdown(
     let notes = drift_notes(logs);
     if !notes.is_empty() {
         md += "\n**FP32 reference through the run** (re-timed before each model group, in \
-               every path measurement and every N cells):\n\n";
+               every path measurement and every 20 timed rows):\n\n";
         for (drifted, n) in &notes {
             md += &format!("- {}{n}\n", if *drifted { "**DRIFT** " } else { "" });
         }
@@ -336,8 +336,11 @@ pub fn load_table(ok_sorted: &polars::prelude::DataFrame) -> polars::prelude::Po
                 .or(pj[i].as_deref()),
         );
         let runs = match path[i].as_deref() {
-            Some(p) if p.contains("bf16-native") && !p.contains('(') => {
-                "f32-dense (FP32 speed) + bf16-native".to_string()
+            Some(p) if p.contains("-native") && !p.contains('(') => {
+                format!(
+                    "f32-dense (FP32 speed) + {}",
+                    p.trim_start_matches("f32-dense+")
+                )
             }
             Some(_) => "f32-dense (FP32 speed)".to_string(),
             None => "not timed".to_string(),
@@ -368,8 +371,8 @@ pub fn load_table(ok_sorted: &polars::prelude::DataFrame) -> polars::prelude::Po
          model (median of 3); its ratio is to loading the FP32 weights' dense container the \
          same way. Peak RSS = rise of the resident set's high-water mark during the load \
          (fresh window). Every artifact decodes to dense f32 weights and then runs the FP32 \
-         graph at FP32 speed (`f32-dense`); BF16-exact artifacts are also timed on \
-         libtorch's native BF16 kernels. What compression saves here is disk and load, \
+         graph at FP32 speed (`f32-dense`); BF16-exact (FP16-exact) artifacts are also \
+         timed on libtorch's native BF16 (FP16) kernels. What compression saves here is disk and load, \
          not inference time.\n\n\
          | model | dataset | method | params | candidate | file MiB | FP32 file MiB | decode ms | load ms (× FP32) | peak RSS at load MiB | FP32 peak RSS MiB | runs on |\n\
          |---|---|---|---|---|--:|--:|--:|--:|--:|--:|---|\n{}\n",

@@ -21,6 +21,8 @@ pub(crate) struct Row {
     pub throughput: Option<f64>,
     /// The same on libtorch's native BF16 path (BF16-exact artifacts only).
     pub throughput_bf16: Option<f64>,
+    /// Images per second on the native FP16 path, for FP16-exact artifacts.
+    pub throughput_f16: Option<f64>,
     /// Whether the timed pass met its validity rules.
     pub timing_valid: Option<bool>,
     /// Why not.
@@ -270,9 +272,11 @@ pub(crate) fn markdown(
                     Some((m, _, _)) => format!("{m:.3}{mark}"),
                     None => "-".into(),
                 });
-                let bf16 = r
-                    .throughput_bf16
-                    .map_or_else(String::new, |t| format!(" (BF16 native: {t:.0})"));
+                let bf16 = match (r.throughput_bf16, r.throughput_f16) {
+                    (Some(t), _) => format!(" (BF16 native: {t:.0})"),
+                    (None, Some(t)) => format!(" (FP16 native: {t:.0})"),
+                    (None, None) => String::new(),
+                };
                 cells.push(
                     r.throughput
                         .map_or_else(|| "-".into(), |t| format!("{t:.0}{bf16}{mark}")),
@@ -470,6 +474,7 @@ mod tests {
             latency_b1: None,
             throughput: None,
             throughput_bf16: None,
+            throughput_f16: None,
             timing_valid: None,
             timing_reasons: None,
             error: None,

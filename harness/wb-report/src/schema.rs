@@ -206,6 +206,17 @@ schema! {
     latency_ratio_bn_bf16: Option<f64>,
     latency_ratio_bn_bf16_ci_low: Option<f64>,
     latency_ratio_bn_bf16_ci_high: Option<f64>,
+    /// The native FP16 path (FP16-exact artifacts): its measurement's id, batch-1 and
+    /// throughput-batch medians, images per second, ratio to FP32 with its interval,
+    /// validity.
+    timing_ref_f16: Option<String>,
+    latency_ms_b1_median_f16: Option<f64>,
+    latency_ms_bn_median_f16: Option<f64>,
+    throughput_img_s_f16: Option<f64>,
+    latency_ratio_bn_f16: Option<f64>,
+    latency_ratio_bn_f16_ci_low: Option<f64>,
+    latency_ratio_bn_f16_ci_high: Option<f64>,
+    timing_valid_f16: Option<bool>,
     /// Batch-1 median latency on libtorch's native BF16 kernels (BF16-exact artifacts).
     latency_ms_b1_median_bf16: Option<f64>,
     /// Throughput-batch median latency on the native BF16 path.

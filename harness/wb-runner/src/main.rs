@@ -101,7 +101,7 @@ enum Cmd {
         #[arg(long, value_name = "MIB", default_value_t = 1024)]
         stage_cache_mb: u64,
         /// Energy backend: sysfs (the default, weightbench's own powercap reader) or
-        /// rapl-energy (the GPL-3.0 crate; needs a build with `--features rapl-energy`).
+        /// rapl-energy (the GPL-3.0 crate; needs a build with the rapl-energy cargo feature).
         #[arg(long, value_name = "NAME", default_value = "sysfs", value_parser = parse_energy_backend)]
         energy_backend: wb_measure::EnergyBackend,
         /// Do not write the report at the end.

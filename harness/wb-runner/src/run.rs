@@ -829,12 +829,12 @@ struct GroupContext {
     timing_inputs: wb_torch::TimingInputs,
     /// The path timings of this group (each path timed once against FP32).
     paths: crate::timed::PathCache,
-    /// Loading the model's FP32 weights from their dense container (the reference of
-    /// every artifact's load cost), measured at the first artifact.
-    fp32_load: Option<crate::load_cost::LoadCost>,
+    /// The model's FP32 weights as a dense container file, loaded beside every
+    /// artifact for its load cost; written at the first artifact.
+    fp32_file: Option<crate::load_cost::Fp32File>,
     energy_backend: wb_measure::EnergyBackend,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
-    bf16: Option<std::result::Result<wb_torch::Bf16Model, String>>,
+    native: HashMap<wb_torch::NativePrecision, std::result::Result<wb_torch::NativeModel, String>>,
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
     /// images, loaded on first use so that methods that do not retrain pay nothing.
     trainer: wb_torch::TorchFineTuner,
@@ -874,9 +874,9 @@ impl GroupContext {
             stage_cache_bytes: opts.stage_cache_mb << 20,
             timing_inputs,
             paths: crate::timed::PathCache::default(),
-            fp32_load: None,
+            fp32_file: None,
             energy_backend: opts.energy_backend,
-            bf16: None,
+            native: HashMap::new(),
             trainer: wb_torch::TorchFineTuner::lazy(
                 card.clone(),
                 opts.device,
@@ -1114,7 +1114,10 @@ impl GroupContext {
             };
             r.peak_rss_bytes = wb_measure::memory::peak_rss_bytes();
             let post = match &decoded {
-                Some(d) => post_stage_rows(cell, &cand.artifact, d, &r, dir, &mut self.model),
+                Some(d) => {
+                    let fp32 = self.fp32_file.as_ref().expect("written by the candidate");
+                    post_stage_rows(cell, &cand.artifact, d, &r, dir, (&mut self.model, fp32))
+                }
                 None => Vec::new(),
             };
             rows.push(r);
@@ -1161,13 +1164,11 @@ impl GroupContext {
         bars: &Bars,
     ) -> Result<(WeightSet, Vec<u16>)> {
         let stem = r.candidate.clone();
-        if self.fp32_load.is_none() {
-            self.fp32_load = Some(crate::load_cost::measure_fp32(&mut self.model)?);
+        if self.fp32_file.is_none() {
+            self.fp32_file = Some(crate::load_cost::Fp32File::write(&self.model)?);
         }
-        let fp32_load = self.fp32_load.expect("measured above");
-        r.load_ms_fp32 = Some(fp32_load.ms);
-        r.load_peak_rss_bytes_fp32 = fp32_load.peak_rss_bytes;
-        let decoded = store_artifact(cell, artifact, &stem, dir, r, &mut self.model)?;
+        let fp32 = self.fp32_file.as_ref().expect("written above");
+        let decoded = store_artifact(cell, artifact, &stem, dir, r, (&mut self.model, fp32))?;
         check_same_layout(original, &decoded)?;
         decoded.check_finite()?;
         let split = &self.splits[&split_seed];
@@ -1207,15 +1208,21 @@ impl GroupContext {
                 "{} {} {} [{}]: timing",
                 cell.model, cell.dataset, cell.method, r.candidate
             ));
-            let bf16 = if wb_torch::is_bf16_exact(&decoded) {
+            // An artifact whose weights are all BF16 (else all FP16) values also runs on
+            // libtorch's native kernels of that precision: a second path.
+            let precision = [
+                wb_torch::NativePrecision::Bf16,
+                wb_torch::NativePrecision::Fp16,
+            ]
+            .into_iter()
+            .find(|p| p.is_exact(&decoded));
+            let native = precision.map(|p| {
                 let (card, dev) = (self.model.card(), self.model.device());
-                let m = self.bf16.get_or_insert_with(|| {
-                    wb_torch::Bf16Model::load(card, dev).map_err(|e| e.to_string())
+                let m = self.native.entry(p).or_insert_with(|| {
+                    wb_torch::NativeModel::load_as(card, dev, p).map_err(|e| e.to_string())
                 });
-                Some(m.as_mut().map_err(|e| e.clone()))
-            } else {
-                None
-            };
+                m.as_mut().map_err(|e| (p, e.clone()))
+            });
             let host = r.host.clone();
             let run = crate::timed::TimingRun {
                 settings: &exp.timing,
@@ -1230,7 +1237,7 @@ impl GroupContext {
                 &run,
                 &mut self.paths,
                 &self.model,
-                bf16,
+                native,
                 &decoded,
                 &self.timing_inputs,
                 r,
@@ -1252,7 +1259,7 @@ fn store_artifact(
     stem: &str,
     dir: &ResultsDir,
     r: &mut Row,
-    model: &mut TorchModel,
+    load: (&mut TorchModel, &crate::load_cost::Fp32File),
 ) -> Result<WeightSet> {
     artifact.validate()?;
     let size = artifact.size();
@@ -1280,9 +1287,11 @@ fn store_artifact(
     let t = Instant::now();
     let decoded = container::read(&bytes)?.decode()?;
     r.decode_ms = Some(t.elapsed().as_secs_f64() * 1e3);
-    let load = crate::load_cost::measure(&path, model)?;
-    r.load_ms = Some(load.ms);
-    r.load_peak_rss_bytes = load.peak_rss_bytes;
+    let (cost, fp32_cost) = crate::load_cost::measure_pair(&path, load.1, load.0)?;
+    r.load_ms = Some(cost.ms);
+    r.load_peak_rss_bytes = cost.peak_rss_bytes;
+    r.load_ms_fp32 = Some(fp32_cost.ms);
+    r.load_peak_rss_bytes_fp32 = fp32_cost.peak_rss_bytes;
     let expected = artifact.decode()?;
     anyhow::ensure!(
         decoded.bit_identical(&expected),
@@ -1333,8 +1342,9 @@ fn post_stage_rows(
     decoded: &WeightSet,
     method_row: &Row,
     dir: &ResultsDir,
-    model: &mut TorchModel,
+    load: (&mut TorchModel, &crate::load_cost::Fp32File),
 ) -> Vec<Row> {
+    let (model, fp32) = load;
     let mut rows = Vec::new();
     for &coding in &cell.index_codings {
         let mut r = method_row.clone();
@@ -1347,7 +1357,7 @@ fn post_stage_rows(
                     return Ok(false);
                 }
                 let stem = format!("{}.{}", method_row.candidate, coding.name());
-                let d = store_artifact(cell, &a, &stem, dir, &mut r, model)?;
+                let d = store_artifact(cell, &a, &stem, dir, &mut r, (&mut *model, fp32))?;
                 anyhow::ensure!(
                     d.bit_identical(decoded),
                     "post-stage `{}` changed the decoded weights",

@@ -19,7 +19,7 @@ use std::path::Path;
 use wb_measure::ab::{measure_ab, AbConfig, AbTiming, ReferenceCheck};
 use wb_measure::energy::EnergyBackend;
 use wb_report::paths::{PathEnergy, PathTiming, ReferenceLog};
-use wb_torch::{Bf16Model, TimedBatch, TimingInputs, TorchModel};
+use wb_torch::{NativeModel, NativePrecision, TimedBatch, TimingInputs, TorchModel};
 
 /// Timed rows between two re-timings of the FP32 reference.
 pub const REFERENCE_EVERY: usize = 20;
@@ -28,6 +28,8 @@ pub const REFERENCE_EVERY: usize = 20;
 pub const F32_DENSE: &str = "f32-dense";
 /// libtorch's native bfloat16 kernels (BF16-exact artifacts).
 pub const BF16_NATIVE: &str = "bf16-native";
+/// libtorch's native half kernels (FP16-exact artifacts).
+pub const FP16_NATIVE: &str = "fp16-native";
 
 /// The path measurements of one (model, dataset) group, and when the reference was
 /// last re-timed.
@@ -77,7 +79,7 @@ pub const MAX_RATIO_SPREAD: f64 = 1.2;
 /// something (a machine too noisy for ±10 % is flagged, not trusted).
 fn check_minimums(settings: &TimingSettings, t: &mut AbTiming) {
     let spread = t.ratio.ci_high / t.ratio.ci_low;
-    if !(spread <= MAX_RATIO_SPREAD) {
+    if spread.is_nan() || spread > MAX_RATIO_SPREAD {
         t.validity.invalidate(format!(
             "ratio interval [{:.3}, {:.3}] wider than ±10 %",
             t.ratio.ci_low, t.ratio.ci_high
@@ -99,15 +101,16 @@ fn check_minimums(settings: &TimingSettings, t: &mut AbTiming) {
 
 /// Times the row's paths (once each per group) and fills its timing columns.
 ///
-/// `bf16` is given for an artifact whose compressible weights are all BF16 values: the
-/// native BF16 path is then timed too (the `*_bf16` columns); the main columns are the
+/// `native` is given for an artifact whose compressible weights are all BF16 (or all
+/// FP16) values: that native path is then timed too (the `*_bf16` or `*_f16` columns),
+/// or the reason it could not be loaded is recorded; the main columns are the
 /// f32-dense path every row runs.
 #[allow(clippy::too_many_arguments)]
 pub fn timed_pass(
     run: &TimingRun,
     cache: &mut PathCache,
     model: &TorchModel,
-    bf16: Option<std::result::Result<&mut Bf16Model, String>>,
+    native: Option<std::result::Result<&mut NativeModel, (NativePrecision, String)>>,
     decoded: &wb_core::WeightSet,
     inputs: &TimingInputs,
     r: &mut Row,
@@ -139,40 +142,37 @@ pub fn timed_pass(
     )?;
     fill_f32(r, &f32t);
 
-    match bf16 {
+    match native {
         None => {}
-        Some(Err(why)) => {
-            r.timed_path = Some(format!("{F32_DENSE} ({BF16_NATIVE} unavailable: {why})"));
+        Some(Err((p, why))) => {
+            r.timed_path = Some(format!("{F32_DENSE} ({} unavailable: {why})", p.path()));
         }
         Some(Ok(m)) => {
+            let p = m.precision();
+            let not_measured = |_: &str| {
+                Ok(PathEnergy {
+                    source: "not measured: energy is measured on f32-dense only".into(),
+                    ..PathEnergy::default()
+                })
+            };
             let res = m
                 .install(decoded)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| {
-                    path_timing(
-                        run,
-                        cache,
-                        BF16_NATIVE,
-                        inputs,
-                        |b| {
-                            Ok(measure_ab(
-                                &cfg,
-                                || inputs.run_f32(model, b),
-                                || inputs.run_bf16(m, b),
-                            )?)
-                        },
-                        |_| {
-                            Ok(PathEnergy {
-                                source: "not measured: energy is measured on f32-dense only".into(),
-                                ..PathEnergy::default()
-                            })
-                        },
-                    )
+                    let time = |b| {
+                        Ok(measure_ab(
+                            &cfg,
+                            || inputs.run_f32(model, b),
+                            || inputs.run_native(m, b),
+                        )?)
+                    };
+                    path_timing(run, cache, p.path(), inputs, time, not_measured)
                 });
-            match res {
-                Ok(t) => fill_bf16(r, &t),
-                Err(e) => {
-                    r.timed_path = Some(format!("{F32_DENSE} ({BF16_NATIVE} failed: {e:#})"));
+            match (res, p) {
+                (Ok(t), NativePrecision::Bf16) => fill_bf16(r, &t),
+                (Ok(t), NativePrecision::Fp16) => fill_f16(r, &t),
+                (Err(e), _) => {
+                    r.timed_path = Some(format!("{F32_DENSE} ({} failed: {e:#})", p.path()));
                 }
             }
         }
@@ -251,6 +251,7 @@ fn path_timing(
 fn native_extensions(path: &str) -> Vec<String> {
     let wanted: &[&str] = match path {
         BF16_NATIVE => &["avx512_bf16", "amx_bf16"],
+        FP16_NATIVE => &["avx512_fp16", "amx_fp16", "f16c"],
         _ => &["avx2", "fma", "avx512f"],
     };
     wb_measure::env::cpu_extensions()
@@ -377,18 +378,36 @@ fn fill_bf16(r: &mut Row, t: &PathTiming) {
     r.latency_ratio_bn_bf16_ci_high = Some(t.bn.ratio.ci_high);
     r.throughput_img_s_bf16 = Some(t.throughput_img_s());
     r.timing_valid_bf16 = Some(t.valid());
-    if !t.valid() {
-        let extra = t
-            .reasons()
-            .iter()
-            .map(|x| format!("{BF16_NATIVE} {x}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
-            Some(x) => format!("{x}; {extra}"),
-            None => extra,
-        });
+    append_reasons(r, BF16_NATIVE, t);
+}
+
+/// The `*_f16` columns from the fp16-native measurement.
+fn fill_f16(r: &mut Row, t: &PathTiming) {
+    r.timed_path = Some(format!("{F32_DENSE}+{FP16_NATIVE}"));
+    r.timing_ref_f16 = Some(t.id.clone());
+    r.latency_ms_b1_median_f16 = Some(t.b1.candidate.median_ms);
+    r.latency_ms_bn_median_f16 = Some(t.bn.candidate.median_ms);
+    r.latency_ratio_bn_f16 = Some(t.bn.ratio.ratio);
+    r.latency_ratio_bn_f16_ci_low = Some(t.bn.ratio.ci_low);
+    r.latency_ratio_bn_f16_ci_high = Some(t.bn.ratio.ci_high);
+    r.throughput_img_s_f16 = Some(t.throughput_img_s());
+    r.timing_valid_f16 = Some(t.valid());
+    append_reasons(r, FP16_NATIVE, t);
+}
+
+/// Adds a native path's invalidity reasons to the row's.
+fn append_reasons(r: &mut Row, path: &str, t: &PathTiming) {
+    if t.valid() {
+        return;
     }
+    let extra = (t.reasons().iter())
+        .map(|x| format!("{path} {x}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    r.timing_invalid_reasons = Some(match r.timing_invalid_reasons.take() {
+        Some(x) => format!("{x}; {extra}"),
+        None => extra,
+    });
 }
 
 /// RAPL energy of the f32-dense throughput batch over a window of at least one second,

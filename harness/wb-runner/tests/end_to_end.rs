@@ -319,6 +319,8 @@ throughput_batch = 8
 id = "fp32"
 [[methods]]
 id = "bf16-cast"
+[[methods]]
+id = "fp16-cast"
 "#;
     let path = write_exp(tmp.path(), "bf", body);
     let exp = load(&path);
@@ -333,17 +335,22 @@ id = "bf16-cast"
 
     o.only_methods = vec!["bf16-cast".into()];
     let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
-    assert_eq!((s.rows_written, s.cells_not_selected), (1, 1));
+    assert_eq!((s.rows_written, s.cells_not_selected), (1, 2));
     o.only_methods.clear();
     let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
-    assert_eq!((s.rows_written, s.cells_skipped), (1, 1));
+    assert_eq!((s.rows_written, s.cells_skipped), (2, 1));
 
     let df = read_all(&ResultsDir::new(&results, "bf")).unwrap();
     let bf = row_of(&df, "bf16-cast", "");
     let fp = row_of(&df, "fp32", "");
+    let hf = row_of(&df, "fp16-cast", "");
     let path = col_str(&df, "timed_path");
     assert_eq!(path[bf], "f32-dense+bf16-native");
     assert_eq!(path[fp], "f32-dense");
+    // FP16 values are not all BF16 values: the fp16 artifact gets the FP16 path.
+    assert_eq!(path[hf], "f32-dense+fp16-native");
+    let thr16 = df.column("throughput_img_s_f16").unwrap().f64().unwrap();
+    assert!(thr16.get(hf).is_some_and(|x| x > 0.0) && thr16.get(bf).is_none());
     let thr = df.column("throughput_img_s_bf16").unwrap().f64().unwrap();
     assert!(thr.get(bf).is_some_and(|x| x > 0.0));
     assert!(thr.get(fp).is_none());
@@ -359,9 +366,10 @@ id = "bf16-cast"
         })
         .collect();
     paths.sort();
-    assert_eq!(paths, ["bf16-native", "f32-dense"]);
+    assert_eq!(paths, ["bf16-native", "f32-dense", "fp16-native"]);
     let refs = col_str(&df, "timing_ref");
     assert_eq!(refs[bf], refs[fp]);
+    assert_eq!(refs[hf], refs[fp]);
     let ratio = df.column("latency_ratio_bn_bf16").unwrap().f64().unwrap();
     assert!(ratio.get(bf).is_some_and(|x| x > 0.0) && ratio.get(fp).is_none());
 }

@@ -22,7 +22,10 @@ pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
 pub use grad::TorchGradients;
 pub use infer::{inference_mode, INFERENCE_MODE};
-pub use model::{device_name, is_bf16_exact, parse_device, Bf16Model, TorchModel};
+pub use model::{
+    device_name, is_bf16_exact, is_f16_exact, parse_device, Bf16Model, NativeModel,
+    NativePrecision, TorchModel,
+};
 pub use timing::{set_threads, TimedBatch, TimingInputs};
 pub use train::{TorchFineTuner, TRAIN_DATASET};
 

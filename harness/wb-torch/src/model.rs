@@ -405,32 +405,83 @@ pub fn prepare_input(card: &ModelCard, images: &Images) -> Result<Tensor> {
     Ok(x.contiguous())
 }
 
-/// The model with every parameter and buffer in bfloat16, for timing BF16 artifacts on
-/// libtorch's native BF16 kernels (the accuracy of record is always measured by
-/// [`TorchModel`] with the decoded f32 weights).
+/// A reduced floating-point precision libtorch runs natively, and the execution path
+/// named after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NativePrecision {
+    /// bfloat16 (`bf16-native`).
+    Bf16,
+    /// IEEE half (`fp16-native`).
+    Fp16,
+}
+
+impl NativePrecision {
+    /// libtorch's dtype.
+    pub fn kind(self) -> Kind {
+        match self {
+            NativePrecision::Bf16 => Kind::BFloat16,
+            NativePrecision::Fp16 => Kind::Half,
+        }
+    }
+
+    /// The execution path's name.
+    pub fn path(self) -> &'static str {
+        match self {
+            NativePrecision::Bf16 => "bf16-native",
+            NativePrecision::Fp16 => "fp16-native",
+        }
+    }
+
+    /// Whether every compressible weight of `w` is exactly a value of this precision,
+    /// so that the artifact runs on its kernels without changing those weights.
+    pub fn is_exact(self, w: &WeightSet) -> bool {
+        match self {
+            NativePrecision::Bf16 => is_bf16_exact(w),
+            NativePrecision::Fp16 => is_f16_exact(w),
+        }
+    }
+}
+
+/// The model with every parameter and buffer in a reduced precision (bfloat16 or
+/// half), for timing such artifacts on libtorch's native kernels (the accuracy of
+/// record is always measured by [`TorchModel`] with the decoded f32 weights).
 ///
 /// A second copy of the TorchScript module is loaded and converted with `module.to(…,
-/// BFloat16)`; biases and BatchNorm parameters and statistics are rounded to BF16 too,
-/// which is what running a network in BF16 means in libtorch.
-pub struct Bf16Model {
+/// kind)`; biases and BatchNorm parameters and statistics are rounded too, which is
+/// what running a network in that precision means in libtorch.
+pub struct NativeModel {
     name: String,
     module: CModule,
     device: Device,
+    precision: NativePrecision,
     params: Vec<(String, Tensor)>,
 }
 
-impl std::fmt::Debug for Bf16Model {
+/// The bfloat16 model (the first native path; kept under its old name).
+pub type Bf16Model = NativeModel;
+
+impl std::fmt::Debug for NativeModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bf16Model")
+        f.debug_struct("NativeModel")
             .field("name", &self.name)
             .field("device", &self.device)
+            .field("precision", &self.precision)
             .finish()
     }
 }
 
-impl Bf16Model {
+impl NativeModel {
     /// Loads the card's module on `device` and converts it to bfloat16.
-    pub fn load(card: &ModelCard, device: Device) -> Result<Bf16Model> {
+    pub fn load(card: &ModelCard, device: Device) -> Result<NativeModel> {
+        Self::load_as(card, device, NativePrecision::Bf16)
+    }
+
+    /// Loads the card's module on `device` and converts it to `precision`.
+    pub fn load_as(
+        card: &ModelCard,
+        device: Device,
+        precision: NativePrecision,
+    ) -> Result<NativeModel> {
         crate::tune_allocator();
         let path = card.model_path();
         let mut module = CModule::load_on_device(&path, device).map_err(|e| TorchError::Model {
@@ -442,18 +493,24 @@ impl Bf16Model {
             ),
         })?;
         module.f_set_eval()?;
-        module.to(device, Kind::BFloat16, false);
+        module.to(device, precision.kind(), false);
         let params = module.named_parameters()?;
-        Ok(Bf16Model {
+        Ok(NativeModel {
             name: card.name.clone(),
             module,
             device,
+            precision,
             params,
         })
     }
 
-    /// Copies `weights` into the module (rounded to BF16, nearest even, by libtorch's
-    /// `copy_`; exact for weights that are already BF16 values).
+    /// The precision the module runs in.
+    pub fn precision(&self) -> NativePrecision {
+        self.precision
+    }
+
+    /// Copies `weights` into the module (rounded to its precision, nearest even, by
+    /// libtorch's `copy_`; exact for weights that are already values of it).
     pub fn install(&mut self, weights: &WeightSet) -> Result<()> {
         let device = self.device;
         tch::no_grad(|| -> Result<()> {
@@ -475,7 +532,7 @@ impl Bf16Model {
         })
     }
 
-    /// Runs the module on a bfloat16 input under libtorch's inference mode.
+    /// Runs the module on an input of its precision under libtorch's inference mode.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
         Ok(crate::inference_mode(|| self.module.forward_ts(&[input]))?)
     }
@@ -486,10 +543,47 @@ impl Bf16Model {
     }
 }
 
+/// Whether every compressible tensor of `w` holds only IEEE half values (each f32 survives
+/// the round trip through f16 unchanged, subnormals included).
+pub fn is_f16_exact(w: &WeightSet) -> bool {
+    w.compressible().all(|t| {
+        t.data
+            .iter()
+            .all(|&v| half::f16::from_f32(v).to_f32().to_bits() == v.to_bits())
+    })
+}
+
 /// Whether every compressible tensor of `w` holds only BF16 values (the low 16 bits of
 /// every f32 are zero): such an artifact can run on BF16 kernels without changing its
 /// compressible weights.
 pub fn is_bf16_exact(w: &WeightSet) -> bool {
     w.compressible()
         .all(|t| t.data.iter().all(|v| v.to_bits() & 0xFFFF == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wb_core::Tensor as WTensor;
+
+    fn conv(values: Vec<f32>) -> WeightSet {
+        let n = values.len();
+        let t = WTensor::new("conv.weight", vec![n, 1, 1, 1], values, true).unwrap();
+        WeightSet::new(vec![t]).unwrap()
+    }
+
+    #[test]
+    fn exactness_per_precision() {
+        // 0.5 and 1 + 2^-10 are FP16 values; 1 + 2^-10 is not a BF16 value (7 mantissa
+        // bits); 2^-30 is below FP16's smallest subnormal, 1e20 beyond its range.
+        let f16_only = conv(vec![0.5, 1.0 + 2f32.powi(-10)]);
+        assert!(NativePrecision::Fp16.is_exact(&f16_only));
+        assert!(!NativePrecision::Bf16.is_exact(&f16_only));
+        let big = f32::from_bits(1e20f32.to_bits() & 0xFFFF_0000);
+        let bf16_only = conv(vec![2f32.powi(-30), big]);
+        assert!(NativePrecision::Bf16.is_exact(&bf16_only));
+        assert!(!NativePrecision::Fp16.is_exact(&bf16_only));
+        assert!(!NativePrecision::Fp16.is_exact(&conv(vec![0.1])));
+        assert_eq!(NativePrecision::Fp16.path(), "fp16-native");
+    }
 }

@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::data::{balanced_subset, Images};
 use crate::error::{Result, TorchError};
-use crate::model::{Bf16Model, TorchModel};
+use crate::model::{NativeModel, NativePrecision, TorchModel};
 
 /// Seed of the timing sample (fixed so every cell times the same images).
 const TIMING_SEED: u64 = 0x71_3E;
@@ -22,12 +22,14 @@ pub enum TimedBatch {
 }
 
 /// The inputs of the timed pass, prepared once per (model, dataset): the same images
-/// in f32 and in bfloat16, at batch 1 and at the throughput batch.
+/// in f32, bfloat16 and half, at batch 1 and at the throughput batch.
 pub struct TimingInputs {
     b1: Tensor,
     bn: Tensor,
     b1_bf16: Tensor,
     bn_bf16: Tensor,
+    b1_f16: Tensor,
+    bn_f16: Tensor,
     batch: usize,
 }
 
@@ -44,11 +46,14 @@ impl TimingInputs {
         let sample = images.subset(&idx);
         let x = model.prepare(&sample)?.to_device(model.device());
         let xb = x.to_kind(Kind::BFloat16);
+        let xh = x.to_kind(Kind::Half);
         Ok(Self {
             b1: x.narrow(0, 0, 1).contiguous(),
             bn: x,
             b1_bf16: xb.narrow(0, 0, 1).contiguous(),
             bn_bf16: xb,
+            b1_f16: xh.narrow(0, 0, 1).contiguous(),
+            bn_f16: xh,
             batch,
         })
     }
@@ -73,14 +78,17 @@ impl TimingInputs {
         Ok(())
     }
 
-    /// One native bfloat16 forward pass of `model` on batch `b`, finished on the device.
+    /// One native forward pass of `model` (bfloat16 or half) on batch `b`, finished on
+    /// the device.
     ///
     /// # Errors
-    /// libtorch fails.
-    pub fn run_bf16(&self, model: &Bf16Model, b: TimedBatch) -> Result<()> {
-        let x = match b {
-            TimedBatch::One => &self.b1_bf16,
-            TimedBatch::Throughput => &self.bn_bf16,
+    /// libtorch fails (e.g. a CPU build without kernels for the dtype).
+    pub fn run_native(&self, model: &NativeModel, b: TimedBatch) -> Result<()> {
+        let x = match (model.precision(), b) {
+            (NativePrecision::Bf16, TimedBatch::One) => &self.b1_bf16,
+            (NativePrecision::Bf16, TimedBatch::Throughput) => &self.bn_bf16,
+            (NativePrecision::Fp16, TimedBatch::One) => &self.b1_f16,
+            (NativePrecision::Fp16, TimedBatch::Throughput) => &self.bn_f16,
         };
         let y = model.forward(x)?;
         sync(model.device());

@@ -204,6 +204,7 @@ fn a_machine_that_slowed_down_is_flagged_with_both_checks_named() {
 fn a_large_change_inside_wide_intervals_is_noise_not_drift() {
     let d = detect_drift(&[check("a", 2.0, 0.5), check("b", 2.4, 0.5)], 0.05).unwrap();
     assert!(!d.drifted, "{d:?}");
+    assert!(d.note.contains("too noisy to tell"), "{}", d.note);
 }
 
 #[test]
