@@ -31,8 +31,12 @@ pub struct AbConfig {
     /// Rounds (each round times one block of A and one of B).
     pub rounds: usize,
     /// Least time one block lasts (seconds): the block's call count is chosen from the
-    /// warm-up so that the slower path's block takes about this long.
+    /// warm-up so that the *faster* path's block takes at least this long (with a 10 %
+    /// margin for the warm-up's estimate).
     pub block_s: f64,
+    /// Fewest timed calls per path over all rounds (e.g. 64 for a p90): blocks get at
+    /// least `min_calls / rounds` calls.
+    pub min_calls: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
     /// Fewest rounds for a valid comparison.
@@ -45,6 +49,7 @@ impl Default for AbConfig {
             warmup_s: 1.0,
             rounds: 20,
             block_s: 0.25,
+            min_calls: 0,
             seed: 0x00AB_7E57,
             min_rounds: 10,
         }
@@ -180,7 +185,8 @@ pub fn summarise_calls(
 
 /// Times `candidate` against `reference` in alternating blocks (A B, B A, A B, …),
 /// each call one finished unit of work (a forward pass). Both are warmed up first; the
-/// block length comes from the slower one's warm-up time.
+/// calls per block come from the faster one's warm-up time and `min_calls`, so that
+/// each path gets at least `rounds · block_s` of timed calls and `min_calls` of them.
 pub fn measure_ab<A, B, E>(
     cfg: &AbConfig,
     mut reference: A,
@@ -199,8 +205,10 @@ where
         }
         Ok(start.elapsed().as_secs_f64() / calls as f64)
     };
-    let per_call = warm(&mut reference)?.max(warm(&mut candidate)?);
-    let calls = ((cfg.block_s / per_call.max(1e-9)).ceil() as usize).max(1);
+    let per_call = warm(&mut reference)?.min(warm(&mut candidate)?);
+    let for_time = (1.1 * cfg.block_s / per_call.max(1e-9)).ceil() as usize;
+    let for_count = cfg.min_calls.div_ceil(cfg.rounds.max(1));
+    let calls = for_time.max(for_count).max(1);
     // Each call is timed on its own (the raw samples); the block mean is their sum
     // over the calls, the clock read between calls and not inside them.
     let block = |f: &mut dyn FnMut() -> Result<(), E>, out: &mut Vec<f64>| -> Result<f64, E> {

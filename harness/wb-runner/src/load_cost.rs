@@ -20,8 +20,9 @@ pub struct LoadCost {
     /// Median wall time of read + decode + install (milliseconds).
     pub ms: f64,
     /// Largest rise of the peak resident set over the resident set before the load
-    /// (bytes); `None` where the kernel's peak cannot be reset (then a whole-process
-    /// peak would hide it) or `/proc` is missing.
+    /// (bytes), after free heap memory was returned to the kernel; `None` where the
+    /// kernel's peak cannot be reset (then a whole-process peak would hide it) or
+    /// `/proc` is missing.
     pub peak_rss_bytes: Option<u64>,
 }
 
@@ -59,7 +60,10 @@ impl Drop for Fp32File {
 
 /// One load of `path` into `model`: the time and the rise of the peak resident set.
 fn load_once(path: &Path, model: &mut TorchModel) -> Result<(f64, Option<u64>)> {
-    // A fresh window: the high-water mark restarts at the current resident set.
+    // A fresh window: free heap memory goes back to the kernel first (the tuned
+    // allocator keeps it, and a load that reused it would look free), then the
+    // high-water mark restarts at the current resident set.
+    wb_torch::release_free_memory();
     let window = wb_measure::reset_peak();
     let before = wb_measure::current_rss_bytes();
     let t = Instant::now();

@@ -66,6 +66,7 @@ pub fn ab_config(settings: &TimingSettings) -> AbConfig {
         warmup_s: settings.min_time_s.clamp(0.01, 1.0),
         rounds,
         block_s: settings.min_time_s / rounds as f64,
+        min_calls: settings.min_samples,
         min_rounds: 10,
         ..AbConfig::default()
     }

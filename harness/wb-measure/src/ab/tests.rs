@@ -215,6 +215,20 @@ fn fewer_than_two_checks_say_nothing() {
 }
 
 #[test]
+fn blocks_are_long_enough_for_the_minimum_count() {
+    let cfg = AbConfig {
+        warmup_s: 0.0,
+        rounds: 4,
+        block_s: 0.0,
+        min_calls: 10,
+        ..AbConfig::default()
+    };
+    let t = measure_ab(&cfg, || Ok::<(), ()>(()), || Ok(())).unwrap();
+    assert_eq!(t.calls_per_block, 3);
+    assert_eq!(t.candidate_calls_ms.len(), 12);
+}
+
+#[test]
 fn every_call_is_kept_as_a_raw_sample() {
     let cfg = AbConfig {
         warmup_s: 0.0,
