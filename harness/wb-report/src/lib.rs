@@ -202,6 +202,28 @@ fn figure_stem(used: &mut BTreeSet<String>, model: &str, dataset: &str) -> Strin
     stem
 }
 
+/// The notes on cell files the report leaves out: unreadable ones, and stale ones (of an
+/// earlier parameter set).
+fn left_out_notes(unreadable: &[(PathBuf, String)], stale: usize, name: &str) -> String {
+    let mut md = String::new();
+    for (path, why) in unreadable {
+        md += &format!(
+            "\n**Unreadable cell file, left out:** `{}` ({why}). `weightbench run` moves it \
+             aside and computes the cell again.\n",
+            path.display()
+        );
+    }
+    if stale > 0 {
+        md += &format!(
+            "\n{stale} further cell file(s) in `results/{}/cells/` are not in the experiment as \
+             last run (an earlier parameter set, or a method that has since gained a \
+             parameter) and are not shown; they are kept on disk.\n",
+            name
+        );
+    }
+    md
+}
+
 /// Build the report for one experiment: read `opts.results_dir`, write the
 /// tables, the CSV and the figures into `opts.out_dir` (each file atomically).
 ///
@@ -247,21 +269,7 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let view_md = views::render_views(&opts.views, &view_rows, &opts.out_dir, &mut view_files)?;
     let md_path = opts.out_dir.join("tables.md");
     let mut md = render::markdown(&opts.name, rows_ok, rows_failed, n_files, &sections);
-    for (path, why) in &unreadable {
-        md += &format!(
-            "\n**Unreadable cell file, left out:** `{}` ({why}). `weightbench run` moves it \
-             aside and computes the cell again.\n",
-            path.display()
-        );
-    }
-    if stale > 0 {
-        md += &format!(
-            "\n{stale} further cell file(s) in `results/{}/cells/` are not in the experiment as \
-             last run (an earlier parameter set, or a method that has since gained a \
-             parameter) and are not shown; they are kept on disk.\n",
-            opts.name
-        );
-    }
+    md += &left_out_notes(&unreadable, stale, &opts.name);
     // The cross-method comparison sees every coding: the Huffman and fixed-width
     // variants of a method are ranked side by side.
     let compare_rows = compare::rows(&ok_df).map_err(table_err)?;

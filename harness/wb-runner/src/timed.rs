@@ -139,7 +139,7 @@ pub fn timed_pass(
             )?;
             Ok(t)
         },
-        |paths| energy_of(run, model, inputs, paths),
+        || energy_of(run, model, inputs),
     )?;
     fill_f32(r, &f32t);
 
@@ -150,7 +150,7 @@ pub fn timed_pass(
         }
         Some(Ok(m)) => {
             let p = m.precision();
-            let not_measured = |_: &str| {
+            let not_measured = || {
                 Ok(PathEnergy {
                     source: "not measured: energy is measured on f32-dense only".into(),
                     ..PathEnergy::default()
@@ -201,7 +201,7 @@ fn path_timing(
     path: &str,
     inputs: &TimingInputs,
     mut ab: impl FnMut(TimedBatch) -> Result<AbTiming>,
-    energy: impl FnOnce(&str) -> Result<PathEnergy>,
+    energy: impl FnOnce() -> Result<PathEnergy>,
 ) -> Result<PathTiming> {
     let batch = inputs.batch() as u64;
     let id = PathTiming::make_id(run.model, run.dataset, path, run.threads, batch);
@@ -226,7 +226,7 @@ fn path_timing(
         batch,
         host: run.host.to_string(),
         timestamp: wb_measure::env::rfc3339_utc(std::time::SystemTime::now()),
-        energy: energy(path)?,
+        energy: energy()?,
         native_extensions: native_extensions(path),
         b1,
         bn,
@@ -414,12 +414,7 @@ fn append_reasons(r: &mut Row, path: &str, t: &PathTiming) {
 /// RAPL energy of the f32-dense throughput batch over a window of at least one second,
 /// after an idle measurement; NULL with the reason where RAPL cannot be read or energy
 /// is off in the experiment.
-fn energy_of(
-    run: &TimingRun,
-    model: &TorchModel,
-    inputs: &TimingInputs,
-    _path: &str,
-) -> Result<PathEnergy> {
+fn energy_of(run: &TimingRun, model: &TorchModel, inputs: &TimingInputs) -> Result<PathEnergy> {
     use wb_measure::energy::{
         measure_energy, probe_with, EnergyConfig, EnergyMeasureError, EnergySource,
     };
