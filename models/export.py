@@ -76,6 +76,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.numpy import load_file
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import int8_program  # noqa: E402  (next to this script)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = "../shared/data"
 DEFAULT_OUT = "models/export"
@@ -553,11 +556,14 @@ def export_model(spec: ModelSpec, weights_path: Path, out_path: Path) -> None:
     model = spec.build(weights).float().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    scripted = torch.jit.script(model)
-    # Atomic write: a crash never leaves a half-written .pt behind. The temporary file gets
-    # the final basename (inside a temporary directory) because TorchScript names the
-    # archive's root folder after it; this keeps repeated exports byte-identical.
-    tmp_dir = tempfile.mkdtemp(prefix=f".{spec.name}.", dir=out_path.parent)
+    _save_atomic(torch.jit.script(model), out_path, spec.name)
+
+
+def _save_atomic(scripted, out_path: Path, name: str) -> None:
+    """Atomic write: a crash never leaves a half-written .pt behind. The temporary file gets
+    the final basename (inside a temporary directory) because TorchScript names the
+    archive's root folder after it; this keeps repeated exports byte-identical."""
+    tmp_dir = tempfile.mkdtemp(prefix=f".{name}.", dir=out_path.parent)
     tmp = os.path.join(tmp_dir, out_path.name)
     try:
         scripted.save(tmp)
@@ -569,6 +575,76 @@ def export_model(spec: ModelSpec, weights_path: Path, out_path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         os.rmdir(tmp_dir)
+
+
+# The int8 program of each model (models/int8_program.py).
+INT8_PROGRAMS: Dict[str, Callable[[], "int8_program.Int8Program"]] = {
+    "resnet20": lambda: int8_program.akamaster_program(3),
+    "resnet32": lambda: int8_program.akamaster_program(5),
+    "resnet44": lambda: int8_program.akamaster_program(7),
+    "resnet56": lambda: int8_program.akamaster_program(9),
+    "resnet8": int8_program.resnet8_program,
+    "resnet8-w26": int8_program.resnet8_program,
+}
+# Images of the 932 that calibrate the exporter's int8 check; the rest are compared.
+INT8_CHECK_CALIBRATION = 200
+# Least top-1 agreement of the int8 program with the float model on the compared images.
+INT8_MIN_AGREEMENT = 0.95
+
+
+def export_int8(spec: ModelSpec, pt_path: Path, out_path: Path, x: torch.Tensor,
+                labels: np.ndarray) -> Dict[str, object]:
+    """Saves ``<name>.int8.pt`` and checks it: the model's own weights quantized as
+    int8-affine does keep their integer codes through BatchNorm folding, and after
+    calibrating on the first 200 images the int8 program agrees with the float model
+    on the top-1 class of at least 95 % of the other 732."""
+    _save_atomic(torch.jit.script(INT8_PROGRAMS[spec.name]()), out_path, spec.name + ".int8")
+    prog = torch.jit.load(str(out_path), map_location="cpu")
+    float_model = torch.jit.load(str(pt_path), map_location="cpu")
+    sd = dict(float_model.state_dict())
+    scales, codes = {}, {}
+    for name in prog.layer_names():
+        w = sd[name + "weight"]
+        r = int8_program.per_channel_int8(w)
+        scales[name + "weight"] = r["scale"]
+        codes[name] = r["q"]
+        sd[name + "weight"] = r["q"] * r["scale"].reshape([-1] + [1] * (w.dim() - 1))
+    prog.install(sd, scales)
+    for i, name in enumerate(prog.layer_names()):
+        got = prog.weight_codes(i).to(torch.float32).abs()
+        want = codes[name].abs()
+        # Channels whose scale is below 1e-12 hold weights under 1.3e-10: zero in int8.
+        live = scales[name + "weight"] >= 1e-12
+        if not torch.equal(got[live], want[live]):
+            raise ExportError(f"{spec.name}: int8 program changes the codes of {name}weight")
+    n = INT8_CHECK_CALIBRATION
+    for b in range(0, n, 100):
+        prog.calibrate(x[b:min(b + 100, n)])
+    prog.finalize()
+    with torch.no_grad():
+        ref = float_model(x[n:]).argmax(1)
+        # The quantized kernels resize their outputs, which PyTorch's determinism switch
+        # rejects by rule; their results do not depend on it.
+        torch.use_deterministic_algorithms(False)
+        try:
+            got = prog(x[n:]).argmax(1)
+        finally:
+            torch.use_deterministic_algorithms(True)
+    y = torch.from_numpy(labels[n:])
+    result = {
+        "calibration_images": n,
+        "compared_images": int(y.numel()),
+        "agreement": round(float((ref == got).float().mean()), 4),
+        "correct_float": int((ref == y).sum()),
+        "correct_int8": int((got == y).sum()),
+    }
+    if not result["agreement"] >= INT8_MIN_AGREEMENT:
+        bad = out_path.with_suffix(".pt.failed")
+        os.replace(out_path, bad)
+        raise ExportError(f"{spec.name}: int8 program agrees with the float model on "
+                          f"{result['agreement']:.1%} of images (< {INT8_MIN_AGREEMENT:.0%}); "
+                          f"output moved to {bad}")
+    return result
 
 
 def verify_model(spec: ModelSpec, pt_path: Path, spec_input: Dict[str, object],
@@ -669,12 +745,14 @@ def process(spec: ModelSpec, data_dir: Path, out_dir: Path, force: bool, script_
     weights_path = _require(data_dir / spec.weights, f"weights for {spec.name}")
     pt_path = out_dir / f"{spec.name}.pt"
     stamp_path = out_dir / f"{spec.name}.stamp"
+    int8_path = out_dir / f"{spec.name}.int8.pt"
     card = load_card(spec)
     spec_input = card["input"] if card is not None else FAMILY_INPUT[spec.family]
     inputs = {
         "source": spec.weights,
         "source_sha256": sha256_file(weights_path),
         "script_sha256": script_sha,
+        "int8_script_sha256": sha256_file(Path(int8_program.__file__).resolve()),
         "card_sha256": (sha256_file(CARD_DIR / f"{spec.name}.toml") if card is not None
                         else None),
         "test_images_sha256": test_sha,
@@ -685,7 +763,9 @@ def process(spec: ModelSpec, data_dir: Path, out_dir: Path, force: bool, script_
     if not force and pt_path.is_file():
         stamp = _read_stamp(stamp_path)
         if stamp is not None and all(stamp.get(k) == v for k, v in inputs.items()) \
-                and stamp.get("pt_sha256") == sha256_file(pt_path):
+                and stamp.get("pt_sha256") == sha256_file(pt_path) \
+                and int8_path.is_file() \
+                and stamp.get("int8_pt_sha256") == sha256_file(int8_path):
             print(f"[{spec.name}] up to date ({pt_path}); last verification: "
                   f"{_format_result(stamp['verification'])}")
             return stamp["verification"]
@@ -716,8 +796,16 @@ def process(spec: ModelSpec, data_dir: Path, out_dir: Path, force: bool, script_
         print(f"[{spec.name}] note: {result['correct']} correct, MANIFEST reports "
               f"{spec.expected_correct} (logits still match the reference)")
 
+    x = make_input(pixels, spec_input)
+    int8_result = export_int8(spec, pt_path, int8_path, x, labels)
+    print(f"[{spec.name}] int8 program {int8_path.name}: top-1 agreement with float "
+          f"{int8_result['agreement']:.1%} on {int8_result['compared_images']} images "
+          f"(int8 {int8_result['correct_int8']}, float {int8_result['correct_float']} correct)")
+
     stamp = dict(inputs)
     stamp["pt_sha256"] = sha256_file(pt_path)
+    stamp["int8_pt_sha256"] = sha256_file(int8_path)
+    stamp["int8_verification"] = int8_result
     stamp["verification"] = result
     tmp = stamp_path.with_suffix(".stamp.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
