@@ -609,7 +609,7 @@ def export_int8(spec: ModelSpec, pt_path: Path, out_path: Path, x: torch.Tensor,
         scales[name + "weight"] = r["scale"]
         codes[name] = r["q"]
         sd[name + "weight"] = r["q"] * r["scale"].reshape([-1] + [1] * (w.dim() - 1))
-    prog.install(sd, scales)
+    prog.install(list(sd), list(sd.values()), list(scales), list(scales.values()))
     for i, name in enumerate(prog.layer_names()):
         got = prog.weight_codes(i).to(torch.float32).abs()
         want = codes[name].abs()

@@ -5,10 +5,11 @@
 program of quantized operators, and the harness fills it at run time from an int8
 artifact:
 
-1. ``install(weights, scales)`` folds every BatchNorm into the convolution before it and
-   quantizes the folded weights per output channel to ``qint8``. ``weights`` are the
-   decoded artifact's tensors by name (the float module's state_dict names); ``scales``
-   holds, for ``<layer>.weight``, the artifact's per-output-channel scales. Folding
+1. ``install(names, tensors, scale_names, scales)`` folds every BatchNorm into the
+   convolution before it and quantizes the folded weights per output channel to
+   ``qint8``. The weights are
+   the decoded artifact's tensors by name (the float module's state_dict names); the
+   scales are, for ``<layer>.weight``, the artifact's per-output-channel scales. Folding
    multiplies channel ``c`` by ``g_c = gamma_c / sqrt(var_c + eps)``, so a weight
    ``q * s_c`` becomes ``(sign(g_c) q) * (|g_c| s_c)``: the artifact's integers are kept
    exactly, only the scale changes. A layer without scales is quantized symmetrically
@@ -88,9 +89,17 @@ class Int8Program(nn.Module):
         return self.names
 
     @torch.jit.export
-    def install(self, weights: Dict[str, Tensor], scales: Dict[str, Tensor]) -> None:
+    def install(self, names: List[str], tensors: List[Tensor], scale_names: List[str],
+                scale_values: List[Tensor]) -> None:
         """Folds BatchNorm and quantizes every layer's weights (see the module doc);
-        the calibration is reset."""
+        the calibration is reset. Weights and scales come as parallel lists of names and
+        tensors (typed lists cross the libtorch boundary where dictionaries do not)."""
+        weights: Dict[str, Tensor] = {}
+        for i in range(len(names)):
+            weights[names[i]] = tensors[i]
+        scales: Dict[str, Tensor] = {}
+        for i in range(len(scale_names)):
+            scales[scale_names[i]] = scale_values[i]
         self.wq = []
         self.bias = []
         for i in range(len(self.names)):

@@ -104,6 +104,17 @@ impl BatchNormStats {
         })
     }
 
+    /// The statistics read at the start, as `(<prefix>running_mean, values)` and
+    /// `(<prefix>running_var, values)` per layer: the buffers an artifact does not carry.
+    pub(crate) fn initial(&self) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::with_capacity(2 * self.layers.len());
+        for l in &self.layers {
+            out.push((format!("{}running_mean", l.prefix), l.mean0.clone()));
+            out.push((format!("{}running_var", l.prefix), l.var0.clone()));
+        }
+        out
+    }
+
     /// Number of layers.
     pub(crate) fn len(&self) -> usize {
         self.layers.len()

@@ -38,6 +38,11 @@ pub struct ModelCard {
     /// train them (`wb_core::BatchNormMode::Train`) and fold them into γ/β.
     #[serde(default)]
     pub batchnorm: bool,
+    /// The model's int8 program (`models/int8_program.py`), relative to the card's
+    /// directory: int8 artifacts also run on libtorch's quantized kernels through it
+    /// (the `int8-native` path, [`crate::int8`]).
+    #[serde(default)]
+    pub int8_file: Option<PathBuf>,
     /// Directory of the card (set after parsing; `file` is relative to it).
     #[serde(skip)]
     pub card_dir: PathBuf,

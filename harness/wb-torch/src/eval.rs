@@ -61,6 +61,10 @@ impl Batches {
     pub fn inputs(&self) -> &[Tensor] {
         &self.inputs
     }
+    /// The labels of each batch.
+    pub(crate) fn labels(&self) -> &[Tensor] {
+        &self.labels
+    }
 }
 
 /// Counts top-1/top-5 hits of `logits` `[B, C]` against `labels` `[B]`.
@@ -92,7 +96,7 @@ pub fn check_finite_logits(logits: &Tensor) -> Result<()> {
 
 /// Top-1/top-5 hits and the top-1 class of every image (`[B]`, the same ranking the
 /// counts use, so ties break alike), after checking the logits are finite.
-fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize, Tensor)> {
+pub(crate) fn hits_and_classes(logits: &Tensor, labels: &Tensor) -> Result<(usize, usize, Tensor)> {
     check_finite_logits(logits)?;
     let c = logits.size()[1];
     let k = c.min(5);

@@ -8,6 +8,7 @@ pub mod error;
 pub mod eval;
 pub mod grad;
 mod infer;
+pub mod int8;
 pub mod model;
 mod qat;
 pub mod stages;
@@ -22,6 +23,7 @@ pub use error::{Result, TorchError};
 pub use eval::{Batches, TorchEvaluator};
 pub use grad::TorchGradients;
 pub use infer::{inference_mode, INFERENCE_MODE};
+pub use int8::{int8_scales, Int8Model, INT8_NATIVE};
 pub use model::{
     device_name, is_bf16_exact, is_f16_exact, parse_device, Bf16Model, NativeModel,
     NativePrecision, TorchModel,
