@@ -217,6 +217,20 @@ schema! {
     latency_ratio_bn_f16_ci_low: Option<f64>,
     latency_ratio_bn_f16_ci_high: Option<f64>,
     timing_valid_f16: Option<bool>,
+    /// The int8 path (int8 artifacts on libtorch's quantized kernels, activations
+    /// calibrated on training images): top-1 on the reported images, its difference
+    /// from FP32's, and the calibration used; then its timing as for the other paths.
+    top1_int8: Option<f64>,
+    top1_int8_delta_pp: Option<f64>,
+    int8_calibration: Option<String>,
+    timing_ref_int8: Option<String>,
+    latency_ms_b1_median_int8: Option<f64>,
+    latency_ms_bn_median_int8: Option<f64>,
+    throughput_img_s_int8: Option<f64>,
+    latency_ratio_bn_int8: Option<f64>,
+    latency_ratio_bn_int8_ci_low: Option<f64>,
+    latency_ratio_bn_int8_ci_high: Option<f64>,
+    timing_valid_int8: Option<bool>,
     /// Batch-1 median latency on libtorch's native BF16 kernels (BF16-exact artifacts).
     latency_ms_b1_median_bf16: Option<f64>,
     /// Throughput-batch median latency on the native BF16 path.

@@ -835,6 +835,12 @@ struct GroupContext {
     energy_backend: wb_measure::EnergyBackend,
     /// The BF16 copy of the model, loaded at the first BF16-exact artifact.
     native: HashMap<wb_torch::NativePrecision, std::result::Result<wb_torch::NativeModel, String>>,
+    /// The int8 program, loaded at the first int8 artifact (or why it cannot run).
+    int8: Option<std::result::Result<wb_torch::Int8Model, String>>,
+    /// Calibration images of the int8 path per split seed: training images, never
+    /// reported ones.
+    int8_calibration: HashMap<u64, wb_torch::Batches>,
+    data_dir: std::path::PathBuf,
     /// Fine-tuning for methods that retrain: its own copy of the model and the training
     /// images, loaded on first use so that methods that do not retrain pay nothing.
     trainer: wb_torch::TorchFineTuner,
@@ -877,6 +883,9 @@ impl GroupContext {
             fp32_file: None,
             energy_backend: opts.energy_backend,
             native: HashMap::new(),
+            int8: None,
+            int8_calibration: HashMap::new(),
+            data_dir: opts.data_dir.clone(),
             trainer: wb_torch::TorchFineTuner::lazy(
                 card.clone(),
                 opts.device,
@@ -1203,6 +1212,14 @@ impl GroupContext {
             r.top1_search_baseline = Some(base.top1_pct());
         }
         r.model_bytes_fp32 = Some(self.fp32_container_bytes);
+        let int8 = wb_torch::int8_scales(artifact).map(|scales| {
+            bars.step.set_message(format!(
+                "{} {} {} [{}]: int8 path",
+                cell.model, cell.dataset, cell.method, r.candidate
+            ));
+            self.int8_accuracy(split_seed, &decoded, &scales, exp.batch_size, r)
+                .map_err(|e| format!("{e:#}"))
+        });
         if exp.timing.enabled {
             bars.step.set_message(format!(
                 "{} {} {} [{}]: timing",
@@ -1216,13 +1233,31 @@ impl GroupContext {
             ]
             .into_iter()
             .find(|p| p.is_exact(&decoded));
-            let native = precision.map(|p| {
-                let (card, dev) = (self.model.card(), self.model.device());
-                let m = self.native.entry(p).or_insert_with(|| {
-                    wb_torch::NativeModel::load_as(card, dev, p).map_err(|e| e.to_string())
-                });
-                m.as_mut().map_err(|e| (p, e.clone()))
-            });
+            let second = match (precision, int8) {
+                (_, Some(Ok(()))) => self
+                    .int8
+                    .as_ref()
+                    .and_then(|m| m.as_ref().ok())
+                    .map(crate::timed::SecondPath::Int8),
+                (_, Some(Err(why))) => Some(crate::timed::SecondPath::Unavailable {
+                    path: wb_torch::INT8_NATIVE,
+                    why,
+                }),
+                (Some(p), None) => {
+                    let (card, dev) = (self.model.card(), self.model.device());
+                    let m = self.native.entry(p).or_insert_with(|| {
+                        wb_torch::NativeModel::load_as(card, dev, p).map_err(|e| e.to_string())
+                    });
+                    Some(match m {
+                        Ok(m) => crate::timed::SecondPath::Native(m),
+                        Err(e) => crate::timed::SecondPath::Unavailable {
+                            path: p.path(),
+                            why: e.clone(),
+                        },
+                    })
+                }
+                (None, None) => None,
+            };
             let host = r.host.clone();
             let run = crate::timed::TimingRun {
                 settings: &exp.timing,
@@ -1237,17 +1272,66 @@ impl GroupContext {
                 &run,
                 &mut self.paths,
                 &self.model,
-                native,
+                second,
                 &decoded,
                 &self.timing_inputs,
                 r,
             )?;
         } else {
             r.timing_invalid_reasons = Some("timing disabled in the experiment".into());
+            if let Some(Err(why)) = int8 {
+                r.timed_path = Some(format!("int8-native unavailable: {why}"));
+            }
         }
         Ok((decoded, classes))
     }
+
+    /// Runs an int8 artifact on the int8 program: installs it with its scales,
+    /// calibrates the activations on training images of split `seed` (never reported
+    /// ones) and fills the `top1_int8` columns from the reported images.
+    fn int8_accuracy(
+        &mut self,
+        seed: u64,
+        decoded: &WeightSet,
+        scales: &[(String, Vec<f32>)],
+        batch: usize,
+        r: &mut Row,
+    ) -> Result<()> {
+        if !self.int8_calibration.contains_key(&seed) {
+            let train = wb_torch::dataset(wb_torch::TRAIN_DATASET)?.load(&self.data_dir)?;
+            let idx = wb_torch::Split::Search {
+                images: INT8_CALIBRATION_IMAGES,
+                seed,
+            }
+            .indices(&train.labels)
+            .map_err(|e| anyhow!("int8 calibration images: {e}"))?;
+            let b = wb_torch::Batches::new(&self.model, &train.subset(&idx), batch)?;
+            self.int8_calibration.insert(seed, b);
+        }
+        let (card, dev) = (&self.card, self.device);
+        let m = self
+            .int8
+            .get_or_insert_with(|| wb_torch::Int8Model::load(card, dev).map_err(|e| e.to_string()))
+            .as_mut()
+            .map_err(|e| anyhow!("{e}"))?;
+        m.install(decoded, scales)?;
+        m.calibrate(&self.int8_calibration[&seed])?;
+        let split = &self.splits[&seed];
+        let (acc, _) = m.predict(&split.eval)?;
+        r.top1_int8 = Some(acc.top1_pct());
+        r.top1_int8_delta_pp = Some(acc.top1_pct() - split.baseline.top1_pct());
+        r.int8_calibration = Some(format!(
+            "{INT8_CALIBRATION_IMAGES} class-balanced images of {} (seed {seed}), \
+             per-tensor min/max",
+            wb_torch::TRAIN_DATASET
+        ));
+        Ok(())
+    }
 }
+
+/// Training images that calibrate the int8 path's activation ranges (PyTorch's
+/// post-training quantization recipes use a few hundred).
+pub const INT8_CALIBRATION_IMAGES: usize = 512;
 
 /// Writes `artifact` as `<stem>.wbc` in the cell's artifact folder with its per-layer
 /// breakdown, reads it back and decodes it, and fills the row's size columns and

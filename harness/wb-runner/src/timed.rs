@@ -19,7 +19,9 @@ use std::path::Path;
 use wb_measure::ab::{measure_ab, AbConfig, AbTiming, ReferenceCheck};
 use wb_measure::energy::EnergyBackend;
 use wb_report::paths::{PathEnergy, PathTiming, ReferenceLog};
-use wb_torch::{NativeModel, NativePrecision, TimedBatch, TimingInputs, TorchModel};
+use wb_torch::{
+    Int8Model, NativeModel, TimedBatch, TimingInputs, TorchModel, INT8_NATIVE,
+};
 
 /// Timed rows between two re-timings of the FP32 reference.
 pub const REFERENCE_EVERY: usize = 20;
@@ -30,6 +32,21 @@ pub const F32_DENSE: &str = "f32-dense";
 pub const BF16_NATIVE: &str = "bf16-native";
 /// libtorch's native half kernels (FP16-exact artifacts).
 pub const FP16_NATIVE: &str = "fp16-native";
+
+/// The second path an artifact runs on, besides f32-dense.
+pub enum SecondPath<'a> {
+    /// BF16- or FP16-exact weights on libtorch's native kernels (installed here).
+    Native(&'a mut NativeModel),
+    /// An int8 artifact on the quantized kernels, installed and calibrated already.
+    Int8(&'a Int8Model),
+    /// The artifact qualifies for `path`, which cannot run here, and why.
+    Unavailable {
+        /// The path's name.
+        path: &'static str,
+        /// Why it cannot run.
+        why: String,
+    },
+}
 
 /// The path measurements of one (model, dataset) group, and when the reference was
 /// last re-timed.
@@ -102,16 +119,15 @@ fn check_minimums(settings: &TimingSettings, t: &mut AbTiming) {
 
 /// Times the row's paths (once each per group) and fills its timing columns.
 ///
-/// `native` is given for an artifact whose compressible weights are all BF16 (or all
-/// FP16) values: that native path is then timed too (the `*_bf16` or `*_f16` columns),
-/// or the reason it could not be loaded is recorded; the main columns are the
-/// f32-dense path every row runs.
-#[allow(clippy::too_many_arguments)]
+/// `second` is the artifact's other path, when it has one: BF16- or FP16-exact weights
+/// on the native kernels (the `*_bf16` or `*_f16` columns), an int8 artifact on the
+/// quantized kernels (the `*_int8` columns), or the reason such a path could not run;
+/// the main columns are the f32-dense path every row runs.
 pub fn timed_pass(
     run: &TimingRun,
     cache: &mut PathCache,
     model: &TorchModel,
-    native: Option<std::result::Result<&mut NativeModel, (NativePrecision, String)>>,
+    second: Option<SecondPath<'_>>,
     decoded: &wb_core::WeightSet,
     inputs: &TimingInputs,
     r: &mut Row,
@@ -142,41 +158,8 @@ pub fn timed_pass(
         || energy_of(run, model, inputs),
     )?;
     fill_f32(r, &f32t);
-
-    match native {
-        None => {}
-        Some(Err((p, why))) => {
-            r.timed_path = Some(format!("{F32_DENSE} ({} unavailable: {why})", p.path()));
-        }
-        Some(Ok(m)) => {
-            let p = m.precision();
-            let not_measured = || {
-                Ok(PathEnergy {
-                    source: "not measured: energy is measured on f32-dense only".into(),
-                    ..PathEnergy::default()
-                })
-            };
-            let res = m
-                .install(decoded)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| {
-                    let time = |b| {
-                        Ok(measure_ab(
-                            &cfg,
-                            || inputs.run_f32(model, b),
-                            || inputs.run_native(m, b),
-                        )?)
-                    };
-                    path_timing(run, cache, p.path(), inputs, time, not_measured)
-                });
-            match (res, p) {
-                (Ok(t), NativePrecision::Bf16) => fill_bf16(r, &t),
-                (Ok(t), NativePrecision::Fp16) => fill_f16(r, &t),
-                (Err(e), _) => {
-                    r.timed_path = Some(format!("{F32_DENSE} ({} failed: {e:#})", p.path()));
-                }
-            }
-        }
+    if let Some(second) = second {
+        time_second(run, cache, model, second, decoded, inputs, r);
     }
 
     cache.rows_since_check += 1;
@@ -190,6 +173,65 @@ pub fn timed_pass(
         cache.rows_since_check = 0;
     }
     Ok(())
+}
+
+/// Times the artifact's second path against FP32 and fills its columns; a path that
+/// cannot run or fails is named in `timed_path` with the reason, never an error of
+/// the row (the f32-dense timing stands).
+fn time_second(
+    run: &TimingRun,
+    cache: &mut PathCache,
+    model: &TorchModel,
+    second: SecondPath<'_>,
+    decoded: &wb_core::WeightSet,
+    inputs: &TimingInputs,
+    r: &mut Row,
+) {
+    let cfg = ab_config(run.settings);
+    let not_measured = || {
+        Ok(PathEnergy {
+            source: "not measured: energy is measured on f32-dense only".into(),
+            ..PathEnergy::default()
+        })
+    };
+    let (path, res) = match second {
+        SecondPath::Unavailable { path, why } => {
+            r.timed_path = Some(format!("{F32_DENSE} ({path} unavailable: {why})"));
+            return;
+        }
+        SecondPath::Native(m) => {
+            let p = m.precision();
+            let res = m
+                .install(decoded)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    let time = |b| {
+                        Ok(measure_ab(
+                            &cfg,
+                            || inputs.run_f32(model, b),
+                            || inputs.run_native(m, b),
+                        )?)
+                    };
+                    path_timing(run, cache, p.path(), inputs, time, not_measured)
+                });
+            (p.path(), res)
+        }
+        SecondPath::Int8(m) => {
+            let time = |b| {
+                Ok(measure_ab(
+                    &cfg,
+                    || inputs.run_f32(model, b),
+                    || inputs.run_int8(m, b),
+                )?)
+            };
+            let res = path_timing(run, cache, INT8_NATIVE, inputs, time, not_measured);
+            (INT8_NATIVE, res)
+        }
+    };
+    match res {
+        Ok(t) => fill_second(r, path, &t),
+        Err(e) => r.timed_path = Some(format!("{F32_DENSE} ({path} failed: {e:#})")),
+    }
 }
 
 /// The measurement of `path` in this group: known, on disk from an earlier cell or
@@ -253,6 +295,7 @@ fn native_extensions(path: &str) -> Vec<String> {
     let wanted: &[&str] = match path {
         BF16_NATIVE => &["avx512_bf16", "amx_bf16"],
         FP16_NATIVE => &["avx512_fp16", "amx_fp16", "f16c"],
+        INT8_NATIVE => &["avx2", "avx512_vnni", "avx_vnni", "amx_int8"],
         _ => &["avx2", "fma", "avx512f"],
     };
     wb_measure::env::cpu_extensions()
@@ -368,32 +411,48 @@ fn fill_f32(r: &mut Row, t: &PathTiming) {
     r.energy_wraps = e.wraps;
 }
 
-/// The `*_bf16` columns from the bf16-native measurement.
-fn fill_bf16(r: &mut Row, t: &PathTiming) {
-    r.timed_path = Some(format!("{F32_DENSE}+{BF16_NATIVE}"));
-    r.timing_ref_bf16 = Some(t.id.clone());
-    r.latency_ms_b1_median_bf16 = Some(t.b1.candidate.median_ms);
-    r.latency_ms_bn_median_bf16 = Some(t.bn.candidate.median_ms);
-    r.latency_ratio_bn_bf16 = Some(t.bn.ratio.ratio);
-    r.latency_ratio_bn_bf16_ci_low = Some(t.bn.ratio.ci_low);
-    r.latency_ratio_bn_bf16_ci_high = Some(t.bn.ratio.ci_high);
-    r.throughput_img_s_bf16 = Some(t.throughput_img_s());
-    r.timing_valid_bf16 = Some(t.valid());
-    append_reasons(r, BF16_NATIVE, t);
-}
-
-/// The `*_f16` columns from the fp16-native measurement.
-fn fill_f16(r: &mut Row, t: &PathTiming) {
-    r.timed_path = Some(format!("{F32_DENSE}+{FP16_NATIVE}"));
-    r.timing_ref_f16 = Some(t.id.clone());
-    r.latency_ms_b1_median_f16 = Some(t.b1.candidate.median_ms);
-    r.latency_ms_bn_median_f16 = Some(t.bn.candidate.median_ms);
-    r.latency_ratio_bn_f16 = Some(t.bn.ratio.ratio);
-    r.latency_ratio_bn_f16_ci_low = Some(t.bn.ratio.ci_low);
-    r.latency_ratio_bn_f16_ci_high = Some(t.bn.ratio.ci_high);
-    r.throughput_img_s_f16 = Some(t.throughput_img_s());
-    r.timing_valid_f16 = Some(t.valid());
-    append_reasons(r, FP16_NATIVE, t);
+/// The columns of a second path's measurement (`*_bf16`, `*_f16` or `*_int8`).
+fn fill_second(r: &mut Row, path: &str, t: &PathTiming) {
+    r.timed_path = Some(format!("{F32_DENSE}+{path}"));
+    let (b1, bn, ratio) = (
+        Some(t.b1.candidate.median_ms),
+        Some(t.bn.candidate.median_ms),
+        &t.bn.ratio,
+    );
+    let (id, img_s, valid) = (Some(t.id.clone()), Some(t.throughput_img_s()), Some(t.valid()));
+    match path {
+        BF16_NATIVE => {
+            r.timing_ref_bf16 = id;
+            r.latency_ms_b1_median_bf16 = b1;
+            r.latency_ms_bn_median_bf16 = bn;
+            r.latency_ratio_bn_bf16 = Some(ratio.ratio);
+            r.latency_ratio_bn_bf16_ci_low = Some(ratio.ci_low);
+            r.latency_ratio_bn_bf16_ci_high = Some(ratio.ci_high);
+            r.throughput_img_s_bf16 = img_s;
+            r.timing_valid_bf16 = valid;
+        }
+        FP16_NATIVE => {
+            r.timing_ref_f16 = id;
+            r.latency_ms_b1_median_f16 = b1;
+            r.latency_ms_bn_median_f16 = bn;
+            r.latency_ratio_bn_f16 = Some(ratio.ratio);
+            r.latency_ratio_bn_f16_ci_low = Some(ratio.ci_low);
+            r.latency_ratio_bn_f16_ci_high = Some(ratio.ci_high);
+            r.throughput_img_s_f16 = img_s;
+            r.timing_valid_f16 = valid;
+        }
+        _ => {
+            r.timing_ref_int8 = id;
+            r.latency_ms_b1_median_int8 = b1;
+            r.latency_ms_bn_median_int8 = bn;
+            r.latency_ratio_bn_int8 = Some(ratio.ratio);
+            r.latency_ratio_bn_int8_ci_low = Some(ratio.ci_low);
+            r.latency_ratio_bn_int8_ci_high = Some(ratio.ci_high);
+            r.throughput_img_s_int8 = img_s;
+            r.timing_valid_int8 = valid;
+        }
+    }
+    append_reasons(r, path, t);
 }
 
 /// Adds a native path's invalidity reasons to the row's.

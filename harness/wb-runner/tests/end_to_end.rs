@@ -306,7 +306,7 @@ params = { k = 16 }
 }
 
 #[test]
-fn bf16_artifacts_are_also_timed_on_native_bf16_and_method_filter_selects_cells() {
+fn native_and_int8_paths_are_timed_once_each_and_method_filter_selects_cells() {
     let tmp = tempfile::tempdir().unwrap();
     let body = r#"
 models = ["resnet8"]
@@ -321,6 +321,8 @@ id = "fp32"
 id = "bf16-cast"
 [[methods]]
 id = "fp16-cast"
+[[methods]]
+id = "int8-affine"
 "#;
     let path = write_exp(tmp.path(), "bf", body);
     let exp = load(&path);
@@ -335,10 +337,10 @@ id = "fp16-cast"
 
     o.only_methods = vec!["bf16-cast".into()];
     let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
-    assert_eq!((s.rows_written, s.cells_not_selected), (1, 2));
+    assert_eq!((s.rows_written, s.cells_not_selected), (1, 3));
     o.only_methods.clear();
     let s = wb_runner::run(&exp, &registry::methods(), &o).unwrap();
-    assert_eq!((s.rows_written, s.cells_skipped), (2, 1));
+    assert_eq!((s.rows_written, s.cells_skipped), (3, 1));
 
     let df = read_all(&ResultsDir::new(&results, "bf")).unwrap();
     let bf = row_of(&df, "bf16-cast", "");
@@ -366,10 +368,23 @@ id = "fp16-cast"
         })
         .collect();
     paths.sort();
-    assert_eq!(paths, ["bf16-native", "f32-dense", "fp16-native"]);
+    assert_eq!(paths, ["bf16-native", "f32-dense", "fp16-native", "int8-native"]);
     let refs = col_str(&df, "timing_ref");
     assert_eq!(refs[bf], refs[fp]);
     assert_eq!(refs[hf], refs[fp]);
+    // The int8 artifact also ran on the quantized kernels, with its own accuracy,
+    // calibrated on training images.
+    let i8 = row_of(&df, "int8-affine", "");
+    assert_eq!(path[i8], "f32-dense+int8-native");
+    let top1 = df.column("top1").unwrap().f64().unwrap();
+    let top1_int8 = df.column("top1_int8").unwrap().f64().unwrap();
+    let (q, f) = (top1_int8.get(i8).unwrap(), top1.get(fp).unwrap());
+    assert!((q - f).abs() < 3.0, "int8 path {q} vs FP32 {f}");
+    assert!(top1_int8.get(fp).is_none() && top1_int8.get(bf).is_none());
+    assert!(col_str(&df, "int8_calibration")[i8].contains("cifar10-train-jpeg75"));
+    let r8 = df.column("latency_ratio_bn_int8").unwrap().f64().unwrap();
+    assert!(r8.get(i8).is_some_and(|x| x > 0.0));
+    assert_eq!(refs[i8], refs[fp]);
     let ratio = df.column("latency_ratio_bn_bf16").unwrap().f64().unwrap();
     assert!(ratio.get(bf).is_some_and(|x| x > 0.0) && ratio.get(fp).is_none());
 }

@@ -97,6 +97,21 @@ impl TimingInputs {
     }
 }
 
+impl TimingInputs {
+    /// One forward pass of the int8 program on batch `b` (float input, as for FP32).
+    ///
+    /// # Errors
+    /// The program is not calibrated, or libtorch fails.
+    pub fn run_int8(&self, model: &crate::int8::Int8Model, b: TimedBatch) -> Result<()> {
+        let x = match b {
+            TimedBatch::One => &self.b1,
+            TimedBatch::Throughput => &self.bn,
+        };
+        drop(model.forward(x)?);
+        Ok(())
+    }
+}
+
 /// Waits for the device so the clock stops after the work, not after its launch.
 fn sync(d: Device) {
     if let Device::Cuda(i) = d {
