@@ -287,6 +287,7 @@ pub fn generate(opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
     let (reference_logs, bad_log_lines) = paths::load_reference_log(&opts.results_dir)?;
     md += &paths::markdown(&path_timings, &reference_logs, bad_log_lines);
     md += &paths::load_table(&ok_df).map_err(table_err)?;
+    md += &paths::int8_table(&ok_df).map_err(table_err)?;
     md += &view_md;
     write_atomic(&md_path, md.as_bytes())?;
     files.push(md_path);

@@ -372,10 +372,66 @@ pub fn load_table(ok_sorted: &polars::prelude::DataFrame) -> polars::prelude::Po
          same way. Peak RSS = rise of the resident set's high-water mark during the load \
          (fresh window). Every artifact decodes to dense f32 weights and then runs the FP32 \
          graph at FP32 speed (`f32-dense`); BF16-exact (FP16-exact) artifacts are also \
-         timed on libtorch's native BF16 (FP16) kernels. What compression saves here is disk and load, \
-         not inference time.\n\n\
+         timed on libtorch's native BF16 (FP16) kernels, and int8 artifacts on its quantized \
+         int8 kernels (next section). What compression saves on `f32-dense` is disk and \
+         load, not inference time.\n\n\
          | model | dataset | method | params | candidate | file MiB | FP32 file MiB | decode ms | load ms (× FP32) | peak RSS at load MiB | FP32 peak RSS MiB | runs on |\n\
          |---|---|---|---|---|--:|--:|--:|--:|--:|--:|---|\n{}\n",
+        lines.join("\n")
+    ))
+}
+
+/// The int8 path's accuracy beside the artifact's accuracy of record, one line per
+/// int8 artifact that ran on it.
+pub fn int8_table(ok_sorted: &polars::prelude::DataFrame) -> polars::prelude::PolarsResult<String> {
+    use crate::load::{candidate_label, f64_col, str_col};
+    let (model, dataset, method) = (
+        str_col(ok_sorted, "model")?,
+        str_col(ok_sorted, "dataset")?,
+        str_col(ok_sorted, "method")?,
+    );
+    let (cand, coding, calib) = (
+        str_col(ok_sorted, "candidate")?,
+        str_col(ok_sorted, "index_coding")?,
+        str_col(ok_sorted, "int8_calibration")?,
+    );
+    let (top1, base, int8, ratio) = (
+        f64_col(ok_sorted, "top1")?,
+        f64_col(ok_sorted, "top1_baseline")?,
+        f64_col(ok_sorted, "top1_int8")?,
+        f64_col(ok_sorted, "latency_ratio_bn_int8")?,
+    );
+    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    let mut lines = Vec::new();
+    for i in 0..ok_sorted.height() {
+        let Some(q) = int8[i] else { continue };
+        lines.push(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:+.2} | {} | {} |",
+            model[i].as_deref().unwrap_or("?"),
+            dataset[i].as_deref().unwrap_or("?"),
+            method[i].as_deref().unwrap_or("?"),
+            candidate_label(cand[i].as_deref(), coding[i].as_deref()),
+            pct(base[i]),
+            pct(top1[i]),
+            pct(Some(q)),
+            base[i].map_or(f64::NAN, |b| q - b),
+            ratio[i].map_or("-".into(), |r| format!("{r:.3}")),
+            calib[i].as_deref().unwrap_or("-"),
+        ));
+    }
+    if lines.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "\n## Accuracy on the int8 path\n\n\
+         int8 artifacts also run on libtorch's quantized CPU kernels (`int8-native`): the \
+         artifact's own int8 weight codes (BatchNorm folded into the scales), activations \
+         in uint8 with ranges calibrated on training images, never the reported ones. Its \
+         top-1 differs from the artifact's top-1 of record (decoded weights on the FP32 \
+         graph) because the activations are quantized too. Time ratio: the int8 path over \
+         FP32 at the throughput batch (the section above has its interval).\n\n\
+         | model | dataset | method | candidate | FP32 top-1 % | top-1 % (f32-dense) | top-1 % (int8-native) | Δ int8 vs FP32 pp | time ratio | calibration |\n\
+         |---|---|---|---|--:|--:|--:|--:|--:|---|\n{}\n",
         lines.join("\n")
     ))
 }
