@@ -19,9 +19,7 @@ use std::path::Path;
 use wb_measure::ab::{measure_ab, AbConfig, AbTiming, ReferenceCheck};
 use wb_measure::energy::EnergyBackend;
 use wb_report::paths::{PathEnergy, PathTiming, ReferenceLog};
-use wb_torch::{
-    Int8Model, NativeModel, TimedBatch, TimingInputs, TorchModel, INT8_NATIVE,
-};
+use wb_torch::{Int8Model, NativeModel, TimedBatch, TimingInputs, TorchModel, INT8_NATIVE};
 
 /// Timed rows between two re-timings of the FP32 reference.
 pub const REFERENCE_EVERY: usize = 20;
@@ -419,7 +417,11 @@ fn fill_second(r: &mut Row, path: &str, t: &PathTiming) {
         Some(t.bn.candidate.median_ms),
         &t.bn.ratio,
     );
-    let (id, img_s, valid) = (Some(t.id.clone()), Some(t.throughput_img_s()), Some(t.valid()));
+    let (id, img_s, valid) = (
+        Some(t.id.clone()),
+        Some(t.throughput_img_s()),
+        Some(t.valid()),
+    );
     match path {
         BF16_NATIVE => {
             r.timing_ref_bf16 = id;

@@ -368,7 +368,10 @@ id = "int8-affine"
         })
         .collect();
     paths.sort();
-    assert_eq!(paths, ["bf16-native", "f32-dense", "fp16-native", "int8-native"]);
+    assert_eq!(
+        paths,
+        ["bf16-native", "f32-dense", "fp16-native", "int8-native"]
+    );
     let refs = col_str(&df, "timing_ref");
     assert_eq!(refs[bf], refs[fp]);
     assert_eq!(refs[hf], refs[fp]);

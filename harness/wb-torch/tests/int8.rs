@@ -52,7 +52,10 @@ fn int8_path_agrees_with_fp32_on_held_out_images() {
             .unwrap();
 
         let mut m = Int8Model::load(&c, tch::Device::Cpu).unwrap();
-        assert!(m.forward(&test_b.inputs()[0]).is_err(), "{name}: run before calibration");
+        assert!(
+            m.forward(&test_b.inputs()[0]).is_err(),
+            "{name}: run before calibration"
+        );
         m.install(&decoded, &scales).unwrap();
         m.calibrate(&calib_b).unwrap();
         let (acc, classes) = m.predict(&test_b).unwrap();
@@ -67,7 +70,12 @@ fn int8_path_agrees_with_fp32_on_held_out_images() {
             "{name}: int8 agrees with FP32 on {agree}/732 images"
         );
         let gap = f32_acc.top1_correct.abs_diff(acc.top1_correct);
-        assert!(gap <= 15, "{name}: int8 {} vs FP32 {} correct", acc.top1_correct, f32_acc.top1_correct);
+        assert!(
+            gap <= 15,
+            "{name}: int8 {} vs FP32 {} correct",
+            acc.top1_correct,
+            f32_acc.top1_correct
+        );
 
         // Deterministic: the same calibration gives the same classes.
         m.install(&decoded, &scales).unwrap();
