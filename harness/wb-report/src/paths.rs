@@ -64,8 +64,8 @@ pub struct PathTiming {
     pub b1: AbTiming,
     /// The throughput batch, the same way.
     pub bn: AbTiming,
-    /// Energy of the path's throughput batch (f32-dense only; NULL with a reason
-    /// elsewhere).
+    /// Energy of the path's throughput batch (NULL with the reason where it could
+    /// not be measured).
     pub energy: PathEnergy,
     /// The CPU's extensions that this path's kernels can use (e.g. `avx512_bf16`,
     /// `amx_bf16` for `bf16-native`); empty: none, the path runs on generic code

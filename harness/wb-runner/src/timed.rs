@@ -153,7 +153,7 @@ pub fn timed_pass(
             )?;
             Ok(t)
         },
-        || energy_of(run, model, inputs),
+        || energy_of(run, inputs, || inputs.run_f32(model, TimedBatch::Throughput)),
     )?;
     fill_f32(r, &f32t);
     if let Some(second) = second {
@@ -186,12 +186,6 @@ fn time_second(
     r: &mut Row,
 ) {
     let cfg = ab_config(run.settings);
-    let not_measured = || {
-        Ok(PathEnergy {
-            source: "not measured: energy is measured on f32-dense only".into(),
-            ..PathEnergy::default()
-        })
-    };
     let (path, res) = match second {
         SecondPath::Unavailable { path, why } => {
             r.timed_path = Some(format!("{F32_DENSE} ({path} unavailable: {why})"));
@@ -210,7 +204,9 @@ fn time_second(
                             || inputs.run_native(m, b),
                         )?)
                     };
-                    path_timing(run, cache, p.path(), inputs, time, not_measured)
+                    let energy =
+                        || energy_of(run, inputs, || inputs.run_native(m, TimedBatch::Throughput));
+                    path_timing(run, cache, p.path(), inputs, time, energy)
                 });
             (p.path(), res)
         }
@@ -222,7 +218,8 @@ fn time_second(
                     || inputs.run_int8(m, b),
                 )?)
             };
-            let res = path_timing(run, cache, INT8_NATIVE, inputs, time, not_measured);
+            let energy = || energy_of(run, inputs, || inputs.run_int8(m, TimedBatch::Throughput));
+            let res = path_timing(run, cache, INT8_NATIVE, inputs, time, energy);
             (INT8_NATIVE, res)
         }
     };
@@ -472,10 +469,14 @@ fn append_reasons(r: &mut Row, path: &str, t: &PathTiming) {
     });
 }
 
-/// RAPL energy of the f32-dense throughput batch over a window of at least one second,
-/// after an idle measurement; NULL with the reason where RAPL cannot be read or energy
-/// is off in the experiment.
-fn energy_of(run: &TimingRun, model: &TorchModel, inputs: &TimingInputs) -> Result<PathEnergy> {
+/// RAPL energy of a path's throughput batch (`work` runs one) over a window of at least
+/// one second, after an idle measurement; NULL with the reason where RAPL cannot be read
+/// or energy is off in the experiment.
+fn energy_of(
+    run: &TimingRun,
+    inputs: &TimingInputs,
+    mut work: impl FnMut() -> wb_torch::Result<()>,
+) -> Result<PathEnergy> {
     use wb_measure::energy::{
         measure_energy, probe_with, EnergyConfig, EnergyMeasureError, EnergySource,
     };
@@ -495,7 +496,7 @@ fn energy_of(run: &TimingRun, model: &TorchModel, inputs: &TimingInputs) -> Resu
         }
     };
     let res = measure_energy(&mut counter, &EnergyConfig::default(), || {
-        inputs.run_f32(model, TimedBatch::Throughput)?;
+        work()?;
         Ok::<usize, wb_torch::TorchError>(inputs.batch())
     });
     match res {
