@@ -82,6 +82,40 @@ pub trait Evaluator {
             }
         })
     }
+
+    /// Racing ([`crate::race`]): [`Self::evaluate_threshold`] that may also stop once
+    /// the images seen make reaching `min_top1_correct` improbable at `confidence`
+    /// (answer `Below` with `raced` set). Default: the exact threshold evaluation.
+    fn evaluate_race(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+        confidence: f64,
+    ) -> Result<Raced, EvalError> {
+        let _ = confidence;
+        Ok(Raced::exact(self.evaluate_threshold(weights, min_top1_correct)?))
+    }
+}
+
+/// Answer of [`Evaluator::evaluate_race`]: the threshold answer, and whether a "below"
+/// was decided by the racing bound (probable at the stated confidence) rather than
+/// certain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raced {
+    /// The answer.
+    pub answer: Threshold,
+    /// The evaluation stopped on the racing bound.
+    pub raced: bool,
+}
+
+impl Raced {
+    /// A certain answer.
+    pub fn exact(answer: Threshold) -> Self {
+        Self {
+            answer,
+            raced: false,
+        }
+    }
 }
 
 /// Answer of [`Evaluator::evaluate_threshold`].
@@ -211,6 +245,42 @@ impl<E: Evaluator> Evaluator for Cached<E> {
                 let e = self.memo.below.entry(key).or_insert(min_top1_correct);
                 *e = (*e).min(min_top1_correct);
             }
+        }
+        Ok(r)
+    }
+    /// Known answers come from the memo; a raced "below" is never stored in it, so
+    /// that a later search without racing (another cell, method or seed on the same
+    /// images) only ever reuses certain answers.
+    fn evaluate_race(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+        confidence: f64,
+    ) -> Result<Raced, EvalError> {
+        let key = weights.content_hash();
+        let known = self.memo.cache.contains_key(&key)
+            || self
+                .memo
+                .below
+                .get(&key)
+                .is_some_and(|&t| min_top1_correct >= t);
+        if known {
+            return Ok(Raced::exact(
+                self.evaluate_threshold(weights, min_top1_correct)?,
+            ));
+        }
+        let r = self
+            .inner
+            .evaluate_race(weights, min_top1_correct, confidence)?;
+        match r.answer {
+            Threshold::Reached(a) => {
+                self.memo.cache.insert(key, a);
+            }
+            Threshold::Below { .. } if !r.raced => {
+                let e = self.memo.below.entry(key).or_insert(min_top1_correct);
+                *e = (*e).min(min_top1_correct);
+            }
+            Threshold::Below { .. } => {}
         }
         Ok(r)
     }

@@ -13,6 +13,7 @@ pub mod io;
 pub mod method;
 pub mod params;
 pub mod qat;
+pub mod race;
 pub mod rng;
 pub mod train;
 pub mod view;
@@ -24,7 +25,10 @@ pub use encoding::{
     SharedTables, TensorSize, ValueTable,
 };
 pub use error::{CoreError, Result};
-pub use eval::{Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Memo, Threshold};
+pub use eval::{
+    Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Memo, Raced, Threshold,
+};
+pub use race::Accel;
 pub use grad::{
     FakeGradients, GradientConfig, GradientSource, Gradients, Importance, TensorGradients,
 };

@@ -191,6 +191,9 @@ pub struct Context<'a> {
     pub gradients: Option<&'a mut dyn GradientSource>,
     /// Progress sink.
     pub progress: &'a dyn Progress,
+    /// Search accelerations the experiment turned on (racing, surrogate); all off is
+    /// the paper's search ([`crate::race`]).
+    pub accel: crate::race::Accel,
 }
 
 impl<'a> Context<'a> {
@@ -234,6 +237,7 @@ impl<'a> Context<'a> {
             trainer: None,
             gradients: None,
             progress: &NoProgress,
+            accel: crate::race::Accel::default(),
         }
     }
 }

@@ -111,6 +111,7 @@ fn search(
         trainer: None,
         gradients: None,
         progress: &clock,
+        accel: wb_core::race::Accel::default(),
     };
     let candidates = wb_core::compress_checked(info.id, method.as_ref(), &original, &mut ctx)?;
     let wall_s = clock.start.elapsed().as_secs_f64();

@@ -96,6 +96,12 @@ struct RawSearch {
     dataset: Option<Spanned<String>>,
     #[serde(default)]
     seed: Option<Spanned<i64>>,
+    /// Racing confidence (`wb_core::race`), e.g. 0.999; absent: no racing.
+    #[serde(default)]
+    race: Option<Spanned<f64>>,
+    /// Surrogate screening (`wb_core::race::Accel::surrogate`).
+    #[serde(default)]
+    surrogate: Option<bool>,
 }
 
 /// Optional `[timing]` section (see [`TimingSettings`]).
@@ -238,6 +244,8 @@ pub struct Experiment {
     /// dataset such as `cifar10-train-jpeg75`, which lets the evaluation use every test
     /// image while the search never sees one.
     pub search_dataset: Option<String>,
+    /// Search accelerations (`[search] race`, `[search] surrogate`); off by default.
+    pub accel: wb_core::Accel,
     /// Timed pass.
     pub timing: TimingSettings,
     /// Every cell of the grid.
@@ -367,6 +375,7 @@ pub fn parse(
     let seeds = parse_seeds(&raw, &mut p);
     let (split_given, batch_size) = parse_evaluation(&raw.evaluation, &mut p);
     let (search_images, search_dataset, search_seed) = parse_search(&raw.search, catalog, &mut p);
+    let accel = parse_accel(&raw.search, &mut p);
     let timing = parse_timing(&raw.timing, &mut p);
     let mut configs = parse_methods(&raw.methods, catalog, &models, &seeds, &mut p);
     add_controls(&mut configs, catalog, &mut p);
@@ -398,6 +407,7 @@ pub fn parse(
         search_images,
         search_seed,
         search_dataset: search_dataset.as_deref(),
+        accel,
     };
     for model in &models {
         for dataset in &datasets {
@@ -427,6 +437,7 @@ pub fn parse(
         search_images,
         search_seed,
         search_dataset,
+        accel,
         timing,
         cells,
     })
@@ -570,6 +581,27 @@ fn parse_search(
     (images as usize, dataset, seed)
 }
 
+/// `[search] race` (a confidence in [0.5, 0.999999]) and `[search] surrogate`.
+fn parse_accel(s: &RawSearch, p: &mut Problems<'_>) -> wb_core::Accel {
+    let race = s.race.as_ref().and_then(|r| {
+        let v = *r.get_ref();
+        if v.is_finite() && (0.5..=0.999_999).contains(&v) {
+            Some(v)
+        } else {
+            p.at(
+                r.span(),
+                "search.race",
+                format!("{v}; allowed: a confidence in 0.5..=0.999999 (e.g. 0.999)"),
+            );
+            None
+        }
+    });
+    wb_core::Accel {
+        race,
+        surrogate: s.surrogate.unwrap_or(false),
+    }
+}
+
 /// `[timing]`, each field checked against its range (defaults otherwise).
 fn parse_timing(t: &RawTiming, p: &mut Problems<'_>) -> TimingSettings {
     let mut timing = TimingSettings::default();
@@ -674,11 +706,12 @@ struct Grid<'a> {
     search_images: usize,
     search_seed: u64,
     search_dataset: Option<&'a str>,
+    accel: wb_core::Accel,
 }
 
 impl Grid<'_> {
     fn cell(&self, model: &str, dataset: &str, config: &Config, seed: u64) -> Cell {
-        make_cell(
+        let mut cell = make_cell(
             model,
             dataset,
             config,
@@ -687,8 +720,22 @@ impl Grid<'_> {
             self.search_images,
             self.search_seed,
             self.search_dataset,
-        )
+        );
+        // Accelerations change a searching cell's decisions, so they enter its id, and
+        // only then (ids of experiments without them stay what they were).
+        if config.searches && self.accel != wb_core::Accel::default() {
+            cell.id = accel_id(&cell.id, &self.accel);
+        }
+        cell
     }
+}
+
+/// `id` with the accelerations hashed into its suffix.
+fn accel_id(id: &str, accel: &wb_core::Accel) -> String {
+    let key = serde_json::json!({"id": id, "race": accel.race, "surrogate": accel.surrogate});
+    let hash = Sha256::digest(key.to_string().as_bytes());
+    let (stem, _) = id.rsplit_once("__").unwrap_or((id, ""));
+    format!("{stem}__{}", &wb_core::weights::hex(&hash)[..10])
 }
 
 /// Adds the lossless control of every configuration that retrains (unless the grid

@@ -1046,6 +1046,7 @@ impl GroupContext {
                 trainer: Some(&mut self.trainer),
                 gradients: split.gradients.as_mut().map(|g| g as _),
                 progress: &step,
+                accel: exp.accel,
             };
             match &split.search {
                 Ok(search) => {

@@ -40,6 +40,8 @@ const SEARCH: &[Field] = &[
     ("images", Shape::Int, false),
     ("dataset", Shape::Str, false),
     ("seed", Shape::Int, false),
+    ("race", Shape::Num, false),
+    ("surrogate", Shape::Bool, false),
 ];
 const TIMING: &[Field] = &[
     ("enabled", Shape::Bool, false),

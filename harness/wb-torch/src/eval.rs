@@ -6,7 +6,7 @@ use crate::error::{Result, TorchError};
 use crate::model::TorchModel;
 use crate::stages::StageCache;
 use tch::{Kind, Tensor};
-use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, Threshold, WeightSet};
+use wb_core::{Accuracy, EvalError, EvalStats, Evaluator, Raced, Threshold, WeightSet};
 
 /// Images turned into model input once, split into batches and moved to the device.
 pub struct Batches {
@@ -226,37 +226,55 @@ impl TorchEvaluator<'_> {
     /// Early-exit evaluation of the installed weights: stops after the first batch at
     /// which even all remaining images correct could not reach `min_top1_correct`.
     pub fn threshold_installed(&self, min_top1_correct: usize) -> Result<Threshold> {
-        self.threshold_from(None, min_top1_correct)
+        Ok(self.threshold_from(None, min_top1_correct, None)?.answer)
     }
 
-    fn threshold_from(&self, start: Start<'_>, min_top1_correct: usize) -> Result<Threshold> {
+    /// Batch by batch from `start`; stops when the images left cannot lift the count to
+    /// `min_top1_correct`, or (with `race = Some(confidence)`) when the racing bound
+    /// makes it improbable ([`wb_core::race::improbable`], one look per batch).
+    fn threshold_from(
+        &self,
+        start: Start<'_>,
+        min_top1_correct: usize,
+        race: Option<f64>,
+    ) -> Result<Raced> {
         let (mut t1, mut t5, mut seen) = (0, 0, 0);
+        let (total, looks) = (self.batches.images, self.batches.labels.len());
         for (k, y) in self.batches.labels.iter().enumerate() {
             let logits = self.logits(start, k)?;
             let (a, b) = count_hits(&logits, y)?;
             t1 += a;
             t5 += b;
             seen += y.size()[0] as usize;
-            if t1 + (self.batches.images - seen) < min_top1_correct {
-                return Ok(Threshold::Below {
-                    top1_correct_seen: t1,
-                    seen,
-                });
+            let below = Threshold::Below {
+                top1_correct_seen: t1,
+                seen,
+            };
+            if t1 + (total - seen) < min_top1_correct {
+                return Ok(Raced::exact(below));
+            }
+            if let Some(conf) = race {
+                if wb_core::race::improbable(t1, seen, total, min_top1_correct, conf, looks) {
+                    return Ok(Raced {
+                        answer: below,
+                        raced: true,
+                    });
+                }
             }
         }
         let acc = Accuracy {
             top1_correct: t1,
             top5_correct: t5,
-            total: self.batches.images,
+            total,
         };
-        Ok(if t1 >= min_top1_correct {
+        Ok(Raced::exact(if t1 >= min_top1_correct {
             Threshold::Reached(acc)
         } else {
             Threshold::Below {
                 top1_correct_seen: t1,
                 seen,
             }
-        })
+        }))
     }
 }
 
@@ -267,7 +285,16 @@ impl Evaluator for TorchEvaluator<'_> {
         min_top1_correct: usize,
     ) -> Result<Threshold, EvalError> {
         let start = self.install(weights)?;
-        Ok(self.threshold_from(start, min_top1_correct)?)
+        Ok(self.threshold_from(start, min_top1_correct, None)?.answer)
+    }
+    fn evaluate_race(
+        &mut self,
+        weights: &WeightSet,
+        min_top1_correct: usize,
+        confidence: f64,
+    ) -> Result<Raced, EvalError> {
+        let start = self.install(weights)?;
+        Ok(self.threshold_from(start, min_top1_correct, Some(confidence))?)
     }
     fn evaluate(&mut self, weights: &WeightSet) -> Result<Accuracy, EvalError> {
         let start = self.install(weights)?;

@@ -21,6 +21,7 @@ fn run(m: &Gwk, w: &WeightSet) -> Vec<wb_core::Candidate> {
         trainer: Some(&mut trainer),
         gradients: None,
         progress: &NoProgress,
+        accel: wb_core::race::Accel::default(),
     };
     wb_core::compress_checked("gwk", m, w, &mut ctx).unwrap()
 }

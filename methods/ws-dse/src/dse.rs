@@ -1,7 +1,7 @@
 //! The exploration: baseline, layer sweep, candidate pruning with relaxation,
 //! NSGA-II over per-layer candidate indices, final front.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
@@ -10,6 +10,8 @@ use wb_core::{
     Artifact, Candidate, Context, Encoding, EvalError, Evaluator, Method, MethodError, Needs,
     ParamError, Progress, Threshold, WeightSet,
 };
+
+use crate::accel::{Count, Screen, ScreenLog};
 use wb_kernels::{
     hypervolume_2d, kmeans_1d, non_dominated_sort, nsga2_seeded, KMeans1d, KMeans1dParams,
     Nsga2Error, Nsga2Params,
@@ -223,13 +225,23 @@ impl WsDse {
     }
 }
 
+/// One sweep query: is layer-alone `ws` at `threshold`? With `race`, the evaluation
+/// may also stop on the racing bound (the second value says so).
 fn query(
     ev: &mut dyn Evaluator,
     ws: &WeightSet,
     threshold: usize,
-) -> Result<SweepOutcome, EvalError> {
+    race: Option<f64>,
+) -> Result<(SweepOutcome, bool), EvalError> {
     let images = ev.images();
-    Ok(match ev.evaluate_threshold(ws, threshold)? {
+    let (answer, raced) = match race {
+        Some(conf) => {
+            let r = ev.evaluate_race(ws, threshold, conf)?;
+            (r.answer, r.raced)
+        }
+        None => (ev.evaluate_threshold(ws, threshold)?, false),
+    };
+    let outcome = match answer {
         Threshold::Reached(a) => SweepOutcome::Exact(a.top1_correct),
         Threshold::Below {
             top1_correct_seen,
@@ -243,7 +255,8 @@ fn query(
             seen,
             correct_seen: top1_correct_seen,
         },
-    })
+    };
+    Ok((outcome, raced))
 }
 
 /// `weights` with the given tensors' values replaced.
@@ -332,6 +345,10 @@ struct Explore<'a> {
     n: usize,
     /// The smallest passing top-1 count at `quality`.
     target: usize,
+    /// Accelerations the experiment turned on (racing, surrogate).
+    accel: wb_core::Accel,
+    /// Sweep queries (layer, k) stopped on the racing bound.
+    sweep_raced: RefCell<Vec<[usize; 2]>>,
 }
 
 /// The pruned candidate lists, after as many relaxations as were needed.
@@ -351,6 +368,8 @@ struct Exploration {
     method_cache_hits: u64,
     history: Vec<GenerationRecord>,
     seeds: Vec<Vec<i64>>,
+    /// What racing and the surrogate did.
+    screen: ScreenLog,
 }
 
 /// A point of the final front, re-scored with CR_global.
@@ -367,9 +386,10 @@ impl<'a> Explore<'a> {
     fn start(
         m: &'a WsDse,
         weights: &'a WeightSet,
-        progress: &'a dyn Progress,
+        ctx: (&'a dyn Progress, wb_core::Accel),
         ev: &mut dyn Evaluator,
     ) -> Result<Self, MethodError> {
+        let (progress, accel) = ctx;
         let layers: Vec<Layer> = weights
             .tensors
             .iter()
@@ -424,6 +444,8 @@ impl<'a> Explore<'a> {
             c0,
             n,
             target: min_correct_above(m.quality, c0, n),
+            accel,
+            sweep_raced: RefCell::new(Vec::new()),
         })
     }
 
@@ -435,6 +457,21 @@ impl<'a> Explore<'a> {
             .cluster(&layer.name, &self.weights.tensors[layer.tensor].data, k)?;
         let ws = replaced(self.weights, [(layer.tensor, km.dequantize())]);
         Ok((km, ws))
+    }
+
+    /// [`query`] with the experiment's racing, logging raced stops.
+    fn query(
+        &self,
+        ev: &mut dyn Evaluator,
+        ws: &WeightSet,
+        threshold: usize,
+        (layer, k): (usize, usize),
+    ) -> Result<SweepOutcome, EvalError> {
+        let (outcome, raced) = query(ev, ws, threshold, self.accel.race)?;
+        if raced {
+            self.sweep_raced.borrow_mut().push([layer, k]);
+        }
+        Ok(outcome)
     }
 
     /// Step 1: the layer-wise sweep, one layer clustered at a time, early exit below
@@ -451,7 +488,7 @@ impl<'a> Explore<'a> {
             ));
             for &k in &self.sweep_ks[li] {
                 let (km, ws) = self.one_layer(li, k)?;
-                let outcome = query(ev, &ws, self.target)?;
+                let outcome = self.query(ev, &ws, self.target, (li, k))?;
                 entries.push(SweepEntry {
                     layer: li,
                     k,
@@ -482,7 +519,7 @@ impl<'a> Explore<'a> {
                 if let SweepOutcome::Below { threshold: t, .. } = e.outcome {
                     if t > threshold {
                         let (_, ws) = self.one_layer(e.layer, e.k)?;
-                        e.outcome = query(ev, &ws, threshold)?;
+                        e.outcome = self.query(ev, &ws, threshold, (e.layer, e.k))?;
                         requeries += 1;
                     }
                 }
@@ -545,10 +582,21 @@ impl<'a> Explore<'a> {
         lists: &[Vec<usize>],
         clusters: &HashMap<(usize, usize), KMeans1d>,
         seed: u64,
+        entries: &[SweepEntry],
     ) -> Result<Exploration, MethodError> {
         let (m, progress, c0, n, target) = (self.m, self.progress, self.c0, self.n, self.target);
         let bounds: Vec<(i64, i64)> = lists.iter().map(|ks| (0, ks.len() as i64 - 1)).collect();
         let mut cache: HashMap<Vec<usize>, usize> = HashMap::new();
+        // Raced or screened configurations: an estimate below their need, never reported.
+        let mut estimates: HashMap<Vec<usize>, usize> = HashMap::new();
+        let alone = entries
+            .iter()
+            .filter_map(|e| match e.outcome {
+                SweepOutcome::Exact(c) => Some(((e.layer, e.k), c)),
+                SweepOutcome::Below { .. } => None,
+            })
+            .collect();
+        let mut screen = Screen::new(self.accel, c0, n, alone);
         let mut method_cache_hits = 0u64;
         let computed = Cell::new(ev.stats().evaluations);
         let mut history: Vec<GenerationRecord> = Vec::new();
@@ -567,23 +615,32 @@ impl<'a> Explore<'a> {
                     .enumerate()
                     .map(|(l, &i)| lists[l][i as usize])
                     .collect();
-                let c = match cache.get(&ks) {
+                let c = match cache.get(&ks).or(estimates.get(&ks)) {
                     Some(&c) => {
                         method_cache_hits += 1;
                         c
                     }
                     None => {
-                        let ws = replaced(
-                            self.weights,
-                            self.layers
-                                .iter()
-                                .zip(&ks)
-                                .enumerate()
-                                .map(|(li, (l, &k))| (l.tensor, clusters[&(li, k)].dequantize())),
-                        );
-                        let c = ev.evaluate(&ws)?.top1_correct;
-                        cache.insert(ks.clone(), c);
-                        c
+                        let ws = self.configuration(&ks, clusters);
+                        let need = if screen.active() {
+                            let cr = cr_obj(&self.costs(&ks));
+                            Screen::need(
+                                cache.iter().map(|(k, &c)| (c, cr_obj(&self.costs(k)))),
+                                cr,
+                            )
+                        } else {
+                            None
+                        };
+                        match screen.count(ev, &ws, &ks, need)? {
+                            Count::Exact(c) => {
+                                cache.insert(ks.clone(), c);
+                                c
+                            }
+                            Count::Estimate(c) => {
+                                estimates.insert(ks.clone(), c);
+                                c
+                            }
+                        }
                     }
                 };
                 computed.set(ev.stats().evaluations);
@@ -631,13 +688,52 @@ impl<'a> Explore<'a> {
             Nsga2Error::Invalid(k) => MethodError::Other(format!("ws-dse NSGA-II: {k}")),
             Nsga2Error::Evaluation(e) => e,
         })?;
+        // The front is reported and chosen from: every point on it measured in full.
+        for ind in result.front() {
+            let ks = self.ks_of(lists, &ind.x);
+            if !cache.contains_key(&ks) {
+                let ws = self.configuration(&ks, clusters);
+                let Count::Exact(c) = screen.full(ev, &ws, &ks)? else {
+                    unreachable!("a full evaluation is exact")
+                };
+                cache.insert(ks, c);
+                screen.log.front_completed += 1;
+            }
+        }
+        let mut screen_log = screen.log;
+        screen_log.sweep_raced = self.sweep_raced.borrow().clone();
         Ok(Exploration {
             result,
             cache,
             method_cache_hits,
             history,
             seeds,
+            screen: screen_log,
         })
+    }
+
+    /// The k of every layer from NSGA-II's candidate indices.
+    fn ks_of(&self, lists: &[Vec<usize>], x: &[i64]) -> Vec<usize> {
+        x.iter()
+            .enumerate()
+            .map(|(l, &i)| lists[l][i as usize])
+            .collect()
+    }
+
+    /// The weights of configuration `ks` (each layer clustered with its k).
+    fn configuration(
+        &self,
+        ks: &[usize],
+        clusters: &HashMap<(usize, usize), KMeans1d>,
+    ) -> WeightSet {
+        replaced(
+            self.weights,
+            self.layers
+                .iter()
+                .zip(ks)
+                .enumerate()
+                .map(|(li, (l, &k))| (l.tensor, clusters[&(li, k)].dequantize())),
+        )
     }
 
     /// Step 5: the final front, re-extracted with CR_global (the reported ratio), by
@@ -646,12 +742,7 @@ impl<'a> Explore<'a> {
     fn rescore(&self, lists: &[Vec<usize>], x: &Exploration) -> (Vec<Point>, Option<usize>) {
         let mut points: Vec<Point> = Vec::new();
         for ind in x.result.front() {
-            let ks: Vec<usize> = ind
-                .x
-                .iter()
-                .enumerate()
-                .map(|(l, &i)| lists[l][i as usize])
-                .collect();
+            let ks = self.ks_of(lists, &ind.x);
             if points.iter().any(|p| p.ks == ks) {
                 continue;
             }
@@ -731,7 +822,7 @@ impl<'a> Explore<'a> {
             .collect();
         let log10_before: f64 = self.sweep_ks.iter().map(|v| (v.len() as f64).log10()).sum();
         let log10_after: f64 = lists.iter().map(|v| (v.len() as f64).log10()).sum();
-        json!({
+        let mut log = json!({
             "search_images": n,
             "baseline_top1_correct": c0,
             "baseline_top1_pct": pct(c0, n),
@@ -777,7 +868,13 @@ impl<'a> Explore<'a> {
                 "evaluator_cache_hits": stats.cache_hits,
             },
             "hypervolume_reference": {"top1_fraction": 0.0, "cr_obj": 0.0},
-        })
+        });
+        // Only when on, so that a search without accelerations writes exactly what it
+        // wrote before they existed (the golden digests check it).
+        if self.accel != wb_core::Accel::default() {
+            log["accelerations"] = json!(x.screen);
+        }
+        log
     }
 
     /// One candidate per front point (`pNN`, by increasing compression), the first
@@ -841,14 +938,14 @@ impl Method for WsDse {
         weights: &WeightSet,
         ctx: &mut Context<'_>,
     ) -> Result<Vec<Candidate>, MethodError> {
-        let (seed, progress) = (ctx.seed, ctx.progress);
+        let (seed, progress, accel) = (ctx.seed, ctx.progress, ctx.accel);
         let ev: &mut dyn Evaluator = ctx.require_evaluator("ws-dse")?;
-        let job = Explore::start(self, weights, progress, ev)?;
+        let job = Explore::start(self, weights, (progress, accel), ev)?;
         let mut entries = job.sweep(ev)?;
         let sweep_evaluations = ev.stats().evaluations;
         let pruned = job.prune(ev, &mut entries)?;
         let clusters = job.clusters(&pruned.lists)?;
-        let x = job.explore(ev, &pruned.lists, &clusters, seed)?;
+        let x = job.explore(ev, &pruned.lists, &clusters, seed, &entries)?;
         let (points, chosen) = job.rescore(&pruned.lists, &x);
         let log = job.search_log(&entries, &pruned, &x, sweep_evaluations, ev.stats());
         job.candidates(&points, chosen, &clusters, log)

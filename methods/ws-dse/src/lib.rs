@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+mod accel;
 mod accounting;
 mod dse;
 mod grid;
 pub mod view;
 
+pub use accel::{ScreenLog, AUDIT_EVERY, SURROGATE_MARGIN_PCT};
 pub use accounting::{cr_global, cr_obj, LayerCost};
 pub use dse::{
     min_correct_above, prune, uniform_seeds, Diagnostics, GenerationRecord, Init, SweepEntry,

@@ -593,3 +593,47 @@ fn uniform_init_starts_from_the_uniform_configurations_and_is_deterministic() {
         json!([])
     );
 }
+
+/// With the surrogate on, configurations predicted well below their need are not
+/// evaluated, the log says so, and every reported point still carries the count a
+/// full evaluation gives; with accelerations off the log has no `accelerations`.
+#[test]
+fn surrogate_screens_configurations_and_reported_points_stay_measured() {
+    let m = WsDse {
+        k_min: 2,
+        k_max: 64,
+        k_points: 20,
+        pop_size: 12,
+        generations: 8,
+        quality: 0.8,
+        ..WsDse::default()
+    };
+    let weights = model();
+    let go = |accel: wb_core::Accel| {
+        let mut ev = FakeEvaluator::new(weights.clone(), 1000, 900, 3.0);
+        let mut ctx = Context::bare(7);
+        ctx.accel = accel;
+        ctx.evaluator = Some(&mut ev);
+        let c = m.compress(&weights, &mut ctx).unwrap();
+        (c, ev.stats().evaluations)
+    };
+    let (plain, plain_evals) = go(wb_core::Accel::default());
+    assert!(plain[0].extra["search"].get("accelerations").is_none());
+    let (fast, fast_evals) = go(wb_core::Accel {
+        race: Some(0.999),
+        surrogate: true,
+    });
+    let acc = &fast[0].extra["search"]["accelerations"];
+    assert_eq!(acc["surrogate"], true);
+    assert!(acc["screened"].as_u64().unwrap() > 0, "{acc}");
+    assert!(fast_evals < plain_evals, "{fast_evals} vs {plain_evals}");
+    // Every reported point: its logged count is what the evaluator measures.
+    let mut check = FakeEvaluator::new(weights.clone(), 1000, 900, 3.0);
+    for c in &fast {
+        let measured = check
+            .evaluate(&c.artifact.decode().unwrap())
+            .unwrap()
+            .top1_correct;
+        assert_eq!(c.extra["search_top1_correct"], measured, "{}", c.label);
+    }
+}
