@@ -93,7 +93,9 @@ pub trait Evaluator {
         confidence: f64,
     ) -> Result<Raced, EvalError> {
         let _ = confidence;
-        Ok(Raced::exact(self.evaluate_threshold(weights, min_top1_correct)?))
+        Ok(Raced::exact(
+            self.evaluate_threshold(weights, min_top1_correct)?,
+        ))
     }
 }
 

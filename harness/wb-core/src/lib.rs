@@ -28,7 +28,6 @@ pub use error::{CoreError, Result};
 pub use eval::{
     Accuracy, Cached, EvalError, EvalStats, Evaluator, FakeEvaluator, Memo, Raced, Threshold,
 };
-pub use race::Accel;
 pub use grad::{
     FakeGradients, GradientConfig, GradientSource, Gradients, Importance, TensorGradients,
 };
@@ -44,6 +43,7 @@ pub use qat::{
     BatchNormMode, FakeQatBackend, IdentityHook, Optimizer, QatBackend, QatConfig, QatEpoch,
     QatHook, QatOutcome, Schedule, TensorCurvature,
 };
+pub use race::Accel;
 pub use train::{
     EpochRecord, FakeFineTuner, FineTuneConfig, FineTuneOutcome, FineTuner, Projection,
 };

@@ -33,7 +33,11 @@ pub const RACE_MIN_IMAGES: usize = 100;
 /// doc); never more than `correct` plus the unseen images.
 pub fn upper_count(correct: usize, seen: usize, total: usize, delta: f64) -> f64 {
     if seen >= total || seen == 0 {
-        return if seen == 0 { total as f64 } else { correct as f64 };
+        return if seen == 0 {
+            total as f64
+        } else {
+            correct as f64
+        };
     }
     let (n, big_n) = (seen as f64, total as f64);
     let eps = serfling_eps(n, big_n, delta);
@@ -101,7 +105,10 @@ mod tests {
 
     #[test]
     fn bounds_bracket_the_sample_and_tighten_with_images() {
-        let (u1, u2) = (upper_count(80, 100, 2000, 1e-3), upper_count(800, 1000, 2000, 1e-3));
+        let (u1, u2) = (
+            upper_count(80, 100, 2000, 1e-3),
+            upper_count(800, 1000, 2000, 1e-3),
+        );
         assert!(u1 > 1600.0 && u2 > 1600.0 && u2 < u1);
         assert!(lower_count(800, 1000, 2000, 1e-3) < 1600.0);
         // Everything seen: exact.
@@ -113,9 +120,18 @@ mod tests {
     #[test]
     fn decisions_need_enough_images_and_a_clear_gap() {
         assert!(!improbable(10, 50, 2000, 1600, 0.999, 4), "too few images");
-        assert!(improbable(300, 500, 2000, 1600, 0.999, 4), "60 % against 80 %");
-        assert!(!improbable(390, 500, 2000, 1600, 0.999, 4), "78 % against 80 %");
-        assert!(!improbable(0, 2000, 2000, 1600, 0.999, 4), "finished: exact answer");
+        assert!(
+            improbable(300, 500, 2000, 1600, 0.999, 4),
+            "60 % against 80 %"
+        );
+        assert!(
+            !improbable(390, 500, 2000, 1600, 0.999, 4),
+            "78 % against 80 %"
+        );
+        assert!(
+            !improbable(0, 2000, 2000, 1600, 0.999, 4),
+            "finished: exact answer"
+        );
     }
 
     /// Over many random orders of a population just above the threshold, the raced

@@ -11,13 +11,16 @@
 //!
 //! Accelerations: `stages` — the evaluator resumes from the FP32 activations of the
 //! search images cached at stage boundaries (`--stage-cache-mb`, the run's default);
-//! its building time is counted in the accelerated run. (Across cells the runner also
+//! its building time is counted in the accelerated run. With `--race CONFIDENCE`
+//! and/or `--surrogate`, a third run adds racing and the surrogate screen on top of the
+//! stage cache (`[search] race`, `[search] surrogate`); it may decide differently, so
+//! its chosen point (search count and CR) is printed beside the plain one's. (Across cells the runner also
 //! reuses every accuracy already known for the same weights and images; a single
 //! search gains nothing from that, so it is not measured here.)
 //!
 //! By hand: `cargo run --release -p wb-runner --example bench_search -- [--models
 //! resnet20,resnet56] [--images 2000] [--generations 3] [--rounds 1] [--threads N]
-//! [--stage-cache-mb 1024]`.
+//! [--stage-cache-mb 1024] [--race 0.999] [--surrogate]`.
 
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -71,13 +74,15 @@ impl Progress for SweepClock {
     }
 }
 
-/// One search: wall time, sweep time, evaluations, stage work, candidates' digest.
+/// One search: wall time, sweep time, evaluations, stage work, candidates' digest,
+/// the chosen point (search top-1 count, CR_global).
 struct Outcome {
     wall_s: f64,
     sweep_s: f64,
     evaluations: u64,
     work: Option<(u64, u64)>,
     digest: String,
+    chosen: Option<(u64, f64)>,
 }
 
 fn search(
@@ -85,6 +90,7 @@ fn search(
     batches: &Batches,
     params: &wb_core::Params,
     stage_cache_bytes: Option<u64>,
+    accel: wb_core::Accel,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     let info = wb_runner::registry::methods()
         .into_iter()
@@ -111,7 +117,7 @@ fn search(
         trainer: None,
         gradients: None,
         progress: &clock,
-        accel: wb_core::race::Accel::default(),
+        accel,
     };
     let candidates = wb_core::compress_checked(info.id, method.as_ref(), &original, &mut ctx)?;
     let wall_s = clock.start.elapsed().as_secs_f64();
@@ -121,13 +127,34 @@ fn search(
         h.update([u8::from(c.chosen)]);
         h.update(container::write(&c.artifact)?);
     }
+    let chosen = candidates.iter().find(|c| c.chosen).map(|c| {
+        (
+            c.extra["search_top1_correct"].as_u64().unwrap_or(0),
+            c.extra["cr_global"].as_f64().unwrap_or(f64::NAN),
+        )
+    });
     Ok(Outcome {
+        chosen,
         wall_s,
         sweep_s: clock.sweep_s.get().unwrap_or(wall_s),
         evaluations: ev.stats().evaluations,
         work: ev.inner().stage_work(),
         digest: wb_core::weights::hex(&h.finalize())[..16].to_string(),
     })
+}
+
+/// The runs compared: plain, the stage cache, and (when asked for) racing and the
+/// surrogate on top of it.
+fn variants(
+    cache_bytes: u64,
+    accel: wb_core::Accel,
+) -> Vec<(&'static str, Option<u64>, wb_core::Accel)> {
+    let off = wb_core::Accel::default();
+    let mut v = vec![("plain", None, off), ("stages", Some(cache_bytes), off)];
+    if accel != off {
+        v.push(("stages+race+surrogate", Some(cache_bytes), accel));
+    }
+    v
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -144,6 +171,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = num("--rounds", 1usize).max(1);
     let cache_mb: u64 = num("--stage-cache-mb", 1024);
     let models = arg("--models").unwrap_or_else(|| "resnet20,resnet56".into());
+    let accel = wb_core::Accel {
+        race: arg("--race").and_then(|s| s.parse().ok()),
+        surrogate: std::env::args().any(|a| a == "--surrogate"),
+    };
     wb_torch::set_threads(threads, 1);
     let mut given = BTreeMap::new();
     given.insert("k_points".to_string(), serde_json::json!(10));
@@ -164,69 +195,58 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         wb_measure::env::Manifest::collect(&root).cpu_model
     );
     println!(
-        "| model | run | evaluations | forward work | wall s | sweep s | speed-up (whole) | speed-up (sweep) | same decisions |"
+        "| model | run | evaluations | forward work | wall s | sweep s | speed-up (whole) | speed-up (sweep) | same decisions | chosen (search count, CR) |"
     );
-    println!("|---|---|--:|--:|--:|--:|--:|--:|---|");
+    println!("|---|---|--:|--:|--:|--:|--:|--:|---|---|");
     for name in models.split(',') {
         let card = find_card(&root.join("models"), name)?;
         let mut model = TorchModel::load(&card, wb_torch::Device::Cpu)?;
         let batches = Batches::new(&model, &subset, 500)?;
-        let (mut whole, mut sweep) = (Vec::new(), Vec::new());
-        let mut last = None;
+        let variants = variants(cache_mb << 20, accel);
+        let mut ratios = vec![(Vec::new(), Vec::new()); variants.len()];
+        let mut last = Vec::new();
         for round in 0..rounds {
-            // Alternate which goes first, so neither always meets a warmer machine.
-            let order = if round % 2 == 0 {
-                [false, true]
-            } else {
-                [true, false]
-            };
-            let mut pair: [Option<Outcome>; 2] = [None, None];
-            for accelerated in order {
-                let bytes = accelerated.then_some(cache_mb << 20);
-                pair[usize::from(accelerated)] =
-                    Some(search(&mut model, &batches, &params, bytes)?);
+            // Alternate the order, so no variant always meets a warmer machine.
+            let mut order: Vec<usize> = (0..variants.len()).collect();
+            if round % 2 == 1 {
+                order.reverse();
             }
-            let [Some(plain), Some(fast)] = pair else {
-                unreachable!("both runs done")
-            };
-            whole.push(plain.wall_s / fast.wall_s);
-            sweep.push(plain.sweep_s / fast.sweep_s);
-            last = Some((plain, fast));
+            let mut runs: Vec<Option<Outcome>> = (0..variants.len()).map(|_| None).collect();
+            for i in order {
+                let (_, bytes, a) = variants[i];
+                runs[i] = Some(search(&mut model, &batches, &params, bytes, a)?);
+            }
+            let runs: Vec<Outcome> = runs.into_iter().map(|o| o.expect("run")).collect();
+            for (i, o) in runs.iter().enumerate() {
+                ratios[i].0.push(runs[0].wall_s / o.wall_s);
+                ratios[i].1.push(runs[0].sweep_s / o.sweep_s);
+            }
+            last = runs;
         }
-        let (plain, fast) = last.expect("at least one round");
-        let same = plain.digest == fast.digest;
-        for (label, o, ratio) in [
-            ("plain", &plain, None),
-            (
-                "stages",
-                &fast,
-                Some((median(&mut whole), median(&mut sweep))),
-            ),
-        ] {
+        let plain_digest = last[0].digest.clone();
+        for (i, o) in last.iter().enumerate() {
             let work = match o.work {
                 Some((run, full)) => format!("{:.2}", run as f64 / full as f64),
                 None => "1.00".into(),
             };
-            let (rw, rs) = match ratio {
-                Some((w, s)) => (format!("{w:.2}×"), format!("{s:.2}×")),
-                None => ("1.00×".into(), "1.00×".into()),
+            let (w, sw) = (median(&mut ratios[i].0), median(&mut ratios[i].1));
+            let same = if i == 0 {
+                format!("digest {}", o.digest)
+            } else if o.digest == plain_digest {
+                "yes".into()
+            } else {
+                format!("no (digest {})", o.digest)
             };
+            let chosen = o
+                .chosen
+                .map_or("none".into(), |(c, cr)| format!("{c}/{images} at {cr:.2}×"));
             println!(
-                "| {name} | {label} | {} | {work} | {:.1} | {:.1} | {rw} | {rs} | {} |",
-                o.evaluations,
-                o.wall_s,
-                o.sweep_s,
-                if label == "plain" {
-                    format!("digest {}", o.digest)
-                } else if same {
-                    "yes".into()
-                } else {
-                    format!("NO (digest {})", o.digest)
-                }
+                "| {name} | {} | {} | {work} | {:.1} | {:.1} | {w:.2}× | {sw:.2}× | {same} | {chosen} |",
+                variants[i].0, o.evaluations, o.wall_s, o.sweep_s,
             );
         }
-        if !same {
-            return Err(format!("{name}: the accelerated search decided differently").into());
+        if last[1].digest != plain_digest {
+            return Err(format!("{name}: the stage cache changed the search's decisions").into());
         }
     }
     Ok(())

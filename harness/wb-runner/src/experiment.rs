@@ -1222,6 +1222,36 @@ params = { k = [4, 16, 64] }
 "#;
 
     #[test]
+    fn accelerations_change_only_searching_cells_ids_and_bad_values_are_named() {
+        let base = r#"
+models = ["resnet20"]
+datasets = ["cifar10-jpeg75"]
+[evaluation]
+split = "heldout"
+[search]
+images = 100
+SEARCH_EXTRA
+[[methods]]
+id = "fp32"
+[[methods]]
+id = "search"
+"#;
+        let plain = check(&base.replace("SEARCH_EXTRA", "")).unwrap();
+        assert_eq!(plain.accel, wb_core::Accel::default());
+        let fast = check(&base.replace("SEARCH_EXTRA", "race = 0.999\nsurrogate = true")).unwrap();
+        assert_eq!(fast.accel.race, Some(0.999));
+        assert!(fast.accel.surrogate);
+        let id = |e: &Experiment, m: &str| {
+            e.cells.iter().find(|c| c.method == m).unwrap().id.clone()
+        };
+        assert_eq!(id(&plain, "fp32"), id(&fast, "fp32"));
+        assert_ne!(id(&plain, "search"), id(&fast, "search"));
+        assert!(id(&fast, "search").starts_with("resnet20__cifar10-jpeg75__search__s0__"));
+        let e = check(&base.replace("SEARCH_EXTRA", "race = 1.5")).unwrap_err();
+        assert!(e.to_string().contains("search.race"), "{e}");
+    }
+
+    #[test]
     fn grid_expands_sweeps_and_ids_are_stable_and_unique() {
         let e = check(OK).unwrap();
         assert_eq!(e.name, "t");

@@ -153,7 +153,11 @@ pub fn timed_pass(
             )?;
             Ok(t)
         },
-        || energy_of(run, inputs, || inputs.run_f32(model, TimedBatch::Throughput)),
+        || {
+            energy_of(run, inputs, || {
+                inputs.run_f32(model, TimedBatch::Throughput)
+            })
+        },
     )?;
     fill_f32(r, &f32t);
     if let Some(second) = second {

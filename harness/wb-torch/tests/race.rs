@@ -17,7 +17,9 @@ fn racing_stops_a_damaged_model_early_and_leaves_a_good_one_exact() {
     let mut model = TorchModel::load(&card("resnet20"), tch::Device::Cpu).unwrap();
     let batches = Batches::new(&model, &imgs, 100).unwrap();
     let good = model.weights().clone();
-    let full = TorchEvaluator::new(&mut model, &batches).evaluate(&good).unwrap();
+    let full = TorchEvaluator::new(&mut model, &batches)
+        .evaluate(&good)
+        .unwrap();
     // Noise on every weight: accuracy falls far below FP32's.
     let mut bad = good.clone();
     let mut state = 3u64;

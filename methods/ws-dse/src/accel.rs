@@ -250,7 +250,10 @@ mod tests {
                 assert_eq!(c, Count::Estimate(500));
             }
         }
-        assert_eq!((s.log.screened, s.log.audited, s.log.audited_wrong), (10, 2, 2));
+        assert_eq!(
+            (s.log.screened, s.log.audited, s.log.audited_wrong),
+            (10, 2, 2)
+        );
         // No need (nothing evaluated at this ratio yet): always in full.
         assert_eq!(
             s.count(&mut ev, &reference, &[4], None).unwrap(),

@@ -691,12 +691,12 @@ impl<'a> Explore<'a> {
         // The front is reported and chosen from: every point on it measured in full.
         for ind in result.front() {
             let ks = self.ks_of(lists, &ind.x);
-            if !cache.contains_key(&ks) {
-                let ws = self.configuration(&ks, clusters);
-                let Count::Exact(c) = screen.full(ev, &ws, &ks)? else {
+            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(ks) {
+                let ws = self.configuration(slot.key(), clusters);
+                let Count::Exact(c) = screen.full(ev, &ws, slot.key())? else {
                     unreachable!("a full evaluation is exact")
                 };
-                cache.insert(ks, c);
+                slot.insert(c);
                 screen.log.front_completed += 1;
             }
         }
