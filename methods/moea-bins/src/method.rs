@@ -485,6 +485,8 @@ struct Job<'a> {
 struct Search {
     /// (non-empty bins, top-1 count) of every k evaluated.
     cache: HashMap<usize, (usize, usize)>,
+    /// What racing did (when on).
+    raced: RaceLog,
     /// One record per generation.
     history: Vec<Value>,
     /// The final front's k, unique, by increasing number of bins.
@@ -495,6 +497,23 @@ struct Search {
     /// Evaluator evaluations computed when the search ended.
     computed_after: u64,
     hv_ref: [f64; 2],
+}
+
+/// What racing did in the NSGA-II search (`[search] race`; README, Deviations): a k
+/// that cannot beat every evaluated k with at most its bins is stopped once that is
+/// improbable at the stated confidence, and given its rate on the images seen.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct RaceLog {
+    /// Racing confidence (`None`: off, every k evaluated in full).
+    race: Option<f64>,
+    /// Evaluations that stopped early (certainly or on the bound).
+    stopped: usize,
+    /// Of those, stopped on the racing bound.
+    raced: usize,
+    /// Images the stopped evaluations saw in all.
+    images_seen: usize,
+    /// Front k that held an estimate and were evaluated in full at the end.
+    front_completed: usize,
 }
 
 /// The front after the merge phase.
@@ -638,9 +657,20 @@ impl<'a> Job<'a> {
 
     /// NSGA-II over k: objectives 1 − top-1 (search subset) and the number of non-empty
     /// bins, evaluations cached by k.
-    fn search(&self, ev: &mut (dyn Evaluator + '_), seed: u64) -> Result<Search, MethodError> {
+    fn search(
+        &self,
+        ev: &mut (dyn Evaluator + '_),
+        seed: u64,
+        race: Option<f64>,
+    ) -> Result<Search, MethodError> {
         let (m, progress, images) = (self.m, self.progress, self.images);
         let mut cache: HashMap<usize, (usize, usize)> = HashMap::new();
+        // Raced k (racing on): (bins, estimate below its need), never reported.
+        let mut estimates: HashMap<usize, (usize, usize)> = HashMap::new();
+        let mut raced = RaceLog {
+            race,
+            ..RaceLog::default()
+        };
         cache.insert(m.ub, (self.rub.len(), self.rub_correct.expect("evaluated")));
         let mut calls_cached = 0u64;
         let computed = Cell::new(ev.stats().evaluations);
@@ -655,7 +685,7 @@ impl<'a> Job<'a> {
         let result = {
             let evaluate = |x: &[i64]| -> Result<Vec<f64>, MethodError> {
                 let k = x[0] as usize;
-                let (bins, correct) = match cache.get(&k) {
+                let (bins, correct) = match cache.get(&k).or(estimates.get(&k)) {
                     Some(&v) => {
                         calls_cached += 1;
                         v
@@ -663,9 +693,53 @@ impl<'a> Job<'a> {
                     None => {
                         let ub = binning(&self.scoped.data, k)?;
                         let ws = self.scoped.install(self.weights, &ub.dequantize());
-                        let c = ev.evaluate(&ws)?.top1_correct;
-                        cache.insert(k, (ub.len(), c));
-                        (ub.len(), c)
+                        let bins = ub.len();
+                        // To enter the front, k must beat every evaluated k with at
+                        // most its bins.
+                        let need = cache
+                            .values()
+                            .filter(|&&(b, _)| b <= bins)
+                            .map(|&(_, c)| c + 1)
+                            .max();
+                        match (race, need) {
+                            (Some(conf), Some(need)) => {
+                                let r = ev.evaluate_race(&ws, need, conf)?;
+                                match r.answer {
+                                    Threshold::Reached(a) => {
+                                        cache.insert(k, (bins, a.top1_correct));
+                                        (bins, a.top1_correct)
+                                    }
+                                    Threshold::Below {
+                                        top1_correct_seen,
+                                        seen,
+                                    } if seen >= images => {
+                                        cache.insert(k, (bins, top1_correct_seen));
+                                        (bins, top1_correct_seen)
+                                    }
+                                    Threshold::Below {
+                                        top1_correct_seen,
+                                        seen,
+                                    } => {
+                                        raced.stopped += 1;
+                                        raced.raced += usize::from(r.raced);
+                                        raced.images_seen += seen;
+                                        let est = wb_core::race::estimate(
+                                            top1_correct_seen,
+                                            seen,
+                                            images,
+                                            need,
+                                        );
+                                        estimates.insert(k, (bins, est));
+                                        (bins, est)
+                                    }
+                                }
+                            }
+                            _ => {
+                                let c = ev.evaluate(&ws)?.top1_correct;
+                                cache.insert(k, (bins, c));
+                                (bins, c)
+                            }
+                        }
                     }
                 };
                 computed.set(ev.stats().evaluations);
@@ -710,10 +784,20 @@ impl<'a> Job<'a> {
             })?
         };
         let mut front_k: Vec<usize> = result.front().iter().map(|i| i.x[0] as usize).collect();
+        // The front is merged and reported: every k on it measured in full.
+        for &k in &front_k {
+            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(k) {
+                let ub = binning(&self.scoped.data, k)?;
+                let ws = self.scoped.install(self.weights, &ub.dequantize());
+                slot.insert((ub.len(), ev.evaluate(&ws)?.top1_correct));
+                raced.front_completed += 1;
+            }
+        }
         front_k.sort_by_key(|k| (cache[k].0, *k));
         front_k.dedup();
         Ok(Search {
             cache,
+            raced,
             history,
             front_k,
             generations: result.generations,
@@ -976,7 +1060,7 @@ impl<'a> Job<'a> {
             search.cache.iter().map(|(&k, &(b, c))| (k, b, c)).collect();
         evaluated_k.sort_unstable();
         let nsga_computed = search.computed_after;
-        json!({
+        let mut log = json!({
             "mode": "moea",
             "counted_weights": self.scoped.data.len(),
             "search_images": images,
@@ -1016,7 +1100,12 @@ impl<'a> Job<'a> {
                 "total_computed": stats.evaluations.saturating_sub(start_evaluations),
                 "evaluator_cache_hits": stats.cache_hits,
             },
-        })
+        });
+        // Only when on, so that a search without racing writes what it always wrote.
+        if search.raced.race.is_some() {
+            log["accelerations"] = json!(search.raced);
+        }
+        log
     }
 }
 
@@ -1040,7 +1129,7 @@ impl Method for MoeaBins {
         if self.mode == Mode::Moea && ctx.evaluator.is_none() {
             return Err(MethodError::NeedsEvaluator(ID));
         }
-        let (seed, progress) = (ctx.seed, ctx.progress);
+        let (seed, progress, race) = (ctx.seed, ctx.progress, ctx.accel.race);
         let start_evaluations = ctx
             .evaluator
             .as_deref()
@@ -1050,7 +1139,7 @@ impl Method for MoeaBins {
             Some(ev) if self.mode == Mode::Moea => ev,
             _ => return job.random_ub_only(),
         };
-        let search = job.search(ev, seed)?;
+        let search = job.search(ev, seed, race)?;
         let merged = job.merge(ev, &search)?;
         let reported = job.reported(&merged.solutions);
         let finals = Job::finals(&merged.solutions, &reported);

@@ -473,3 +473,67 @@ fn merge_budget_bounds_the_merge_phase() {
         }
     }
 }
+
+/// The fake, with racing: a configuration more than 20 images short of its need stops
+/// after a quarter of the images, as if the racing bound had ruled it out.
+struct RacingFake(FakeEvaluator);
+
+impl Evaluator for RacingFake {
+    fn evaluate(&mut self, w: &WeightSet) -> Result<wb_core::Accuracy, wb_core::EvalError> {
+        self.0.evaluate(w)
+    }
+    fn images(&self) -> usize {
+        self.0.images()
+    }
+    fn stats(&self) -> wb_core::EvalStats {
+        self.0.stats()
+    }
+    fn evaluate_race(
+        &mut self,
+        w: &WeightSet,
+        need: usize,
+        _confidence: f64,
+    ) -> Result<wb_core::Raced, wb_core::EvalError> {
+        let a = self.0.evaluate(w)?;
+        Ok(if a.top1_correct + 20 < need {
+            wb_core::Raced {
+                answer: wb_core::Threshold::Below {
+                    top1_correct_seen: a.top1_correct / 4,
+                    seen: a.total / 4,
+                },
+                raced: true,
+            }
+        } else {
+            wb_core::Raced::exact(if a.top1_correct >= need {
+                wb_core::Threshold::Reached(a)
+            } else {
+                wb_core::Threshold::Below {
+                    top1_correct_seen: a.top1_correct,
+                    seen: a.total,
+                }
+            })
+        })
+    }
+}
+
+#[test]
+fn racing_is_logged_and_reported_points_stay_measured() {
+    let m = small(json!({}));
+    let w = model();
+    let mut ev = RacingFake(FakeEvaluator::new(w.clone(), 1000, 900, 0.5));
+    let mut ctx = Context::bare(4);
+    ctx.accel.race = Some(0.999);
+    ctx.evaluator = Some(&mut ev);
+    let cands = m.compress(&w, &mut ctx).unwrap();
+    let log = &cands[0].extra["search"]["accelerations"];
+    assert_eq!(log["race"], 0.999);
+    // On this fake, accuracy grows with the bins, so a k rarely trails one with fewer
+    // bins: racing seldom has anything to stop (the log says how often it did).
+    assert!(log["stopped"].is_u64(), "{log}");
+    for c in &cands {
+        check_artifact(c, &w);
+    }
+    // Off: no accelerations in the log.
+    let (plain, _) = run(&m, 4);
+    assert!(plain[0].extra["search"].get("accelerations").is_none());
+}
