@@ -20,7 +20,7 @@
 //!
 //! By hand: `cargo run --release -p wb-runner --example bench_search -- [--models
 //! resnet20,resnet56] [--images 2000] [--generations 3] [--rounds 1] [--threads N]
-//! [--stage-cache-mb 1024] [--race 0.999] [--surrogate]`.
+//! [--stage-cache-mb 1024] [--race 0.999] [--surrogate] [--batch 500]`.
 
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
@@ -167,6 +167,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let images: usize = num("--images", 2000);
+    // Racing looks after every batch: smaller batches give it more looks.
+    let batch: usize = num("--batch", 500usize).max(1);
     let generations: i64 = num("--generations", 3);
     let rounds: usize = num("--rounds", 1usize).max(1);
     let cache_mb: u64 = num("--stage-cache-mb", 1024);
@@ -190,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let subset = pool.subset(&pick);
     println!(
         "bench-search: ws-dse {{k_points = 10, generations = {generations}}}, {images} images \
-         of cifar10-jpeg75, batch 500, {threads} thread(s), {rounds} round(s), stage cache \
+         of cifar10-jpeg75, batch {batch}, {threads} thread(s), {rounds} round(s), stage cache \
          {cache_mb} MiB; {}",
         wb_measure::env::Manifest::collect(&root).cpu_model
     );
@@ -201,7 +203,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for name in models.split(',') {
         let card = find_card(&root.join("models"), name)?;
         let mut model = TorchModel::load(&card, wb_torch::Device::Cpu)?;
-        let batches = Batches::new(&model, &subset, 500)?;
+        let batches = Batches::new(&model, &subset, batch)?;
         let variants = variants(cache_mb << 20, accel);
         let mut ratios = vec![(Vec::new(), Vec::new()); variants.len()];
         let mut last = Vec::new();
