@@ -13,8 +13,13 @@
 //!   ([`wb_core::race`]) or impossible. A stopped configuration is given its rate on
 //!   the images seen, scaled up and kept below its need.
 //! - **Surrogate**: the layer sweep measured every kept (layer, k) alone; the surrogate
-//!   predicts a configuration's count as FP32's minus the sum of its layers' losses
-//!   alone. A configuration predicted more than [`SURROGATE_MARGIN_PCT`] below its need
+//!   predicts a configuration's loss (FP32's count minus its count) as `α` times the sum
+//!   of its layers' losses alone, `α` fitted by least squares (through the origin) on
+//!   every configuration evaluated in full so far (`α = 1` until [`FIT_MIN`] are). On
+//!   ResNet56 the plain sum (`α = 1`) overestimated the loss by about 150 of 2,000
+//!   images and screened out configurations that reached their need in 28 % of the
+//!   audits; the fit follows what the evaluations show instead.
+//!   A configuration predicted more than [`SURROGATE_MARGIN_PCT`] below its need
 //!   is not evaluated and is given the prediction (kept below the need); every
 //!   [`AUDIT_EVERY`]-th such configuration is evaluated anyway, and the log says how
 //!   often the screen was wrong (the configuration reached its need).
@@ -31,6 +36,8 @@ use wb_core::{race, Accel, EvalError, Evaluator, Threshold, WeightSet};
 pub const SURROGATE_MARGIN_PCT: f64 = 1.0;
 /// Every this many screened configurations, one is evaluated anyway (the audit).
 pub const AUDIT_EVERY: usize = 5;
+/// Configurations evaluated in full before the surrogate's scale is fitted.
+pub const FIT_MIN: usize = 10;
 
 /// What the accelerations did, for the search log.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -58,8 +65,11 @@ pub struct ScreenLog {
     pub audited_wrong: usize,
     /// Front points that held an estimate and were evaluated in full at the end.
     pub front_completed: usize,
-    /// Mean |predicted − measured| count over the fully evaluated configurations.
+    /// Mean |predicted − measured| count over the fully evaluated configurations
+    /// (each predicted before it was measured).
     pub surrogate_mean_abs_error: Option<f64>,
+    /// The fitted scale `α` of the summed layer losses at the end of the search.
+    pub surrogate_scale: Option<f64>,
     #[serde(skip)]
     abs_error_sum: f64,
     #[serde(skip)]
@@ -74,6 +84,8 @@ pub struct Screen {
     /// Top-1 count of each (layer, k) clustered alone, from the sweep.
     alone: HashMap<(usize, usize), usize>,
     margin: usize,
+    /// Least-squares sums of the fit: Σ summed·measured loss, Σ summed², count.
+    fit: (f64, f64, usize),
     /// The log.
     pub log: ScreenLog,
 }
@@ -98,6 +110,7 @@ impl Screen {
             n,
             alone,
             margin,
+            fit: (0.0, 0.0, 0),
             log: ScreenLog {
                 race: accel.race,
                 surrogate: accel.surrogate,
@@ -112,18 +125,33 @@ impl Screen {
         self.accel.race.is_some() || self.accel.surrogate
     }
 
-    /// The surrogate's count of a configuration (`ks[l]` = k of layer `l`).
-    pub fn predict(&self, ks: &[usize]) -> usize {
-        let loss: usize = ks
-            .iter()
+    /// The sum of the losses of `ks`'s layers alone (`ks[l]` = k of layer `l`).
+    fn summed_loss(&self, ks: &[usize]) -> f64 {
+        ks.iter()
             .enumerate()
             .map(|(l, &k)| {
                 self.alone
                     .get(&(l, k))
                     .map_or(0, |&c| self.c0.saturating_sub(c))
             })
-            .sum();
-        self.c0.saturating_sub(loss)
+            .sum::<usize>() as f64
+    }
+
+    /// The fitted scale of the summed loss (1 until [`FIT_MIN`] configurations are
+    /// measured).
+    pub fn scale(&self) -> f64 {
+        let (xy, xx, n) = self.fit;
+        if n >= FIT_MIN && xx > 0.0 {
+            (xy / xx).max(0.0)
+        } else {
+            1.0
+        }
+    }
+
+    /// The surrogate's count of configuration `ks`.
+    pub fn predict(&self, ks: &[usize]) -> usize {
+        let loss = self.scale() * self.summed_loss(ks);
+        (self.c0 as f64 - loss).round().max(0.0) as usize
     }
 
     /// The count a configuration needs to enter the front of `known` (measured counts
@@ -201,6 +229,11 @@ impl Screen {
             self.log.abs_error_n += 1;
             self.log.surrogate_mean_abs_error =
                 Some(self.log.abs_error_sum / self.log.abs_error_n as f64);
+            let (x, y) = (self.summed_loss(ks), self.c0 as f64 - c as f64);
+            self.fit.0 += x * y;
+            self.fit.1 += x * x;
+            self.fit.2 += 1;
+            self.log.surrogate_scale = Some(self.scale());
         }
         Count::Exact(c)
     }
@@ -230,6 +263,24 @@ mod tests {
         let s = Screen::new(Accel::default(), 1000, 1000, alone);
         assert_eq!(s.predict(&[4, 8]), 930);
         assert_eq!(s.predict(&[4, 16]), 950);
+    }
+
+    #[test]
+    fn the_scale_follows_the_measured_losses() {
+        let alone = HashMap::from([((0, 4), 900), ((1, 8), 900)]);
+        let accel = Accel {
+            race: None,
+            surrogate: true,
+        };
+        let mut s = Screen::new(accel, 1000, 1000, alone);
+        assert_eq!(s.predict(&[4, 8]), 800, "plain sum before the fit");
+        // Every measured configuration lost half the summed loss.
+        for _ in 0..FIT_MIN {
+            s.measured(&[4, 8], 900);
+        }
+        assert!((s.scale() - 0.5).abs() < 1e-12);
+        assert_eq!(s.predict(&[4, 8]), 900);
+        assert_eq!(s.log.surrogate_scale, Some(0.5));
     }
 
     #[test]
