@@ -1241,9 +1241,8 @@ id = "search"
         let fast = check(&base.replace("SEARCH_EXTRA", "race = 0.999\nsurrogate = true")).unwrap();
         assert_eq!(fast.accel.race, Some(0.999));
         assert!(fast.accel.surrogate);
-        let id = |e: &Experiment, m: &str| {
-            e.cells.iter().find(|c| c.method == m).unwrap().id.clone()
-        };
+        let id =
+            |e: &Experiment, m: &str| e.cells.iter().find(|c| c.method == m).unwrap().id.clone();
         assert_eq!(id(&plain, "fp32"), id(&fast, "fp32"));
         assert_ne!(id(&plain, "search"), id(&fast, "search"));
         assert!(id(&fast, "search").starts_with("resnet20__cifar10-jpeg75__search__s0__"));

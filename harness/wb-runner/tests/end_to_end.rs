@@ -270,8 +270,8 @@ params = { k = 16 }
             .collect::<Vec<_>>()
     };
     assert_eq!(t(&frames[0]), t(&frames[1]));
-    // The timed pass ran once for the one path both rows run on (FP32 and k-means
-    // decode to the same f32 graph), kept its raw samples, and both rows show it.
+    // The timed pass ran once for the one path both rows run on (int8-affine and
+    // k-means decode to the same f32 graph), kept its raw samples, and both rows show it.
     let lat = frames[0]
         .column("latency_ms_b1_median")
         .unwrap()
@@ -288,10 +288,18 @@ params = { k = 16 }
             .all(|r| r == &refs[0] && r.contains("f32-dense")),
         "{refs:?}"
     );
-    let paths = json_files(&tmp.path().join("a/det/paths"));
-    assert_eq!(paths.len(), 1, "{paths:?}");
+    // One f32-dense measurement for both rows; the int8 artifact also has its own
+    // int8-native one.
+    let mut paths = json_files(&tmp.path().join("a/det/paths"));
+    paths.sort();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    let dense: Vec<_> = paths
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("f32-dense"))
+        .collect();
+    assert_eq!(dense.len(), 1, "{paths:?}");
     let t: wb_report::paths::PathTiming =
-        serde_json::from_str(&std::fs::read_to_string(&paths[0]).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dense[0]).unwrap()).unwrap();
     assert!(t.b1.candidate_calls_ms.len() >= 5 && t.bn.reference_calls_ms.len() >= 5);
     // The FP32 reference was logged at the group's start and in the measurement.
     let log =
