@@ -1309,10 +1309,10 @@ impl GroupContext {
             let b = wb_torch::Batches::new(&self.model, &train.subset(&idx), batch)?;
             self.int8_calibration.insert(seed, b);
         }
-        let (card, dev) = (&self.card, self.device);
+        let model = &self.model;
         let m = self
             .int8
-            .get_or_insert_with(|| wb_torch::Int8Model::load(card, dev).map_err(|e| e.to_string()))
+            .get_or_insert_with(|| wb_torch::Int8Model::for_model(model).map_err(|e| e.to_string()))
             .as_mut()
             .map_err(|e| anyhow!("{e}"))?;
         m.install(decoded, scales)?;

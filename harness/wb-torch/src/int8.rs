@@ -44,12 +44,37 @@ impl std::fmt::Debug for Int8Model {
 }
 
 impl Int8Model {
-    /// Loads the card's int8 program.
+    /// Loads the card's int8 program, reading the BatchNorm statistics from a float
+    /// copy of the model loaded for the purpose.
     ///
     /// # Errors
     /// The card names no int8 program, the file is missing or not loadable, or the
     /// device is not the CPU (libtorch's quantized engine runs on CPUs only).
     pub fn load(card: &ModelCard, device: Device) -> Result<Int8Model> {
+        Self::open(card, device, || {
+            Ok(crate::model::TorchModel::load(card, Device::Cpu)?
+                .batchnorm()?
+                .initial())
+        })
+    }
+
+    /// Loads the int8 program of `model`'s card, reading the BatchNorm statistics from
+    /// `model` itself (no second float copy).
+    ///
+    /// # Errors
+    /// As [`Self::load`].
+    pub fn for_model(model: &crate::model::TorchModel) -> Result<Int8Model> {
+        Self::open(model.card(), model.device(), || {
+            Ok(model.batchnorm()?.initial())
+        })
+    }
+
+    /// The checks and the load; `statistics` is asked for once they pass.
+    fn open(
+        card: &ModelCard,
+        device: Device,
+        statistics: impl FnOnce() -> Result<Vec<(String, Vec<f32>)>>,
+    ) -> Result<Int8Model> {
         let model_err = |message: String| TorchError::Model {
             model: card.name.clone(),
             message,
@@ -81,9 +106,7 @@ impl Int8Model {
                 card.card_path.display()
             )));
         }
-        let statistics = crate::model::TorchModel::load(card, Device::Cpu)?
-            .batchnorm()?
-            .initial();
+        let statistics = statistics()?;
         let mut module = CModule::load_on_device(&path, Device::Cpu).map_err(|e| {
             model_err(format!(
                 "cannot load int8 program `{}`: {}",

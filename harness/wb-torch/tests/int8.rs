@@ -81,6 +81,12 @@ fn int8_path_agrees_with_fp32_on_held_out_images() {
         m.install(&decoded, &scales).unwrap();
         m.calibrate(&calib_b).unwrap();
         assert_eq!(m.predict(&test_b).unwrap().1, classes, "{name}");
+
+        // The runner's way: BatchNorm statistics from the loaded model, same answers.
+        let mut r = Int8Model::for_model(&model).unwrap();
+        r.install(&decoded, &scales).unwrap();
+        r.calibrate(&calib_b).unwrap();
+        assert_eq!(r.predict(&test_b).unwrap().1, classes, "{name}");
     }
 }
 
