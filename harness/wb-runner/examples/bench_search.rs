@@ -11,7 +11,10 @@
 //!
 //! Accelerations: `stages` — the evaluator resumes from the FP32 activations of the
 //! search images cached at stage boundaries (`--stage-cache-mb`, the run's default);
-//! its building time is counted in the accelerated run. With `--race CONFIDENCE`
+//! its building time is counted in the accelerated run. `stages+hard-first` adds the
+//! runner's order of the search images (those FP32 finds hard first,
+//! `Batches::hard_first`), so exact threshold answers stop sooner; both must decide
+//! exactly as the plain run (the bench fails otherwise). With `--race CONFIDENCE`
 //! and/or `--surrogate`, a third run adds racing and the surrogate screen on top of the
 //! stage cache (`[search] race`, `[search] surrogate`); it may decide differently, so
 //! its chosen point (search count and CR) is printed beside the plain one's. (Across cells the runner also
@@ -143,18 +146,34 @@ fn search(
     })
 }
 
-/// The runs compared: plain, the stage cache, and (when asked for) racing and the
-/// surrogate on top of it.
-fn variants(
-    cache_bytes: u64,
+/// One run compared: its name, the stage cache's budget (none: whole forward passes),
+/// whether the search images come hard-first, and the search accelerations.
+struct Variant {
+    name: &'static str,
+    cache_bytes: Option<u64>,
+    hard_first: bool,
     accel: wb_core::Accel,
-) -> Vec<(&'static str, Option<u64>, wb_core::Accel)> {
+}
+
+/// The runs compared: plain, the stage cache, the stage cache with the hard images
+/// first (both exact), and (when asked for) racing and the surrogate on top of them.
+fn variants(cache_bytes: u64, accel: wb_core::Accel) -> Vec<Variant> {
     let off = wb_core::Accel::default();
-    let mut v = vec![("plain", None, off), ("stages", Some(cache_bytes), off)];
+    let v = |name, cache: Option<u64>, hard_first, accel| Variant {
+        name,
+        cache_bytes: cache,
+        hard_first,
+        accel,
+    };
+    let mut out = vec![
+        v("plain", None, false, off),
+        v("stages", Some(cache_bytes), false, off),
+        v("stages+hard-first", Some(cache_bytes), true, off),
+    ];
     if accel != off {
-        v.push(("stages+race+surrogate", Some(cache_bytes), accel));
+        out.push(v("stages+hard-first+race+surrogate", Some(cache_bytes), true, accel));
     }
-    v
+    out
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -204,6 +223,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let card = find_card(&root.join("models"), name)?;
         let mut model = TorchModel::load(&card, wb_torch::Device::Cpu)?;
         let batches = Batches::new(&model, &subset, batch)?;
+        let fp32 = model.weights().clone();
+        let hard = Batches::new(&model, &subset, batch)?.hard_first(&mut model, &fp32)?;
         let variants = variants(cache_mb << 20, accel);
         let mut ratios = vec![(Vec::new(), Vec::new()); variants.len()];
         let mut last = Vec::new();
@@ -215,8 +236,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let mut runs: Vec<Option<Outcome>> = (0..variants.len()).map(|_| None).collect();
             for i in order {
-                let (_, bytes, a) = variants[i];
-                runs[i] = Some(search(&mut model, &batches, &params, bytes, a)?);
+                let v = &variants[i];
+                let b = if v.hard_first { &hard } else { &batches };
+                runs[i] = Some(search(&mut model, b, &params, v.cache_bytes, v.accel)?);
             }
             let runs: Vec<Outcome> = runs.into_iter().map(|o| o.expect("run")).collect();
             for (i, o) in runs.iter().enumerate() {
@@ -244,11 +266,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map_or("none".into(), |(c, cr)| format!("{c}/{images} at {cr:.2}×"));
             println!(
                 "| {name} | {} | {} | {work} | {:.1} | {:.1} | {w:.2}× | {sw:.2}× | {same} | {chosen} |",
-                variants[i].0, o.evaluations, o.wall_s, o.sweep_s,
+                variants[i].name, o.evaluations, o.wall_s, o.sweep_s,
             );
         }
-        if last[1].digest != plain_digest {
-            return Err(format!("{name}: the stage cache changed the search's decisions").into());
+        for (v, o) in variants.iter().zip(&last).take(3) {
+            if o.digest != plain_digest {
+                return Err(format!("{name}: `{}` changed the search's decisions", v.name).into());
+            }
         }
     }
     Ok(())

@@ -730,9 +730,17 @@ impl Grid<'_> {
     }
 }
 
-/// `id` with the accelerations hashed into its suffix.
+/// `id` with the accelerations hashed into its suffix. Raced and screened decisions
+/// depend on the order the search images are evaluated in, so that order is part of
+/// the key (`hard-first`: `wb_torch::Batches::hard_first`; exact answers do not depend
+/// on it, which is why ids without accelerations do not carry it).
 fn accel_id(id: &str, accel: &wb_core::Accel) -> String {
-    let key = serde_json::json!({"id": id, "race": accel.race, "surrogate": accel.surrogate});
+    let key = serde_json::json!({
+        "id": id,
+        "race": accel.race,
+        "surrogate": accel.surrogate,
+        "order": "hard-first",
+    });
     let hash = Sha256::digest(key.to_string().as_bytes());
     let (stem, _) = id.rsplit_once("__").unwrap_or((id, ""));
     format!("{stem}__{}", &wb_core::weights::hex(&hash)[..10])

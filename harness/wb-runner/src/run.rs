@@ -945,6 +945,12 @@ impl GroupContext {
         let original = self.model.weights().clone();
         let (baseline, baseline_classes) =
             TorchEvaluator::new(&mut self.model, &eval).predict(&original)?;
+        // Searches see the images FP32 finds hard first: exact threshold answers come
+        // sooner, and nothing else changes (see `Batches::hard_first`).
+        let search = match search {
+            Ok(s) => Ok(s.hard_first(&mut self.model, &original)?),
+            Err(e) => Err(e),
+        };
         let baseline_search = match &search {
             Ok(s) => Some(TorchEvaluator::new(&mut self.model, s).evaluate(&original)?),
             Err(_) => None,

@@ -14,6 +14,9 @@ pub struct Batches {
     labels: Vec<Tensor>,
     images: usize,
     batch: usize,
+    /// Images at the front placed there for being hard (see [`Batches::hard_first`]),
+    /// not in drawn order: racing bounds look only at the images after them.
+    ordered: usize,
 }
 
 impl std::fmt::Debug for Batches {
@@ -21,6 +24,7 @@ impl std::fmt::Debug for Batches {
         f.debug_struct("Batches")
             .field("images", &self.images)
             .field("batch", &self.batch)
+            .field("ordered", &self.ordered)
             .finish()
     }
 }
@@ -47,7 +51,66 @@ impl Batches {
             labels,
             images: images.len(),
             batch,
+            ordered: 0,
         })
+    }
+
+    /// The same images with the hard ones first, for exact threshold questions: the
+    /// images `weights` (the reference model) gets wrong or nearly wrong — lowest
+    /// margin of the label's logit over the best other logit first — fill the leading
+    /// batches, as many as twice its errors (rounded up to whole batches); the rest keep
+    /// their drawn order.
+    ///
+    /// A candidate that cannot reach a threshold near the reference's accuracy is
+    /// mostly wrong on those images, so the exact early exit of
+    /// [`Evaluator::evaluate_threshold`] fires after the first batches instead of near
+    /// the end; answers and counts are the same, since each image's logits do not
+    /// depend on its batch neighbours. Racing ([`Evaluator::evaluate_race`]) needs a
+    /// random order and bounds only the images after the hard prefix.
+    ///
+    /// # Errors
+    /// When `weights` do not fit the model or libtorch fails.
+    pub fn hard_first(self, model: &mut TorchModel, weights: &WeightSet) -> Result<Batches> {
+        if self.images == 0 {
+            return Ok(self);
+        }
+        model.install(weights)?;
+        let mut margins = Vec::with_capacity(self.images);
+        for (x, y) in self.inputs.iter().zip(&self.labels) {
+            let logits = model.forward(x)?.to_kind(Kind::Float).to_device(tch::Device::Cpu);
+            check_finite_logits(&logits)?;
+            let y = y.to_device(tch::Device::Cpu);
+            let own = logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1);
+            let others = logits.scatter_value(1, &y.unsqueeze(1), f64::NEG_INFINITY);
+            let best_other = others.amax([1i64].as_slice(), false);
+            let m = (own - best_other).contiguous();
+            margins.extend(Vec::<f32>::try_from(&m)?);
+        }
+        let order = hard_first_order(&margins, self.batch);
+        let index = Tensor::from_slice(
+            &order.perm.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+        );
+        let regroup = |parts: &[Tensor]| -> Vec<Tensor> {
+            let dev = parts[0].device();
+            Tensor::cat(parts, 0)
+                .index_select(0, &index.to_device(dev))
+                .split(self.batch as i64, 0)
+                .into_iter()
+                .map(|t| t.contiguous())
+                .collect()
+        };
+        Ok(Batches {
+            inputs: regroup(&self.inputs),
+            labels: regroup(&self.labels),
+            images: self.images,
+            batch: self.batch,
+            ordered: order.prefix,
+        })
+    }
+
+    /// Images at the front that are not in drawn order (0 unless [`Self::hard_first`]).
+    pub fn ordered(&self) -> usize {
+        self.ordered
     }
     /// Number of images.
     pub fn images(&self) -> usize {
@@ -62,9 +125,37 @@ impl Batches {
         &self.inputs
     }
     /// The labels of each batch.
-    pub(crate) fn labels(&self) -> &[Tensor] {
+    pub fn labels(&self) -> &[Tensor] {
         &self.labels
     }
+}
+
+/// A permutation of the images with the hard ones first, and how many it put there.
+#[derive(Debug, PartialEq, Eq)]
+struct HardOrder {
+    perm: Vec<usize>,
+    prefix: usize,
+}
+
+/// The order of [`Batches::hard_first`] from each image's margin (label logit minus the
+/// best other; ≤ 0: not a clear top-1): the lowest-margin images, twice as many as the
+/// wrong ones rounded up to whole batches, ascending by margin (ties by position); then
+/// the rest in their original order.
+fn hard_first_order(margins: &[f32], batch: usize) -> HardOrder {
+    let n = margins.len();
+    let wrong = margins.iter().filter(|&&m| m <= 0.0 || m.is_nan()).count();
+    let batch = batch.max(1);
+    let prefix = ((2 * wrong).div_ceil(batch) * batch).min(n);
+    let mut by_margin: Vec<usize> = (0..n).collect();
+    by_margin.sort_by(|&a, &b| margins[a].total_cmp(&margins[b]).then(a.cmp(&b)));
+    let mut taken = vec![false; n];
+    let mut perm = Vec::with_capacity(n);
+    for &i in &by_margin[..prefix] {
+        taken[i] = true;
+        perm.push(i);
+    }
+    perm.extend((0..n).filter(|&i| !taken[i]));
+    HardOrder { perm, prefix }
 }
 
 /// Counts top-1/top-5 hits of `logits` `[B, C]` against `labels` `[B]`.
@@ -239,7 +330,11 @@ impl TorchEvaluator<'_> {
         race: Option<f64>,
     ) -> Result<Raced> {
         let (mut t1, mut t5, mut seen) = (0, 0, 0);
-        let (total, looks) = (self.batches.images, self.batches.labels.len());
+        let (total, prefix) = (self.batches.images, self.batches.ordered);
+        // The racing bound holds for the drawn images after the hard prefix, whose
+        // count is then known exactly; it looks once per batch there.
+        let looks = self.batches.labels.len() - prefix.div_ceil(self.batches.batch.max(1));
+        let mut t1_prefix = 0;
         for (k, y) in self.batches.labels.iter().enumerate() {
             let logits = self.logits(start, k)?;
             let (a, b) = count_hits(&logits, y)?;
@@ -253,8 +348,14 @@ impl TorchEvaluator<'_> {
             if t1 + (total - seen) < min_top1_correct {
                 return Ok(Raced::exact(below));
             }
+            if seen <= prefix {
+                t1_prefix = t1;
+                continue;
+            }
             if let Some(conf) = race {
-                if wb_core::race::improbable(t1, seen, total, min_top1_correct, conf, looks) {
+                let need = min_top1_correct.saturating_sub(t1_prefix);
+                let rest = (t1 - t1_prefix, seen - prefix, total - prefix);
+                if wb_core::race::improbable(rest.0, rest.1, rest.2, need, conf, looks) {
                     return Ok(Raced {
                         answer: below,
                         raced: true,
@@ -308,5 +409,32 @@ impl Evaluator for TorchEvaluator<'_> {
             evaluations: self.evaluations,
             cache_hits: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_images_come_first_in_whole_batches_and_the_rest_keep_their_order() {
+        // Two wrong (≤ 0), so four hard images, rounded up to two batches of 3.
+        let margins = [2.0, -1.0, 0.5, 3.0, 0.0, 0.1, 4.0, 0.2];
+        let o = hard_first_order(&margins, 3);
+        assert_eq!(o.prefix, 6);
+        assert_eq!(o.perm, vec![1, 4, 5, 7, 2, 0, 3, 6]);
+        // A permutation of every image.
+        let mut p = o.perm.clone();
+        p.sort_unstable();
+        assert_eq!(p, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn nothing_wrong_means_no_prefix_and_the_prefix_never_exceeds_the_images() {
+        let o = hard_first_order(&[1.0, 2.0, 0.5], 2);
+        assert_eq!((o.prefix, o.perm), (0, vec![0, 1, 2]));
+        let o = hard_first_order(&[-1.0, -2.0, f32::NAN], 2);
+        assert_eq!(o.prefix, 3);
+        assert_eq!(o.perm[..2], [1, 0]);
     }
 }
