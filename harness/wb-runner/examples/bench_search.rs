@@ -171,7 +171,12 @@ fn variants(cache_bytes: u64, accel: wb_core::Accel) -> Vec<Variant> {
         v("stages+hard-first", Some(cache_bytes), true, off),
     ];
     if accel != off {
-        out.push(v("stages+hard-first+race+surrogate", Some(cache_bytes), true, accel));
+        out.push(v(
+            "stages+hard-first+race+surrogate",
+            Some(cache_bytes),
+            true,
+            accel,
+        ));
     }
     out
 }

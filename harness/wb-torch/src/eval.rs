@@ -77,7 +77,10 @@ impl Batches {
         model.install(weights)?;
         let mut margins = Vec::with_capacity(self.images);
         for (x, y) in self.inputs.iter().zip(&self.labels) {
-            let logits = model.forward(x)?.to_kind(Kind::Float).to_device(tch::Device::Cpu);
+            let logits = model
+                .forward(x)?
+                .to_kind(Kind::Float)
+                .to_device(tch::Device::Cpu);
             check_finite_logits(&logits)?;
             let y = y.to_device(tch::Device::Cpu);
             let own = logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1);
@@ -87,9 +90,7 @@ impl Batches {
             margins.extend(Vec::<f32>::try_from(&m)?);
         }
         let order = hard_first_order(&margins, self.batch);
-        let index = Tensor::from_slice(
-            &order.perm.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-        );
+        let index = Tensor::from_slice(&order.perm.iter().map(|&i| i as i64).collect::<Vec<_>>());
         let regroup = |parts: &[Tensor]| -> Vec<Tensor> {
             let dev = parts[0].device();
             Tensor::cat(parts, 0)

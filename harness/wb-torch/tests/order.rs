@@ -55,15 +55,29 @@ fn hard_first_keeps_every_prediction_and_stops_misses_sooner() {
         // The labels in hard-first order: the drawn labels, permuted.
         let mut hard_labels = Vec::new();
         for y in hard.labels() {
-            hard_labels.extend(Vec::<i64>::try_from(y).unwrap().into_iter().map(|v| v as u8));
+            hard_labels.extend(
+                Vec::<i64>::try_from(y)
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| v as u8),
+            );
         }
         let candidates = [fp32.clone(), quantized(&fp32, 64.0), quantized(&fp32, 12.0)];
-        let full = TorchEvaluator::new(&mut model, &drawn).evaluate(&fp32).unwrap();
+        let full = TorchEvaluator::new(&mut model, &drawn)
+            .evaluate(&fp32)
+            .unwrap();
         let need = full.top1_correct - 2;
         for (i, w) in candidates.iter().enumerate() {
-            let a = confusion(&mut TorchEvaluator::new(&mut model, &drawn), w, &imgs.labels);
+            let a = confusion(
+                &mut TorchEvaluator::new(&mut model, &drawn),
+                w,
+                &imgs.labels,
+            );
             let b = confusion(&mut TorchEvaluator::new(&mut model, &hard), w, &hard_labels);
-            assert_eq!(a, b, "{name} candidate {i}: predictions differ between orders");
+            assert_eq!(
+                a, b,
+                "{name} candidate {i}: predictions differ between orders"
+            );
             let x = TorchEvaluator::new(&mut model, &drawn)
                 .evaluate_threshold(w, need)
                 .unwrap();
@@ -72,9 +86,11 @@ fn hard_first_keeps_every_prediction_and_stops_misses_sooner() {
                 .unwrap();
             assert_eq!(x.reached(), y.reached(), "{name} candidate {i}");
             assert_eq!(x.accuracy(), y.accuracy(), "{name} candidate {i}");
-            if let (Threshold::Below { seen: sx, .. }, Threshold::Below { seen: sy, .. }) = (x, y)
-            {
-                assert!(sy <= sx, "{name} candidate {i}: hard-first saw {sy}, drawn {sx}");
+            if let (Threshold::Below { seen: sx, .. }, Threshold::Below { seen: sy, .. }) = (x, y) {
+                assert!(
+                    sy <= sx,
+                    "{name} candidate {i}: hard-first saw {sy}, drawn {sx}"
+                );
             }
         }
         // The coarse quantizer misses FP32's accuracy, and hard-first stops it within
