@@ -8,8 +8,8 @@
 //! **The bound.** The search images are a seeded random draw, evaluated in a fixed
 //! order, so the first `n` of `N` images are a sample without replacement. (An
 //! evaluator that puts a non-random prefix first, such as the runner's hard images,
-//! counts that prefix exactly and applies the bound to the drawn images after it.) Serfling's
-//! inequality bounds the fraction `μ` correct over all `N` from the fraction `p̂` over
+//! counts that prefix exactly and applies the bound to the drawn images after it.)
+//! Serfling's inequality bounds the fraction `μ` correct over all `N` from the fraction `p̂` over
 //! the first `n`: `P(μ ≥ p̂ + ε) ≤ δ` with
 //! `ε = sqrt((1 − (n − 1)/N) · ln(1/δ) / (2n))`. A raced evaluation that looks after
 //! several batches splits `δ = 1 − confidence` evenly over its looks (Bonferroni), so

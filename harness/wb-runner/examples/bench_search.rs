@@ -15,9 +15,10 @@
 //! runner's order of the search images (those FP32 finds hard first,
 //! `Batches::hard_first`), so exact threshold answers stop sooner; both must decide
 //! exactly as the plain run (the bench fails otherwise). With `--race CONFIDENCE`
-//! and/or `--surrogate`, a third run adds racing and the surrogate screen on top of the
-//! stage cache (`[search] race`, `[search] surrogate`); it may decide differently, so
-//! its chosen point (search count and CR) is printed beside the plain one's. (Across cells the runner also
+//! and/or `--surrogate`, a fourth run adds racing and the surrogate screen on top of
+//! both (`[search] race`, `[search] surrogate`); it may decide differently, so its
+//! chosen point (search count and CR) is printed beside the plain one's. (Across cells
+//! the runner also
 //! reuses every accuracy already known for the same weights and images; a single
 //! search gains nothing from that, so it is not measured here.)
 //!
