@@ -18,9 +18,8 @@
 //! and/or `--surrogate`, a fourth run adds racing and the surrogate screen on top of
 //! both (`[search] race`, `[search] surrogate`); it may decide differently, so its
 //! chosen point (search count and CR) is printed beside the plain one's. (Across cells
-//! the runner also
-//! reuses every accuracy already known for the same weights and images; a single
-//! search gains nothing from that, so it is not measured here.)
+//! the runner also reuses every accuracy already known for the same weights and
+//! images; a single search gains nothing from that, so it is not measured here.)
 //!
 //! By hand: `cargo run --release -p wb-runner --example bench_search -- [--models
 //! resnet20,resnet56] [--images 2000] [--generations 3] [--rounds 1] [--threads N]
