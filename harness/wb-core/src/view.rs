@@ -126,14 +126,65 @@ pub enum Block {
 /// only when the experiment has rows of the method.
 pub type ViewFn = fn(&[ViewRow]) -> Vec<Block>;
 
-/// The (model, dataset) pairs of `method`'s rows, in first-seen order.
-pub fn model_dataset_pairs(rows: &[ViewRow], method: &str) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.method == method) {
-        let p = (r.model.clone(), r.dataset.clone());
-        if !v.contains(&p) {
-            v.push(p);
+/// One run of a method on one model and dataset: the rows of one seed, which a
+/// paper-style section summarises together (FP32 and the baselines of the same seed saw
+/// the same images; other seeds held out other images).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Model name.
+    pub model: String,
+    /// Dataset id.
+    pub dataset: String,
+    /// Seed of the cells.
+    pub seed: i64,
+    /// Whether the method has rows of other seeds on this model and dataset too.
+    pub several_seeds: bool,
+}
+
+impl Group {
+    /// Whether `r` (of any method) ran on this group's model, dataset and seed.
+    pub fn holds(&self, r: &ViewRow) -> bool {
+        r.model == self.model && r.dataset == self.dataset && r.seed == self.seed
+    }
+
+    /// `, seed N` after a heading when the model has several seeds, else nothing (so a
+    /// one-seed experiment reads as before).
+    pub fn seed_suffix(&self) -> String {
+        if self.several_seeds {
+            format!(", seed {}", self.seed)
+        } else {
+            String::new()
         }
+    }
+
+    /// `_sN` for a figure's file stem when the model has several seeds.
+    pub fn stem_suffix(&self) -> String {
+        if self.several_seeds {
+            format!("_s{}", self.seed)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// The (model, dataset, seed) groups of `method`'s rows, in first-seen order.
+pub fn groups(rows: &[ViewRow], method: &str) -> Vec<Group> {
+    let mut v: Vec<Group> = Vec::new();
+    for r in rows.iter().filter(|r| r.method == method) {
+        if !v.iter().any(|g| g.holds(r)) {
+            v.push(Group {
+                model: r.model.clone(),
+                dataset: r.dataset.clone(),
+                seed: r.seed,
+                several_seeds: false,
+            });
+        }
+    }
+    let seen = v.clone();
+    for g in &mut v {
+        g.several_seeds = seen
+            .iter()
+            .any(|o| o.model == g.model && o.dataset == g.dataset && o.seed != g.seed);
     }
     v
 }
@@ -213,10 +264,11 @@ pub fn energy_note(rows: &[&ViewRow]) -> Option<String> {
     (!why.is_empty()).then(|| format!("Energy NULL: {}.", why.join("; ")))
 }
 
-/// The FP32 top-1 of `model` on `dataset`, from any row of that pair.
-pub fn baseline_top1(rows: &[ViewRow], model: &str, dataset: &str) -> Option<f64> {
+/// The FP32 top-1 of `model` on `dataset` for the cells of `seed` (the images that
+/// seed reports on), from any row of theirs.
+pub fn baseline_top1(rows: &[ViewRow], model: &str, dataset: &str, seed: i64) -> Option<f64> {
     rows.iter()
-        .filter(|r| r.model == model && r.dataset == dataset)
+        .filter(|r| r.model == model && r.dataset == dataset && r.seed == seed)
         .find_map(|r| r.top1_baseline)
 }
 
@@ -229,8 +281,8 @@ pub fn series(label: impl Into<String>, points: Vec<(f64, f64)>, joined: bool) -
     }
 }
 
-/// One configuration of a method on one model and dataset: the rows a paper-style
-/// table or figure summarises together.
+/// One configuration of a method on one model, dataset and seed: the rows a
+/// paper-style table or figure summarises together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Variant {
     /// Model name.
@@ -239,40 +291,58 @@ pub struct Variant {
     pub dataset: String,
     /// The parameters set in the experiment file ([`ViewRow::params_label`]).
     pub params_label: String,
+    /// Seed of the cells.
+    pub seed: i64,
     /// Whether the model and dataset have other configurations of the method too.
     pub several: bool,
+    /// Whether the configuration has rows of other seeds too.
+    pub several_seeds: bool,
 }
 
 impl Variant {
     /// Whether `r` belongs to this variant of `method`.
     pub fn holds(&self, r: &ViewRow, method: &str) -> bool {
-        r.method == method
-            && r.model == self.model
-            && r.dataset == self.dataset
-            && r.params_label == self.params_label
+        r.method == method && self.same_run(r) && r.params_label == self.params_label
     }
 
-    /// ` (params)` after a heading or label when the pair has several variants, else
-    /// nothing (so a single configuration reads as before).
+    /// Whether `r` (of any method, e.g. a baseline) ran on this variant's model, dataset
+    /// and seed, so on the same images.
+    pub fn same_run(&self, r: &ViewRow) -> bool {
+        r.model == self.model && r.dataset == self.dataset && r.seed == self.seed
+    }
+
+    /// ` (params, seed N)` after a heading or label: the parameters when the pair has
+    /// several variants, the seed when it has several seeds, else nothing (so a single
+    /// configuration of one seed reads as before).
     pub fn label_suffix(&self) -> String {
+        let mut parts = Vec::new();
         if self.several {
-            format!(" ({})", self.params_label)
-        } else {
+            parts.push(self.params_label.clone());
+        }
+        if self.several_seeds {
+            parts.push(format!("seed {}", self.seed));
+        }
+        if parts.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", parts.join(", "))
         }
     }
 
-    /// `_params` for a figure's file stem when the pair has several variants.
+    /// `_params`, `_sN` for a figure's file stem, as [`Variant::label_suffix`].
     pub fn stem_suffix(&self) -> String {
+        let mut s = String::new();
         if self.several {
-            format!("_{}", self.params_label)
-        } else {
-            String::new()
+            s += &format!("_{}", self.params_label);
         }
+        if self.several_seeds {
+            s += &format!("_s{}", self.seed);
+        }
+        s
     }
 }
 
-/// The configurations of `method` per (model, dataset), in first-seen order.
+/// The configurations of `method` per (model, dataset, seed), in first-seen order.
 pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
     let mut v: Vec<Variant> = Vec::new();
     for r in rows.iter().filter(|r| r.method == method) {
@@ -281,20 +351,96 @@ pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
                 model: r.model.clone(),
                 dataset: r.dataset.clone(),
                 params_label: r.params_label.clone(),
+                seed: r.seed,
                 several: false,
+                several_seeds: false,
             });
         }
     }
-    let pairs: Vec<(String, String)> = v
-        .iter()
-        .map(|x| (x.model.clone(), x.dataset.clone()))
-        .collect();
+    let seen = v.clone();
     for x in &mut v {
-        x.several = pairs
+        let pair = |o: &&Variant| o.model == x.model && o.dataset == x.dataset;
+        x.several = seen
             .iter()
-            .filter(|p| p.0 == x.model && p.1 == x.dataset)
-            .count()
-            > 1;
+            .filter(pair)
+            .any(|o| o.params_label != x.params_label);
+        x.several_seeds = seen
+            .iter()
+            .filter(pair)
+            .any(|o| o.params_label == x.params_label && o.seed != x.seed);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, params: &str, seed: i64, fp32: f64) -> ViewRow {
+        ViewRow {
+            model: "resnet20".into(),
+            dataset: "cifar10-jpeg75".into(),
+            method: method.into(),
+            params_label: params.into(),
+            seed,
+            top1_baseline: Some(fp32),
+            ..ViewRow::default()
+        }
+    }
+
+    #[test]
+    fn one_seed_reads_as_before() {
+        let rows = [
+            row("ws-dse", "k_points=10", 0, 81.0),
+            row("fp32", "-", 0, 81.0),
+        ];
+        let v = variants(&rows, "ws-dse");
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].label_suffix(), v[0].stem_suffix()),
+            (String::new(), String::new())
+        );
+        let g = groups(&rows, "ws-dse");
+        assert_eq!(
+            (g[0].seed_suffix(), g[0].stem_suffix()),
+            (String::new(), String::new())
+        );
+    }
+
+    #[test]
+    fn seeds_are_separate_runs() {
+        // Each seed holds out other images: its FP32 top-1 and baselines are its own.
+        let rows = [
+            row("ws-dse", "k_points=10", 0, 81.01),
+            row("ws-dse", "k_points=10", 1, 80.59),
+            row("ws-dse", "k_points=4", 1, 80.59),
+            row("kmeans-uniform", "k=32", 1, 80.59),
+        ];
+        let v = variants(&rows, "ws-dse");
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].label_suffix(), " (k_points=10, seed 0)");
+        assert_eq!(v[1].stem_suffix(), "_k_points=10_s1");
+        // k_points=4 has one seed only.
+        assert_eq!(v[2].label_suffix(), " (k_points=4)");
+        assert!(v[1].same_run(&rows[3]) && !v[0].same_run(&rows[3]));
+        assert!(v[1].holds(&rows[1], "ws-dse") && !v[1].holds(&rows[0], "ws-dse"));
+
+        let g = groups(&rows, "ws-dse");
+        assert_eq!(g.len(), 2);
+        assert_eq!(
+            (g[1].seed_suffix(), g[1].stem_suffix()),
+            (", seed 1".into(), "_s1".into())
+        );
+        assert!(g[1].holds(&rows[3]) && !g[0].holds(&rows[3]));
+
+        assert_eq!(
+            baseline_top1(&rows, "resnet20", "cifar10-jpeg75", 1),
+            Some(80.59)
+        );
+        assert_eq!(
+            baseline_top1(&rows, "resnet20", "cifar10-jpeg75", 0),
+            Some(81.01)
+        );
+        assert_eq!(baseline_top1(&rows, "resnet20", "cifar10-jpeg75", 2), None);
+    }
 }

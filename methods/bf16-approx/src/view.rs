@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 use wb_core::view::{
-    baseline_top1, energy_cell, energy_note, fmt_opt, fmt_signed, latency_cell,
-    model_dataset_pairs, series, timing_note, Block, Figure, ViewRow,
+    baseline_top1, energy_cell, energy_note, fmt_opt, fmt_signed, groups, latency_cell, series,
+    timing_note, Block, Figure, ViewRow,
 };
 
 use crate::{Diagnostics, ID};
@@ -55,22 +55,19 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
          projection, best epoch chosen on held-out training images. Paper: ≥ 20 % saving \
          with very minor loss without retraining, ≥ 30 % (up to 43 %) with retraining.\n",
     );
-    for (model, dataset) in model_dataset_pairs(rows, ID) {
-        let fp32 = baseline_top1(rows, &model, &dataset);
+    for g in groups(rows, ID) {
+        let (model, dataset, seed) = (g.model.as_str(), g.dataset.as_str(), g.seed_suffix());
+        let fp32 = baseline_top1(rows, model, dataset, g.seed);
         let _ = writeln!(
             md,
-            "\n## {model} on {dataset}\n\nFP32 top-1 {} %\n\n\
+            "\n## {model} on {dataset}{seed}\n\nFP32 top-1 {} %\n\n\
              | variant | retrained | top-1 % | Δ pp vs FP32 | Δ pp vs retrained control | saving vs BF16 % | bits/weight | CR vs FP32 | latency b1 ms | throughput img/s | threads | energy J/img |\n\
              |---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
             fmt_opt(fp32, 2)
         );
         let mine: Vec<&ViewRow> = rows
             .iter()
-            .filter(|r| {
-                r.model == model
-                    && r.dataset == dataset
-                    && matches!(r.method.as_str(), ID | "bf16-cast" | "fp32")
-            })
+            .filter(|r| g.holds(r) && matches!(r.method.as_str(), ID | "bf16-cast" | "fp32"))
             .collect();
         let is_retrained = |r: &ViewRow| {
             r.method == ID
@@ -173,8 +170,8 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
         }
         blocks.push(Block::Markdown(std::mem::take(&mut md)));
         blocks.push(Block::Figure(Figure {
-            stem: format!("tecs_{model}_{dataset}"),
-            title: format!("bf16-approx: {model} on {dataset}"),
+            stem: format!("tecs_{model}_{dataset}{}", g.stem_suffix()),
+            title: format!("bf16-approx: {model} on {dataset}{seed}"),
             alt: "saving vs accuracy".into(),
             x_desc: "Memory saving vs BF16 (%)".into(),
             y_desc: "Top-1 change vs FP32 (pp)".into(),

@@ -2,7 +2,7 @@
 //! best uniform k-means point within the same tolerance, the bins, and a figure of
 //! each layer's sensitivity coloured by bin.
 
-use wb_core::view::{fmt_opt, fmt_signed, model_dataset_pairs, series};
+use wb_core::view::{fmt_opt, fmt_signed, groups, series, Group};
 use wb_core::{Block, Figure, ViewRow};
 
 use crate::{Diagnostics, ID};
@@ -21,30 +21,23 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
          not run here.\n"
             .into(),
     )];
-    for (model, dataset) in model_dataset_pairs(rows, ID) {
-        let here: Vec<&ViewRow> = rows
-            .iter()
-            .filter(|r| r.model == model && r.dataset == dataset)
-            .collect();
+    for g in groups(rows, ID) {
+        // The run's own baselines: other seeds held out other images.
+        let here: Vec<&ViewRow> = rows.iter().filter(|r| g.holds(r)).collect();
         for r in here.iter().filter(|r| r.method == ID) {
             let Some(d) = r.extra_as::<Diagnostics>() else {
                 continue;
             };
-            out.push(Block::Markdown(point_table(&model, &dataset, r, &d, &here)));
+            out.push(Block::Markdown(point_table(&g, r, &d, &here)));
             out.push(Block::Markdown(bin_table(&d)));
-            out.push(Block::Figure(sensitivity_figure(&model, &dataset, r, &d)));
+            out.push(Block::Figure(sensitivity_figure(&g, r, &d)));
         }
     }
     out
 }
 
-fn point_table(
-    model: &str,
-    dataset: &str,
-    r: &ViewRow,
-    d: &Diagnostics,
-    here: &[&ViewRow],
-) -> String {
+fn point_table(g: &Group, r: &ViewRow, d: &Diagnostics, here: &[&ViewRow]) -> String {
+    let (model, dataset, seed) = (&g.model, &g.dataset, g.seed_suffix());
     let tol = d.tolerance_pp;
     let best_km = here
         .iter()
@@ -56,7 +49,7 @@ fn point_table(
                 .total_cmp(&b.compression_ratio.unwrap_or(0.0))
         });
     let mut s = format!(
-        "\n### {model} on {dataset}, {}\n\n| point | top-1 % | Δ pp vs FP32 | compression ratio | \
+        "\n### {model} on {dataset}{seed}, {}\n\n| point | top-1 % | Δ pp vs FP32 | compression ratio | \
          bytes | search top-1 % (FP32) | evaluations | compress s |\n|---|--:|--:|--:|--:|--:|--:|--:|\n",
         setting(r)
     );
@@ -168,7 +161,8 @@ fn bin_table(d: &Diagnostics) -> String {
     s
 }
 
-fn sensitivity_figure(model: &str, dataset: &str, r: &ViewRow, d: &Diagnostics) -> Figure {
+fn sensitivity_figure(g: &Group, r: &ViewRow, d: &Diagnostics) -> Figure {
+    let (model, dataset, seed) = (&g.model, &g.dataset, g.seed_suffix());
     // Perturbation drops are plotted in pp; gradient scores (tiny, unit-free) relative to
     // the most sensitive layer.
     let perturbation = d.sensitivity == "perturbation";
@@ -199,10 +193,11 @@ fn sensitivity_figure(model: &str, dataset: &str, r: &ViewRow, d: &Diagnostics) 
         .collect();
     Figure {
         stem: format!(
-            "binquant_sens_{model}_{dataset}_{}",
-            setting(r).replace([' ', '='], "")
+            "binquant_sens_{model}_{dataset}_{}{}",
+            setting(r).replace([' ', '='], ""),
+            g.stem_suffix()
         ),
-        title: format!("{model} / {dataset}: layer sensitivity and bins"),
+        title: format!("{model} / {dataset}{seed}: layer sensitivity and bins"),
         alt: format!("Bin & Quant layer sensitivity, {model} {dataset}"),
         x_desc: "compressible layer (model order)".into(),
         y_desc: if perturbation {

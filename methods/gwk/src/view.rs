@@ -3,7 +3,7 @@
 //! ratio, best epoch, training time), the paper's claim beside it, and a figure of top-1
 //! against compression ratio with the control and FP32 as references.
 
-use wb_core::view::{fmt_opt, fmt_signed, model_dataset_pairs, series};
+use wb_core::view::{baseline_top1, fmt_opt, fmt_signed, groups, series, Group};
 use wb_core::{Block, Figure, ViewRow};
 
 use crate::ID;
@@ -26,17 +26,14 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
          MobileNetV2 (not in the zoo). A margin is a single seed's: top-1 on 8,000 images has a \
          standard error near 0.45 pp.\n"
     ))];
-    for (model, dataset) in model_dataset_pairs(rows, ID) {
+    for g in groups(rows, ID) {
         let here: Vec<&ViewRow> = rows
             .iter()
-            .filter(|r| r.model == model && r.dataset == dataset && r.method == ID)
+            .filter(|r| g.holds(r) && r.method == ID)
             .collect();
-        let fp32 = rows
-            .iter()
-            .find(|r| r.model == model && r.dataset == dataset)
-            .and_then(|r| r.top1_baseline);
-        out.push(Block::Markdown(table(&model, &dataset, &here, rows)));
-        out.push(Block::Figure(figure(&model, &dataset, &here, fp32)));
+        let fp32 = baseline_top1(rows, &g.model, &g.dataset, g.seed);
+        out.push(Block::Markdown(table(&g, &here, rows)));
+        out.push(Block::Figure(figure(&g, &here, fp32)));
     }
     out
 }
@@ -86,9 +83,10 @@ fn setting(r: &ViewRow) -> String {
     )
 }
 
-fn table(model: &str, dataset: &str, here: &[&ViewRow], rows: &[ViewRow]) -> String {
+fn table(g: &Group, here: &[&ViewRow], rows: &[ViewRow]) -> String {
+    let (model, dataset, seed) = (&g.model, &g.dataset, g.seed_suffix());
     let mut s = format!(
-        "\n### {model} on {dataset}\n\n| point | top-1 % | Δ pp vs FP32 | Δ pp vs control | \
+        "\n### {model} on {dataset}{seed}\n\n| point | top-1 % | Δ pp vs FP32 | Δ pp vs control | \
          counted CR | bytes | best epoch | compress s | within {MARGIN_PP} pp of control |\n\
          |---|--:|--:|--:|--:|--:|--:|--:|---|\n"
     );
@@ -136,7 +134,8 @@ fn table(model: &str, dataset: &str, here: &[&ViewRow], rows: &[ViewRow]) -> Str
     s
 }
 
-fn figure(model: &str, dataset: &str, here: &[&ViewRow], fp32: Option<f64>) -> Figure {
+fn figure(g: &Group, here: &[&ViewRow], fp32: Option<f64>) -> Figure {
+    let (model, dataset, seed) = (&g.model, &g.dataset, g.seed_suffix());
     let pts = |f: &dyn Fn(&ViewRow) -> bool| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = here
             .iter()
@@ -166,8 +165,8 @@ fn figure(model: &str, dataset: &str, here: &[&ViewRow], fp32: Option<f64>) -> F
         s.push(series("fine-tuned control", vec![(1.0, c)], false));
     }
     Figure {
-        stem: format!("gwk_curve_{model}_{dataset}"),
-        title: format!("{model} / {dataset}: GWK top-1 vs counted compression"),
+        stem: format!("gwk_curve_{model}_{dataset}{}", g.stem_suffix()),
+        title: format!("{model} / {dataset}{seed}: GWK top-1 vs counted compression"),
         alt: format!("GWK top-1 against compression ratio, {model} {dataset}"),
         x_desc: "counted compression ratio vs FP32, ×".into(),
         y_desc: "top-1 on the reported images, %".into(),

@@ -61,7 +61,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
     for v in variants(rows, ID) {
         let (model, dataset) = (v.model.clone(), v.dataset.clone());
         let label = v.label_suffix();
-        let fp32 = baseline_top1(rows, &model, &dataset);
+        let fp32 = baseline_top1(rows, &model, &dataset, v.seed);
         // Each row with its diagnostics, parsed once.
         let mine: Vec<Typed<'_>> = rows
             .iter()

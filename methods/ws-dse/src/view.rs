@@ -32,7 +32,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
     for v in variants(rows, ID) {
         let (model, dataset) = (v.model.clone(), v.dataset.clone());
         let (label, stem) = (v.label_suffix(), v.stem_suffix());
-        let fp32 = baseline_top1(rows, &model, &dataset);
+        let fp32 = baseline_top1(rows, &model, &dataset, v.seed);
         let dse: Vec<&ViewRow> = rows.iter().filter(|r| v.holds(r, ID)).collect();
         let diag = |r: &ViewRow| r.extra_as::<Diagnostics>();
         let quality = dse
@@ -61,9 +61,7 @@ pub fn view(rows: &[ViewRow]) -> Vec<Block> {
             .find(|r| diag(r).is_some_and(|d| d.chosen_on_search));
         let uniform = best_of(
             rows.iter()
-                .filter(|r| {
-                    r.model == model && r.dataset == dataset && r.method == "kmeans-uniform"
-                })
+                .filter(|r| v.same_run(r) && r.method == "kmeans-uniform")
                 .collect(),
             meets,
         );
