@@ -167,7 +167,9 @@ impl Group {
     }
 }
 
-/// The (model, dataset, seed) groups of `method`'s rows, in first-seen order.
+/// The (model, dataset, seed) groups of `method`'s rows: models and datasets in
+/// first-seen order, seeds ascending within each (row order follows the cell files,
+/// which would otherwise put seed 1 before seed 0).
 pub fn groups(rows: &[ViewRow], method: &str) -> Vec<Group> {
     let mut v: Vec<Group> = Vec::new();
     for r in rows.iter().filter(|r| r.method == method) {
@@ -180,6 +182,7 @@ pub fn groups(rows: &[ViewRow], method: &str) -> Vec<Group> {
             });
         }
     }
+    sort_seeds_within(&mut v, |g| (g.model.clone(), g.dataset.clone()), |g| g.seed);
     let seen = v.clone();
     for g in &mut v {
         g.several_seeds = seen
@@ -342,7 +345,8 @@ impl Variant {
     }
 }
 
-/// The configurations of `method` per (model, dataset, seed), in first-seen order.
+/// The configurations of `method` per (model, dataset, seed): in first-seen order, seeds
+/// ascending within each (model, dataset, parameters).
 pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
     let mut v: Vec<Variant> = Vec::new();
     for r in rows.iter().filter(|r| r.method == method) {
@@ -357,6 +361,11 @@ pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
             });
         }
     }
+    sort_seeds_within(
+        &mut v,
+        |x| (x.model.clone(), x.dataset.clone(), x.params_label.clone()),
+        |x| x.seed,
+    );
     let seen = v.clone();
     for x in &mut v {
         let pair = |o: &&Variant| o.model == x.model && o.dataset == x.dataset;
@@ -370,6 +379,31 @@ pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
             .any(|o| o.params_label == x.params_label && o.seed != x.seed);
     }
     v
+}
+
+/// Stable-sorts `v` so that items sharing `key` keep the first-seen order of their key
+/// and come in ascending `seed` within it.
+fn sort_seeds_within<T: Clone, K: PartialEq>(
+    v: &mut Vec<T>,
+    key: impl Fn(&T) -> K,
+    seed: impl Fn(&T) -> i64,
+) {
+    let mut firsts: Vec<K> = Vec::new();
+    let mut rank = Vec::with_capacity(v.len());
+    for x in v.iter() {
+        let k = key(x);
+        let pos = match firsts.iter().position(|f| *f == k) {
+            Some(p) => p,
+            None => {
+                firsts.push(k);
+                firsts.len() - 1
+            }
+        };
+        rank.push((pos, seed(x)));
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by_key(|&i| rank[i]);
+    *v = order.iter().map(|&i| v[i].clone()).collect();
 }
 
 #[cfg(test)]
@@ -405,6 +439,30 @@ mod tests {
             (g[0].seed_suffix(), g[0].stem_suffix()),
             (String::new(), String::new())
         );
+    }
+
+    #[test]
+    fn seeds_come_in_ascending_order_whatever_the_row_order() {
+        // Rows arrive in cell-file order, which may put seed 1 first.
+        let rows = [
+            row("ws-dse", "k_points=10", 1, 80.59),
+            row("ws-dse", "k_points=4", 2, 80.90),
+            row("ws-dse", "k_points=10", 0, 81.01),
+            row("ws-dse", "k_points=4", 0, 81.01),
+        ];
+        let seeds: Vec<i64> = groups(&rows, "ws-dse").iter().map(|g| g.seed).collect();
+        assert_eq!(seeds, [0, 1, 2]);
+        let v: Vec<(String, i64)> = variants(&rows, "ws-dse")
+            .into_iter()
+            .map(|x| (x.params_label, x.seed))
+            .collect();
+        let want = [
+            ("k_points=10", 0),
+            ("k_points=10", 1),
+            ("k_points=4", 0),
+            ("k_points=4", 2),
+        ];
+        assert_eq!(v, want.map(|(p, s)| (p.to_string(), s)));
     }
 
     #[test]

@@ -368,6 +368,27 @@ mod tests {
         assert!(out.problems[0].ends_with("seed 3 default: no current result"));
     }
 
+    /// The must-show on the shipped files: the committed `compare-all` golden table
+    /// matches the committed report CSV (what a fresh clone checks), and editing one
+    /// golden value makes the check fail on that result alone.
+    #[test]
+    fn the_committed_compare_all_golden_table_matches_the_committed_report() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let golden = read_golden(&root.join("experiments/golden/compare-all.toml")).unwrap();
+        let csv = root.join("reports/compare-all/compare-all.csv");
+        let (current, src) = current_results(&root.join("no-such-results-dir"), &csv).unwrap();
+        let out = check(&golden, &current, &src).unwrap();
+        assert!(out.passed(), "{:?}", out.problems);
+        assert!(out.checked > 200, "only {} golden results", out.checked);
+
+        let mut edited = golden.clone();
+        let last = edited.results.len() - 1;
+        edited.results[last].top1 += 0.1;
+        let out = check(&edited, &current, &src).unwrap();
+        assert_eq!(out.problems.len(), 1, "{:?}", out.problems);
+        assert!(out.problems[0].starts_with(&edited.results[last].name()));
+    }
+
     #[test]
     fn a_malformed_golden_file_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
