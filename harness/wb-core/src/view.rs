@@ -383,27 +383,21 @@ pub fn variants(rows: &[ViewRow], method: &str) -> Vec<Variant> {
 
 /// Stable-sorts `v` so that items sharing `key` keep the first-seen order of their key
 /// and come in ascending `seed` within it.
-fn sort_seeds_within<T: Clone, K: PartialEq>(
-    v: &mut Vec<T>,
+fn sort_seeds_within<T, K: PartialEq>(
+    v: &mut [T],
     key: impl Fn(&T) -> K,
     seed: impl Fn(&T) -> i64,
 ) {
     let mut firsts: Vec<K> = Vec::new();
-    let mut rank = Vec::with_capacity(v.len());
     for x in v.iter() {
         let k = key(x);
-        let pos = match firsts.iter().position(|f| *f == k) {
-            Some(p) => p,
-            None => {
-                firsts.push(k);
-                firsts.len() - 1
-            }
-        };
-        rank.push((pos, seed(x)));
+        if !firsts.contains(&k) {
+            firsts.push(k);
+        }
     }
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by_key(|&i| rank[i]);
-    *v = order.iter().map(|&i| v[i].clone()).collect();
+    // Every key is in `firsts`, so the position is always found.
+    let first_seen = |x: &T| firsts.iter().position(|f| *f == key(x)).unwrap_or(0);
+    v.sort_by_key(|x| (first_seen(x), seed(x)));
 }
 
 #[cfg(test)]
